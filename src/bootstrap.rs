@@ -1,0 +1,177 @@
+//! The Envoy bootstrap for one proxy: its node identity, ADS to devbridge,
+//! admin on loopback, and a short reconnect backoff so a restarted devbridge
+//! is picked up within about a second.
+
+use std::net::IpAddr;
+
+use serde_json::{Value, json};
+
+use crate::profile::{Profile, Proxy};
+
+/// Name of the static cluster through which Envoy reaches devbridge.
+pub const XDS_CLUSTER: &str = "devbridge_xds";
+/// First and longest wait between ADS reconnect attempts.
+pub const DEFAULT_RECONNECT_BASE: &str = "0.1s";
+pub const DEFAULT_RECONNECT_MAX: &str = "1s";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("profile {profile:?} has no proxy {name:?}; its proxies: {known}")]
+    UnknownProxy { profile: String, name: String, known: String },
+    #[error("profile {profile:?} has {count} proxies ({known}); name one with --proxy")]
+    Ambiguous { profile: String, count: usize, known: String },
+    #[error("profile {profile:?} has no proxies; add a [proxies.NAME] table")]
+    NoProxies { profile: String },
+}
+
+/// Picks the proxy named, or the only one.
+pub fn select_proxy<'a>(profile: &'a Profile, name: Option<&str>) -> Result<&'a Proxy, BootstrapError> {
+    let known = profile.proxies.keys().cloned().collect::<Vec<_>>().join(", ");
+    match name {
+        Some(n) => profile.proxies.get(n).ok_or_else(|| BootstrapError::UnknownProxy {
+            profile: profile.name.clone(),
+            name: n.to_string(),
+            known,
+        }),
+        None => match profile.proxies.len() {
+            1 => Ok(profile.proxies.values().next().expect("one proxy")),
+            0 => Err(BootstrapError::NoProxies { profile: profile.name.clone() }),
+            count => Err(BootstrapError::Ambiguous { profile: profile.name.clone(), count, known }),
+        },
+    }
+}
+
+/// The bootstrap as a JSON value (Envoy reads it as YAML or JSON).
+pub fn bootstrap(proxy: &Proxy, xds_host: &str, xds_port: u16) -> Value {
+    let is_ip = xds_host.parse::<IpAddr>().is_ok();
+    let mut xds_cluster = json!({
+        "name": XDS_CLUSTER,
+        "type": if is_ip { "STATIC" } else { "STRICT_DNS" },
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {
+                    "http2_protocol_options": {
+                        "connection_keepalive": { "interval": "20s", "timeout": "10s" }
+                    }
+                }
+            }
+        },
+        "load_assignment": {
+            "cluster_name": XDS_CLUSTER,
+            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": { "socket_address": {
+                "address": xds_host, "port_value": xds_port
+            }}}}]}]
+        }
+    });
+    if !is_ip {
+        xds_cluster["dns_lookup_family"] = json!("V4_PREFERRED");
+    }
+    let ads = json!({ "ads": {}, "resource_api_version": "V3" });
+    json!({
+        "node": {
+            "id": proxy.node_id.clone().unwrap_or_else(|| proxy.name.clone()),
+            "cluster": proxy.node_cluster,
+            "locality": { "zone": proxy.zone }
+        },
+        "admin": {
+            "address": { "socket_address": {
+                "address": proxy.admin.ip().to_string(),
+                "port_value": proxy.admin.port()
+            }}
+        },
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "GRPC",
+                "transport_api_version": "V3",
+                "set_node_on_first_message_only": true,
+                "grpc_services": [{
+                    "envoy_grpc": {
+                        "cluster_name": XDS_CLUSTER,
+                        "retry_policy": {
+                            "retry_back_off": {
+                                "base_interval": DEFAULT_RECONNECT_BASE,
+                                "max_interval": DEFAULT_RECONNECT_MAX
+                            }
+                        }
+                    }
+                }]
+            },
+            "cds_config": ads,
+            "lds_config": ads
+        },
+        "static_resources": { "clusters": [xds_cluster] }
+    })
+}
+
+/// Renders a JSON value as block-style YAML. Strings are written as JSON
+/// strings, which YAML reads as double-quoted scalars, so nothing needs
+/// YAML-specific escaping.
+pub fn to_yaml(v: &Value) -> String {
+    let mut out = String::new();
+    emit(v, 0, &mut out);
+    out
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::Object(m) if m.is_empty() => Some("{}".into()),
+        Value::Array(a) if a.is_empty() => Some("[]".into()),
+        Value::Object(_) | Value::Array(_) => None,
+        other => Some(other.to_string()),
+    }
+}
+
+fn key(k: &str) -> String {
+    if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+        k.to_string()
+    } else {
+        Value::String(k.to_string()).to_string()
+    }
+}
+
+fn emit(v: &Value, indent: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    match v {
+        Value::Object(m) => {
+            for (k, val) in m {
+                match scalar(val) {
+                    Some(s) => out.push_str(&format!("{pad}{}: {s}\n", key(k))),
+                    None => {
+                        out.push_str(&format!("{pad}{}:\n", key(k)));
+                        emit(val, indent + 2, out);
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                match scalar(item) {
+                    Some(s) => out.push_str(&format!("{pad}- {s}\n")),
+                    None => {
+                        // Render the item two deeper, then hang its first line on the dash.
+                        let mut inner = String::new();
+                        emit(item, indent + 2, &mut inner);
+                        out.push_str(&format!("{pad}- {}", &inner[indent + 2..]));
+                    }
+                }
+            }
+        }
+        other => out.push_str(&format!("{pad}{}\n", scalar(other).unwrap_or_default())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_nests_maps_and_hangs_list_items_on_dashes() {
+        let v = json!({"a": {"b": 1, "@type": "x"}, "l": [{"k": "v", "m": [1, 2]}, "s"], "e": {}});
+        assert_eq!(
+            to_yaml(&v),
+            "a:\n  b: 1\n  \"@type\": \"x\"\nl:\n  - k: \"v\"\n    m:\n      - 1\n      - 2\n  - \"s\"\ne: {}\n"
+        );
+    }
+}

@@ -1,0 +1,28 @@
+//! devbridge: the control plane of a local Envoy sidecar that sends a
+//! laptop service's calls to a remote staging cluster.
+//!
+//! ```text
+//!  profiles/*.toml ──parse+validate──▶ Profile ─┐
+//!                                               ├─ translate() ─▶ Snapshot per proxy
+//!  discovered endpoints (per cluster) ──────────┘                     │ watch
+//!                                                                     ▼
+//!                                  ADS stream tasks (StreamState) ──gRPC──▶ Envoy
+//! ```
+//!
+//! # Layout
+//! - [`profile`]: the model, its TOML form, validation with located errors, lookup on disk.
+//! - [`discovery`]: endpoints found at run time, per cluster.
+//! - [`xds`]: translation, snapshots, per-stream protocol state (pure) and the tonic server.
+//! - [`bootstrap`]: the Envoy bootstrap for a proxy.
+//! - [`settings`]: daemon-wide settings (listen addresses, logging), layered.
+//! - [`admin`]: health and readiness over HTTP.
+//! - [`app`]: wires the tasks and channels; [`metrics`]: shared counters.
+
+pub mod admin;
+pub mod app;
+pub mod bootstrap;
+pub mod discovery;
+pub mod metrics;
+pub mod profile;
+pub mod settings;
+pub mod xds;

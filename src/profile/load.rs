@@ -1,0 +1,161 @@
+//! Finding profiles on disk: by name in the search path, or by file path.
+//!
+//! The search path is, in order: `./profiles`, every directory in
+//! `DEVBRIDGE_PROFILE_PATH` (colon separated), then
+//! `$XDG_CONFIG_HOME/devbridge/profiles` (default `~/.config/devbridge/profiles`).
+
+use std::path::{Path, PathBuf};
+
+use super::{Profile, ProfileErrors, parse_profile};
+
+pub const PROFILE_EXTENSION: &str = "toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("no profile named {name:?}; looked in {}", searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    NotFound { name: String, searched: Vec<PathBuf> },
+    #[error("cannot read profile {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Invalid(#[from] ProfileErrors),
+}
+
+/// The directories searched for profiles by name, in order, from the
+/// process environment.
+pub fn search_path() -> Vec<PathBuf> {
+    search_path_from(
+        std::env::var_os("DEVBRIDGE_PROFILE_PATH").as_deref().map(Path::new),
+        std::env::var_os("XDG_CONFIG_HOME").as_deref().map(Path::new),
+        std::env::var_os("HOME").as_deref().map(Path::new),
+    )
+}
+
+/// The user's devbridge configuration directory.
+pub fn config_dir() -> Option<PathBuf> {
+    config_dir_from(
+        std::env::var_os("XDG_CONFIG_HOME").as_deref().map(Path::new),
+        std::env::var_os("HOME").as_deref().map(Path::new),
+    )
+}
+
+fn config_dir_from(xdg: Option<&Path>, home: Option<&Path>) -> Option<PathBuf> {
+    match (xdg.filter(|p| p.is_absolute()), home) {
+        (Some(x), _) => Some(x.join("devbridge")),
+        (None, Some(h)) => Some(h.join(".config").join("devbridge")),
+        (None, None) => None,
+    }
+}
+
+fn search_path_from(profile_path: Option<&Path>, xdg: Option<&Path>, home: Option<&Path>) -> Vec<PathBuf> {
+    let mut dirs = vec![PathBuf::from("profiles")];
+    if let Some(pp) = profile_path {
+        dirs.extend(std::env::split_paths(pp).filter(|p| !p.as_os_str().is_empty()));
+    }
+    if let Some(c) = config_dir_from(xdg, home) {
+        dirs.push(c.join("profiles"));
+    }
+    dirs
+}
+
+/// Where a profile argument points: a path when it names an existing file or
+/// looks like one, otherwise the first `<dir>/<name>.toml` in the search path.
+pub fn resolve(arg: &str, search: &[PathBuf]) -> Result<PathBuf, LoadError> {
+    let as_path = Path::new(arg);
+    let looks_like_path = arg.contains(std::path::MAIN_SEPARATOR) || arg.ends_with(".toml");
+    if as_path.is_file() || looks_like_path {
+        return Ok(as_path.to_path_buf());
+    }
+    search
+        .iter()
+        .map(|d| d.join(format!("{arg}.{PROFILE_EXTENSION}")))
+        .find(|p| p.is_file())
+        .ok_or_else(|| LoadError::NotFound { name: arg.to_string(), searched: search.to_vec() })
+}
+
+/// Reads and validates the profile at `path`.
+pub fn load_file(path: &Path) -> Result<Profile, LoadError> {
+    let src = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("profile");
+    Ok(parse_profile(&path.display().to_string(), stem, &src)?)
+}
+
+/// One profile found in the search path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub name: String,
+    pub path: PathBuf,
+    /// False when an earlier directory has a profile of the same name.
+    pub active: bool,
+}
+
+/// Every profile in the search path, earlier directories first.
+pub fn list(search: &[PathBuf]) -> Vec<Found> {
+    let mut found: Vec<Found> = Vec::new();
+    for dir in search {
+        let Ok(entries) = std::fs::read_dir(dir) else { continue };
+        let mut here: Vec<Found> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == PROFILE_EXTENSION))
+            .filter_map(|p| {
+                let name = p.file_stem()?.to_str()?.to_string();
+                Some(Found { active: true, name, path: p })
+            })
+            .collect();
+        here.sort_by(|a, b| a.name.cmp(&b.name));
+        for mut f in here {
+            f.active = !found.iter().any(|g| g.name == f.name);
+            found.push(f);
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_path_puts_local_dir_first_and_config_dir_last() {
+        let dirs = search_path_from(Some(Path::new("/a:/b")), None, Some(Path::new("/home/u")));
+        assert_eq!(
+            dirs,
+            vec![
+                PathBuf::from("profiles"),
+                PathBuf::from("/a"),
+                PathBuf::from("/b"),
+                PathBuf::from("/home/u/.config/devbridge/profiles"),
+            ]
+        );
+    }
+
+    #[test]
+    fn xdg_config_home_wins_over_home() {
+        let dirs = search_path_from(None, Some(Path::new("/x")), Some(Path::new("/home/u")));
+        assert_eq!(dirs.last().unwrap(), &PathBuf::from("/x/devbridge/profiles"));
+    }
+
+    #[test]
+    fn resolve_finds_a_name_in_the_first_directory_that_has_it() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        std::fs::write(b.path().join("staging.toml"), "").unwrap();
+        std::fs::write(a.path().join("other.toml"), "").unwrap();
+        let search = vec![a.path().to_path_buf(), b.path().to_path_buf()];
+        assert_eq!(resolve("staging", &search).unwrap(), b.path().join("staging.toml"));
+        let err = resolve("nope", &search).unwrap_err().to_string();
+        assert!(err.starts_with("no profile named \"nope\"; looked in "), "{err}");
+    }
+
+    #[test]
+    fn list_marks_shadowed_profiles_inactive() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        std::fs::write(a.path().join("demo.toml"), "").unwrap();
+        std::fs::write(b.path().join("demo.toml"), "").unwrap();
+        std::fs::write(b.path().join("staging.toml"), "").unwrap();
+        let found = list(&[a.path().to_path_buf(), b.path().to_path_buf()]);
+        let summary: Vec<(&str, bool)> = found.iter().map(|f| (f.name.as_str(), f.active)).collect();
+        assert_eq!(summary, vec![("demo", true), ("demo", false), ("staging", true)]);
+    }
+}

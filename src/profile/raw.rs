@@ -1,0 +1,224 @@
+//! The profile file as written: serde structs that mirror the TOML one to one.
+//!
+//! Every struct rejects unknown keys, and every value that validation may
+//! complain about is wrapped in [`Spanned`] so the error can point at it.
+//! Nothing here is checked beyond TOML's own types; `validate` does that.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProfile {
+    pub name: Option<S<String>>,
+    pub description: Option<String>,
+    pub listen: Option<RawListen>,
+    #[serde(default)]
+    pub zones: BTreeMap<S<String>, RawZone>,
+    #[serde(default)]
+    pub proxies: BTreeMap<S<String>, RawProxy>,
+    #[serde(default)]
+    pub domains: Vec<RawDomain>,
+    #[serde(default)]
+    pub clusters: BTreeMap<S<String>, RawCluster>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListen {
+    pub xds: Option<S<String>>,
+    pub admin: Option<S<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawZone {
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProxy {
+    pub zone: S<String>,
+    pub node_cluster: Option<S<String>>,
+    pub node_id: Option<S<String>>,
+    #[serde(default)]
+    pub domains: Vec<S<String>>,
+    pub listen_address: Option<S<String>>,
+    pub admin: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDomain {
+    pub name: S<String>,
+    #[serde(default)]
+    pub aliases: Vec<S<String>>,
+    #[serde(default)]
+    pub routes: Vec<S<RawRoute>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub prefix: Option<S<String>>,
+    pub path: Option<S<String>>,
+    pub regex: Option<S<String>>,
+    #[serde(default)]
+    pub headers: Vec<S<RawValueMatch>>,
+    #[serde(default)]
+    pub query: Vec<S<RawValueMatch>>,
+    #[serde(default)]
+    pub methods: Vec<S<String>>,
+
+    pub cluster: Option<S<String>>,
+    pub weighted_clusters: Option<S<Vec<RawWeighted>>>,
+    pub redirect: Option<S<RawRedirect>>,
+    pub direct_response: Option<S<RawDirectResponse>>,
+
+    pub timeout: Option<S<String>>,
+    pub retries: Option<S<RawRetries>>,
+    pub prefix_rewrite: Option<S<String>>,
+    pub host_rewrite: Option<S<String>>,
+    #[serde(default)]
+    pub request_headers_add: BTreeMap<S<String>, S<String>>,
+}
+
+/// A header or query-parameter match: `name` plus exactly one of the rest.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawValueMatch {
+    pub name: S<String>,
+    pub exact: Option<S<String>>,
+    pub prefix: Option<S<String>>,
+    pub regex: Option<S<String>>,
+    pub present: Option<S<bool>>,
+    #[serde(default)]
+    pub invert: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeighted {
+    pub cluster: S<String>,
+    pub weight: S<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetries {
+    pub count: Option<S<i64>>,
+    #[serde(default)]
+    pub on: Vec<S<String>>,
+    pub per_try_timeout: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedirect {
+    pub host: Option<S<String>>,
+    pub path: Option<S<String>>,
+    #[serde(default)]
+    pub https: bool,
+    pub code: Option<S<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDirectResponse {
+    pub status: S<i64>,
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    #[serde(rename = "static")]
+    pub static_: Option<S<RawStatic>>,
+    pub dns: Option<S<RawDns>>,
+    pub kubernetes: Option<S<RawKubernetes>>,
+    pub lb: Option<S<String>>,
+    pub connect_timeout: Option<S<String>>,
+    #[serde(default)]
+    pub http2: bool,
+    pub health_check: Option<S<RawHealthCheck>>,
+    pub circuit_breakers: Option<S<RawCircuitBreakers>>,
+    pub tls: Option<S<RawTls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStatic {
+    #[serde(default)]
+    pub endpoints: Vec<S<RawEndpoint>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpoint {
+    pub address: S<String>,
+    pub zone: Option<S<String>>,
+    pub weight: Option<S<i64>>,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    pub hosts: Vec<S<String>>,
+    pub lookup: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKubernetes {
+    pub kubeconfig: Option<S<String>>,
+    pub context: Option<S<String>>,
+    pub namespace: Option<S<String>>,
+    #[serde(default)]
+    pub namespaces: Vec<S<String>>,
+    pub selector: S<String>,
+    pub field_selector: Option<S<String>>,
+    pub port: S<RawPort>,
+    pub address: Option<S<String>>,
+    pub host_network: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawPort {
+    Number(i64),
+    Name(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    pub path: S<String>,
+    pub host: Option<String>,
+    pub interval: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+    pub healthy_threshold: Option<S<i64>>,
+    pub unhealthy_threshold: Option<S<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCircuitBreakers {
+    pub max_connections: Option<S<i64>>,
+    pub max_pending_requests: Option<S<i64>>,
+    pub max_requests: Option<S<i64>>,
+    pub max_retries: Option<S<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub sni: Option<S<String>>,
+    pub ca_file: Option<S<String>>,
+}

@@ -1,0 +1,101 @@
+//! Daemon-wide settings, layered with the `config` crate:
+//! defaults < settings file < the profile's `[listen]` < `DEVBRIDGE_*`
+//! environment < command-line flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::profile::ListenOverrides;
+
+pub const DEFAULT_XDS_LISTEN: &str = "127.0.0.1:18000";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:18001";
+pub const DEFAULT_LOG: &str = "info";
+pub const SETTINGS_FILE: &str = "settings.toml";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Settings after every layer is applied.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Settings {
+    pub xds_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// A `RUST_LOG`-style filter, e.g. `info,devbridge=debug`.
+    pub log: String,
+    pub log_format: LogFormat,
+}
+
+/// Values from the command line; `None` leaves the lower layers in force.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub settings_file: Option<PathBuf>,
+    pub xds_listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    pub log: Option<String>,
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("invalid settings: {0}")]
+    Config(#[from] config::ConfigError),
+    #[error("settings file {} does not exist", .0.display())]
+    Missing(PathBuf),
+}
+
+/// The default settings file: `<config dir>/devbridge/settings.toml`.
+pub fn default_settings_file() -> Option<PathBuf> {
+    crate::profile::load::config_dir().map(|d| d.join(SETTINGS_FILE))
+}
+
+impl Settings {
+    /// Loads every layer. `profile` is `None` before a profile is read (for
+    /// logging) and for commands that have none.
+    pub fn load(flags: &Flags, profile: Option<&ListenOverrides>) -> Result<Self, SettingsError> {
+        let mut b = config::Config::builder()
+            .set_default("xds_listen", DEFAULT_XDS_LISTEN)?
+            .set_default("admin_listen", DEFAULT_ADMIN_LISTEN)?
+            .set_default("log", DEFAULT_LOG)?
+            .set_default("log_format", "text")?;
+        match &flags.settings_file {
+            Some(p) if !p.is_file() => return Err(SettingsError::Missing(p.clone())),
+            Some(p) => b = b.add_source(config::File::from(p.as_path())),
+            None => {
+                if let Some(p) = default_settings_file() {
+                    b = b.add_source(config::File::from(p.as_path()).required(false));
+                }
+            }
+        }
+        if let Some(l) = profile {
+            b = b.set_override_option("xds_listen", l.xds.map(|a| a.to_string()))?;
+            b = b.set_override_option("admin_listen", l.admin.map(|a| a.to_string()))?;
+        }
+        let mut c = b.build()?;
+        // The environment sits above the profile; layer it on the merged result.
+        let env = config::Environment::with_prefix("DEVBRIDGE").try_parsing(false);
+        let mut b = config::Config::builder().add_source(c.clone()).add_source(env);
+        b = b.set_override_option("xds_listen", flags.xds_listen.map(|a| a.to_string()))?;
+        b = b.set_override_option("admin_listen", flags.admin_listen.map(|a| a.to_string()))?;
+        b = b.set_override_option("log", flags.log.clone())?;
+        b = b.set_override_option("log_format", flags.log_format.map(|f| format!("{f:?}").to_lowercase()))?;
+        c = b.build()?;
+        Ok(c.try_deserialize()?)
+    }
+}
+
+/// Where an Envoy on this machine reaches an xDS server listening on `listen`.
+pub fn reachable_xds_address(listen: SocketAddr) -> (String, u16) {
+    let ip = listen.ip();
+    let host = if ip.is_unspecified() {
+        if ip.is_ipv6() { "::1".to_string() } else { "127.0.0.1".to_string() }
+    } else {
+        ip.to_string()
+    };
+    (host, listen.port())
+}

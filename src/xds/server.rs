@@ -1,0 +1,257 @@
+//! The ADS gRPC server: a thin async shell around [`StreamState`].
+//!
+//! Each stream is one task selecting over Envoy's requests, the published
+//! snapshots (a `watch` channel with one writer, the app) and shutdown. All
+//! protocol decisions are made by `StreamState`; this file only moves
+//! messages, matches the Envoy's node to a proxy, logs and counts.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::snapshot::Snapshot;
+use super::stream::{Event, StreamState};
+use crate::metrics::XdsMetrics;
+use crate::profile::Profile;
+
+/// Largest request accepted from an Envoy. Requests are small (names and a
+/// node); anything near this is garbage.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+/// HTTP/2 PINGs notice a dead peer (a laptop that slept, a killed Envoy).
+pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+const RESPONSE_QUEUE: usize = 16;
+
+/// What the app publishes: the profile in force and each proxy's snapshot.
+#[derive(Debug, Default)]
+pub struct Published {
+    pub profile: Option<Arc<Profile>>,
+    pub snapshots: BTreeMap<String, Arc<Snapshot>>,
+}
+
+/// The ADS service handed to tonic.
+#[derive(Clone)]
+pub struct AdsService {
+    published: watch::Receiver<Arc<Published>>,
+    metrics: Arc<XdsMetrics>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl AdsService {
+    pub fn new(
+        published: watch::Receiver<Arc<Published>>,
+        metrics: Arc<XdsMetrics>,
+        shutdown: CancellationToken,
+        tracker: TaskTracker,
+    ) -> Self {
+        Self { published, metrics, shutdown, tracker }
+    }
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<DeltaDiscoveryResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for AdsService {
+    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
+    type DeltaAggregatedResourcesStream = ResponseStream;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let peer = request.remote_addr();
+        let (tx, rx) = mpsc::channel(RESPONSE_QUEUE);
+        let stream = AdsStream {
+            inbound: request.into_inner(),
+            tx,
+            published: self.published.clone(),
+            metrics: self.metrics.clone(),
+            state: StreamState::new(),
+            proxy: None,
+            node: None,
+        };
+        let span = info_span!("ads", peer = %peer.map_or_else(|| "-".to_string(), |p| p.to_string()));
+        self.tracker.spawn(stream.run(self.shutdown.clone()).instrument(span));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        Err(Status::unimplemented(
+            "devbridge serves state-of-the-world ADS; set ads_config.api_type to GRPC (the bootstrap from `devbridge bootstrap` does)",
+        ))
+    }
+}
+
+struct AdsStream {
+    inbound: Streaming<DiscoveryRequest>,
+    tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    published: watch::Receiver<Arc<Published>>,
+    metrics: Arc<XdsMetrics>,
+    state: StreamState,
+    proxy: Option<String>,
+    node: Option<Node>,
+}
+
+impl AdsStream {
+    async fn run(mut self, shutdown: CancellationToken) {
+        self.metrics.streams_active.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.streams_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let end = self.serve(shutdown).await;
+        self.metrics.streams_active.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        info!(proxy = self.proxy.as_deref().unwrap_or("-"), reason = end, "ADS stream ended");
+    }
+
+    async fn serve(&mut self, shutdown: CancellationToken) -> &'static str {
+        loop {
+            let responses = tokio::select! {
+                _ = shutdown.cancelled() => return "shutdown",
+                msg = self.inbound.message() => match msg {
+                    Ok(Some(req)) => self.on_request(req),
+                    Ok(None) => return "closed by Envoy",
+                    Err(status) => {
+                        debug!(code = ?status.code(), message = status.message(), "ADS stream error");
+                        return "stream error";
+                    }
+                },
+                changed = self.published.changed() => {
+                    if changed.is_err() {
+                        return "publisher stopped";
+                    }
+                    self.on_published()
+                }
+            };
+            for r in responses {
+                if let Some(ty) = super::ResourceType::from_type_url(&r.type_url) {
+                    self.metrics.push(ty);
+                    debug!(r#type = ty.short(), version = %r.version_info, nonce = %r.nonce, resources = r.resources.len(), "push");
+                }
+                if self.tx.send(Ok(r)).await.is_err() {
+                    return "client gone";
+                }
+            }
+        }
+    }
+
+    fn on_request(&mut self, req: DiscoveryRequest) -> Vec<DiscoveryResponse> {
+        let mut out = Vec::new();
+        if self.node.is_none() {
+            let Some(node) = req.node.clone() else {
+                warn!(type_url = %req.type_url, "first ADS request has no node; ignoring the stream until one names itself");
+                return out;
+            };
+            self.node = Some(node);
+            out.extend(self.match_proxy());
+        }
+        let (events, responses) = self.state.on_request(&req);
+        let proxy = self.proxy.as_deref().unwrap_or("-");
+        for e in events {
+            match e {
+                Event::Ack { ty, version } => {
+                    self.metrics.ack(ty);
+                    debug!(proxy, r#type = ty.short(), %version, "ACK");
+                }
+                Event::Nack { ty, version, message } => {
+                    self.metrics.nack(ty);
+                    warn!(proxy, r#type = ty.short(), %version, error = %message,
+                        "Envoy rejected the configuration (NACK); it keeps its previous config, and this version will not be sent again");
+                }
+                Event::Stale { ty, nonce } => debug!(proxy, r#type = ty.short(), %nonce, "stale request ignored"),
+                Event::UnknownType { type_url } => {
+                    debug!(proxy, %type_url, "request for a type devbridge does not serve; ignored")
+                }
+            }
+        }
+        out.extend(responses);
+        out
+    }
+
+    fn on_published(&mut self) -> Vec<DiscoveryResponse> {
+        if self.node.is_none() {
+            return vec![];
+        }
+        self.match_proxy()
+    }
+
+    /// Finds this Envoy's proxy in the current profile and hands its
+    /// snapshot to the protocol state.
+    fn match_proxy(&mut self) -> Vec<DiscoveryResponse> {
+        let published = self.published.borrow_and_update().clone();
+        let node = self.node.as_ref().expect("node is set before matching");
+        let zone = node.locality.as_ref().map_or("", |l| l.zone.as_str());
+        let found = published
+            .profile
+            .as_ref()
+            .and_then(|p| p.proxy_for_node(&node.cluster, &node.id, zone))
+            .map(|p| p.name.clone());
+        if found != self.proxy {
+            match (&found, &published.profile) {
+                (Some(p), _) => {
+                    info!(proxy = %p, node.id = %node.id, node.cluster = %node.cluster, zone, "Envoy matched a proxy")
+                }
+                (None, Some(profile)) => {
+                    self.metrics.unknown_nodes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let known: Vec<String> = profile
+                        .proxies
+                        .values()
+                        .map(|p| format!("{} (node.cluster={:?}, zone={:?})", p.name, p.node_cluster, p.zone))
+                        .collect();
+                    warn!(node.id = %node.id, node.cluster = %node.cluster, zone, profile = %profile.name,
+                        known = %known.join(", "),
+                        "Envoy matches no proxy in the profile; it gets no configuration. Set its node.cluster (and node.locality.zone) to a proxy's, or use `devbridge bootstrap`");
+                }
+                (None, None) => {}
+            }
+            self.proxy = found.clone();
+        }
+        let snapshot = found.and_then(|p| published.snapshots.get(&p).cloned());
+        if snapshot.as_ref().map(|s| &s.version) == self.state.snapshot().map(|s| &s.version) {
+            return vec![];
+        }
+        self.state.on_snapshot(snapshot)
+    }
+}
+
+/// Serves ADS on an already-bound listener until `shutdown` fires, then
+/// lets open streams end.
+pub async fn serve(
+    listener: TcpListener,
+    service: AdsService,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let local: Option<SocketAddr> = listener.local_addr().ok();
+    // Without TCP_NODELAY a 40 KB push waits on Nagle and delayed ACKs (~40 ms).
+    let incoming =
+        TcpIncoming::from(listener).with_nodelay(Some(true)).with_keepalive(Some(DEFAULT_KEEPALIVE_INTERVAL));
+    info!(addr = ?local, "xDS server listening");
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(DEFAULT_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(DEFAULT_KEEPALIVE_TIMEOUT))
+        .add_service(
+            AggregatedDiscoveryServiceServer::new(service).max_decoding_message_size(DEFAULT_MAX_REQUEST_BYTES),
+        )
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await
+}

@@ -1,0 +1,252 @@
+//! The state-of-the-world ADS protocol for one stream, as a plain struct.
+//!
+//! [`StreamState`] takes Envoy's requests and new snapshots and returns the
+//! responses to send, in order; it never blocks and does no I/O, so every
+//! protocol rule is unit-tested here without tonic. The rules:
+//!
+//! * A request whose `response_nonce` is not the last nonce sent for its
+//!   type is stale and is ignored entirely.
+//! * A request answering our last nonce with `error_detail` is a NACK: it is
+//!   recorded and the rejected version is never sent again; the stream waits
+//!   for a snapshot with a different version. Otherwise it is an ACK.
+//! * Subscriptions: on a type's first request an empty name list means
+//!   "everything" (legacy wildcard) and keeps meaning it while the lists stay
+//!   empty; `*` always means everything; once a client has named resources,
+//!   an empty list unsubscribes from all of them.
+//! * A new snapshot is sent make-before-break: CDS, EDS, LDS, RDS with the
+//!   additions and changes (clusters and listeners about to be removed are
+//!   kept in that first pass), then CDS and LDS once more without them.
+//! * Warming: after clusters are (re)sent, their endpoints are sent again
+//!   even if unchanged, and after listeners, their route configurations, so
+//!   a re-created cluster or listener never waits for data it already had.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+
+use super::snapshot::{ResourceType, Snapshot};
+
+/// What a client subscribed to for one type.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Subscription {
+    /// No request of this type yet.
+    #[default]
+    None,
+    /// Everything; `legacy` when it came from empty name lists.
+    Wildcard { legacy: bool },
+    /// These names only (possibly none).
+    Names(BTreeSet<String>),
+}
+
+/// The last response sent for one type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub version: String,
+    pub nonce: String,
+    pub names: BTreeSet<String>,
+}
+
+/// Envoy's rejection of a version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nack {
+    pub version: String,
+    pub nonce: String,
+    pub message: String,
+}
+
+/// Per-type protocol state, readable for status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TypeState {
+    pub subscription: Subscription,
+    pub sent: Option<Sent>,
+    pub acked_version: Option<String>,
+    pub nack: Option<Nack>,
+    /// Send at the next chance even if unchanged (a dependent resource was
+    /// just re-sent and is warming).
+    force: bool,
+}
+
+/// Something worth logging or counting that a request told us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Ack {
+        ty: ResourceType,
+        version: String,
+    },
+    Nack {
+        ty: ResourceType,
+        version: String,
+        message: String,
+    },
+    /// A request answering a nonce that is not the latest; ignored.
+    Stale {
+        ty: ResourceType,
+        nonce: String,
+    },
+    /// A type devbridge does not serve (e.g. SDS); ignored.
+    UnknownType {
+        type_url: String,
+    },
+}
+
+/// The protocol state of one ADS stream.
+#[derive(Debug, Default)]
+pub struct StreamState {
+    types: [TypeState; 4],
+    snapshot: Option<Arc<Snapshot>>,
+    nonce: u64,
+}
+
+impl StreamState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn type_state(&self, ty: ResourceType) -> &TypeState {
+        &self.types[ty.index()]
+    }
+
+    pub fn snapshot(&self) -> Option<&Arc<Snapshot>> {
+        self.snapshot.as_ref()
+    }
+
+    /// Applies a request; returns what to log and the responses to send.
+    pub fn on_request(&mut self, req: &DiscoveryRequest) -> (Vec<Event>, Vec<DiscoveryResponse>) {
+        let Some(ty) = ResourceType::from_type_url(&req.type_url) else {
+            return (vec![Event::UnknownType { type_url: req.type_url.clone() }], vec![]);
+        };
+        let mut events = Vec::new();
+        let ts = &mut self.types[ty.index()];
+        if !req.response_nonce.is_empty() {
+            match &ts.sent {
+                Some(sent) if sent.nonce == req.response_nonce => {
+                    if let Some(status) = &req.error_detail {
+                        let nack = Nack {
+                            version: sent.version.clone(),
+                            nonce: sent.nonce.clone(),
+                            message: status.message.clone(),
+                        };
+                        events.push(Event::Nack { ty, version: nack.version.clone(), message: nack.message.clone() });
+                        ts.nack = Some(nack);
+                    } else {
+                        ts.acked_version = Some(req.version_info.clone());
+                        events.push(Event::Ack { ty, version: req.version_info.clone() });
+                    }
+                }
+                _ => {
+                    events.push(Event::Stale { ty, nonce: req.response_nonce.clone() });
+                    return (events, vec![]);
+                }
+            }
+        }
+        ts.subscription = next_subscription(&ts.subscription, &req.resource_names);
+        let responses = self.respond(ty, None).into_iter().collect();
+        (events, responses)
+    }
+
+    /// Takes a new snapshot (or none, when the proxy left the profile) and
+    /// returns the responses that bring the client up to date, in
+    /// make-before-break order.
+    pub fn on_snapshot(&mut self, snapshot: Option<Arc<Snapshot>>) -> Vec<DiscoveryResponse> {
+        let old = std::mem::replace(&mut self.snapshot, snapshot);
+        if self.snapshot.is_none() {
+            return vec![];
+        }
+        let mut out = Vec::new();
+        let mut removals = Vec::new();
+        for ty in ResourceType::ALL {
+            // Keep resources that are about to disappear until the types
+            // that refer to them have moved on.
+            let keep = match (ty, &old) {
+                (ResourceType::Cluster | ResourceType::Listener, Some(old)) => {
+                    let new = self.snapshot.as_ref().map(|s| s.resources(ty).names()).unwrap_or_default();
+                    let gone: BTreeMap<_, _> = old
+                        .resources(ty)
+                        .items
+                        .iter()
+                        .filter(|(n, _)| !new.contains(*n))
+                        .map(|(n, r)| (n.clone(), r.body.clone()))
+                        .collect();
+                    if !gone.is_empty() {
+                        removals.push(ty);
+                    }
+                    gone
+                }
+                _ => BTreeMap::new(),
+            };
+            let kept = (!keep.is_empty()).then_some(&keep);
+            out.extend(self.respond(ty, kept));
+        }
+        for ty in removals {
+            out.extend(self.respond(ty, None));
+        }
+        out
+    }
+
+    /// The response for `ty` if the client should get one now. `keep` adds
+    /// resources from the previous snapshot, under a version of their own.
+    fn respond(
+        &mut self,
+        ty: ResourceType,
+        keep: Option<&BTreeMap<String, envoy_types::pb::google::protobuf::Any>>,
+    ) -> Option<DiscoveryResponse> {
+        let snapshot = self.snapshot.clone()?;
+        let ts = &self.types[ty.index()];
+        let resources = snapshot.resources(ty);
+        let mut items: BTreeMap<String, envoy_types::pb::google::protobuf::Any> = match &ts.subscription {
+            Subscription::None => return None,
+            Subscription::Wildcard { .. } => resources.items.iter().map(|(n, r)| (n.clone(), r.body.clone())).collect(),
+            Subscription::Names(names) => {
+                names.iter().filter_map(|n| resources.items.get(n).map(|r| (n.clone(), r.body.clone()))).collect()
+            }
+        };
+        let mut version = resources.version.clone();
+        if let Some(keep) = keep {
+            items.extend(keep.iter().map(|(n, a)| (n.clone(), a.clone())));
+            version = format!("{version}-keeping-{}", keep.len());
+        }
+        let names: BTreeSet<String> = items.keys().cloned().collect();
+        let unchanged = ts.sent.as_ref().is_some_and(|s| s.version == version && s.names == names);
+        let nothing_wanted = matches!(&ts.subscription, Subscription::Names(n) if n.is_empty());
+        if (unchanged && !ts.force) || nothing_wanted {
+            return None;
+        }
+        // A rejected version is not sent again for the same names.
+        if ts.nack.as_ref().is_some_and(|n| n.version == version) && ts.sent.as_ref().is_some_and(|s| s.names == names)
+        {
+            return None;
+        }
+        self.nonce += 1;
+        let nonce = self.nonce.to_string();
+        let ts = &mut self.types[ty.index()];
+        ts.force = false;
+        ts.sent = Some(Sent { version: version.clone(), nonce: nonce.clone(), names });
+        // Dependents of what was just sent must follow, even if unchanged.
+        match ty {
+            ResourceType::Cluster => self.types[ResourceType::Endpoint.index()].force = true,
+            ResourceType::Listener => self.types[ResourceType::Route.index()].force = true,
+            _ => {}
+        }
+        Some(DiscoveryResponse {
+            version_info: version,
+            resources: items.into_values().collect(),
+            type_url: ty.type_url().to_string(),
+            nonce,
+            ..Default::default()
+        })
+    }
+}
+
+fn next_subscription(current: &Subscription, names: &[String]) -> Subscription {
+    if names.iter().any(|n| n == "*") {
+        return Subscription::Wildcard { legacy: false };
+    }
+    if names.is_empty() {
+        return match current {
+            Subscription::None | Subscription::Wildcard { legacy: true } => Subscription::Wildcard { legacy: true },
+            _ => Subscription::Names(BTreeSet::new()),
+        };
+    }
+    Subscription::Names(names.iter().cloned().collect())
+}

@@ -1,0 +1,451 @@
+//! (profile, discovered endpoints) -> one [`Snapshot`] per proxy. Pure.
+//!
+//! Per proxy: a listener per port of its domains, each with an HTTP
+//! connection manager fetching route configuration `routes_<port>` over ADS;
+//! a virtual host per domain on that port; the clusters its routes name,
+//! EDS for `static` and `kubernetes` sources and STRICT/LOGICAL DNS for
+//! `dns`; a load assignment per EDS cluster, endpoints grouped by zone.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::config::cluster::v3 as cluster;
+use envoy_types::pb::envoy::config::core::v3 as core;
+use envoy_types::pb::envoy::config::endpoint::v3 as endpoint;
+use envoy_types::pb::envoy::config::listener::v3 as listener;
+use envoy_types::pb::envoy::config::route::v3 as route;
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
+use envoy_types::pb::envoy::extensions::upstreams::http::v3 as upstream_http;
+use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
+use envoy_types::pb::google::protobuf as pbwk;
+use envoy_types::util::pack_any;
+
+use super::snapshot::{Snapshot, SnapshotError, SnapshotParts};
+use crate::discovery::DiscoveredEndpoints;
+use crate::profile::{self, Profile, Proxy};
+
+/// Name of the route configuration for a port's listener.
+pub fn route_config_name(port: u16) -> String {
+    format!("routes_{port}")
+}
+
+/// Name of the listener for a port.
+pub fn listener_name(port: u16) -> String {
+    format!("listener_{port}")
+}
+
+/// Builds every proxy's snapshot. One inconsistent snapshot fails the whole
+/// translation: a profile is published whole or not at all.
+pub fn translate(
+    profile: &Profile,
+    discovered: &DiscoveredEndpoints,
+) -> Result<BTreeMap<String, Arc<Snapshot>>, SnapshotError> {
+    profile.proxies.values().map(|p| Ok((p.name.clone(), Arc::new(translate_proxy(profile, p, discovered)?)))).collect()
+}
+
+pub fn translate_proxy(
+    profile: &Profile,
+    proxy: &Proxy,
+    discovered: &DiscoveredEndpoints,
+) -> Result<Snapshot, SnapshotError> {
+    let mut parts = SnapshotParts::default();
+    for c in profile.clusters_of(proxy) {
+        parts.clusters.push(to_cluster(c));
+        let eps: &[profile::Endpoint] = match &c.source {
+            profile::Source::Static(eps) => eps,
+            profile::Source::Kubernetes(_) => discovered.get(&c.name).map_or(&[], Vec::as_slice),
+            profile::Source::Dns { .. } => continue,
+        };
+        parts.endpoints.push(to_load_assignment(&c.name, eps));
+    }
+    for port in proxy.ports(profile) {
+        let domains: Vec<&profile::Domain> =
+            proxy.domains.iter().filter_map(|d| profile.domains.get(d)).filter(|d| d.port == port).collect();
+        parts.listeners.push(to_listener(proxy, port));
+        parts.routes.push(to_route_configuration(port, &domains));
+    }
+    Snapshot::build(&proxy.name, parts)
+}
+
+fn ads() -> core::ConfigSource {
+    core::ConfigSource {
+        resource_api_version: core::ApiVersion::V3 as i32,
+        config_source_specifier: Some(core::config_source::ConfigSourceSpecifier::Ads(core::AggregatedConfigSource {})),
+        ..Default::default()
+    }
+}
+
+pub(crate) fn duration(d: Duration) -> pbwk::Duration {
+    pbwk::Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+}
+
+fn u32v(v: u32) -> pbwk::UInt32Value {
+    pbwk::UInt32Value { value: v }
+}
+
+pub(crate) fn socket_address(ip: impl ToString, port: u16) -> core::Address {
+    core::Address {
+        address: Some(core::address::Address::SocketAddress(core::SocketAddress {
+            address: ip.to_string(),
+            port_specifier: Some(core::socket_address::PortSpecifier::PortValue(u32::from(port))),
+            ..Default::default()
+        })),
+    }
+}
+
+pub fn to_cluster(c: &profile::Cluster) -> cluster::Cluster {
+    use cluster::cluster::{ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, EdsClusterConfig, LbPolicy};
+    let lb_policy = match c.lb {
+        profile::LbPolicy::RoundRobin => LbPolicy::RoundRobin,
+        profile::LbPolicy::LeastRequest => LbPolicy::LeastRequest,
+        profile::LbPolicy::Random => LbPolicy::Random,
+        profile::LbPolicy::RingHash => LbPolicy::RingHash,
+    };
+    let mut out = cluster::Cluster {
+        name: c.name.clone(),
+        connect_timeout: Some(duration(c.connect_timeout)),
+        lb_policy: lb_policy as i32,
+        ..Default::default()
+    };
+    match &c.source {
+        profile::Source::Static(_) | profile::Source::Kubernetes(_) => {
+            out.cluster_discovery_type = Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32));
+            out.eds_cluster_config = Some(EdsClusterConfig { eds_config: Some(ads()), service_name: String::new() });
+        }
+        profile::Source::Dns { hosts, lookup } => {
+            let kind = match lookup {
+                profile::DnsLookup::Strict => DiscoveryType::StrictDns,
+                profile::DnsLookup::Logical => DiscoveryType::LogicalDns,
+            };
+            out.cluster_discovery_type = Some(ClusterDiscoveryType::Type(kind as i32));
+            // Local names such as `localhost` resolve to ::1 first otherwise,
+            // while most local services listen on IPv4 only.
+            out.dns_lookup_family = DnsLookupFamily::V4Preferred as i32;
+            out.load_assignment = Some(endpoint::ClusterLoadAssignment {
+                cluster_name: c.name.clone(),
+                endpoints: vec![endpoint::LocalityLbEndpoints {
+                    lb_endpoints: hosts.iter().map(|(h, p)| lb_endpoint(socket_address(h, *p), None, None)).collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+        }
+    }
+    if let Some(hc) = &c.health_check {
+        out.health_checks.push(core::HealthCheck {
+            timeout: Some(duration(hc.timeout)),
+            interval: Some(duration(hc.interval)),
+            healthy_threshold: Some(u32v(hc.healthy_threshold)),
+            unhealthy_threshold: Some(u32v(hc.unhealthy_threshold)),
+            health_checker: Some(core::health_check::HealthChecker::HttpHealthCheck(
+                core::health_check::HttpHealthCheck {
+                    path: hc.path.clone(),
+                    host: hc.host.clone().unwrap_or_default(),
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        });
+    }
+    if let Some(cb) = &c.circuit_breakers {
+        out.circuit_breakers = Some(cluster::CircuitBreakers {
+            thresholds: vec![cluster::circuit_breakers::Thresholds {
+                max_connections: cb.max_connections.map(u32v),
+                max_pending_requests: cb.max_pending_requests.map(u32v),
+                max_requests: cb.max_requests.map(u32v),
+                max_retries: cb.max_retries.map(u32v),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+    }
+    if let Some(t) = &c.tls {
+        let validation = t.ca_file.as_ref().map(|ca| {
+            tls::common_tls_context::ValidationContextType::ValidationContext(tls::CertificateValidationContext {
+                trusted_ca: Some(core::DataSource {
+                    specifier: Some(core::data_source::Specifier::Filename(ca.clone())),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+        });
+        let ctx = tls::UpstreamTlsContext {
+            sni: t.sni.clone().unwrap_or_default(),
+            common_tls_context: Some(tls::CommonTlsContext {
+                validation_context_type: validation,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        out.transport_socket = Some(core::TransportSocket {
+            name: "envoy.transport_sockets.tls".into(),
+            config_type: Some(core::transport_socket::ConfigType::TypedConfig(pack_any(ctx))),
+        });
+    }
+    if c.http2 {
+        use upstream_http::http_protocol_options::{
+            ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
+        };
+        let opts = upstream_http::HttpProtocolOptions {
+            upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
+                protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(core::Http2ProtocolOptions::default())),
+            })),
+            ..Default::default()
+        };
+        out.typed_extension_protocol_options
+            .insert("envoy.extensions.upstreams.http.v3.HttpProtocolOptions".into(), pack_any(opts));
+    }
+    out
+}
+
+fn lb_endpoint(addr: core::Address, weight: Option<u32>, metadata: Option<core::Metadata>) -> endpoint::LbEndpoint {
+    endpoint::LbEndpoint {
+        host_identifier: Some(endpoint::lb_endpoint::HostIdentifier::Endpoint(endpoint::Endpoint {
+            address: Some(addr),
+            ..Default::default()
+        })),
+        load_balancing_weight: weight.map(u32v),
+        metadata,
+        ..Default::default()
+    }
+}
+
+/// Endpoint metadata goes under `envoy.lb`, where Envoy's subset load
+/// balancer and header-to-metadata matching look for it.
+fn to_metadata(labels: &BTreeMap<String, String>) -> Option<core::Metadata> {
+    if labels.is_empty() {
+        return None;
+    }
+    let fields = labels
+        .iter()
+        .map(|(k, v)| (k.clone(), pbwk::Value { kind: Some(pbwk::value::Kind::StringValue(v.clone())) }))
+        .collect();
+    let mut md = core::Metadata::default();
+    md.filter_metadata.insert("envoy.lb".into(), pbwk::Struct { fields });
+    Some(md)
+}
+
+/// The load assignment for an EDS cluster, one locality per zone (endpoints
+/// without a zone share the empty locality), with a hash of its inputs.
+pub fn to_load_assignment(cluster: &str, eps: &[profile::Endpoint]) -> (endpoint::ClusterLoadAssignment, u64) {
+    let mut sorted: Vec<&profile::Endpoint> = eps.iter().collect();
+    sorted.sort();
+    let mut by_zone: BTreeMap<Option<&str>, Vec<endpoint::LbEndpoint>> = BTreeMap::new();
+    for e in &sorted {
+        by_zone.entry(e.zone.as_deref()).or_default().push(lb_endpoint(
+            socket_address(e.addr.ip(), e.addr.port()),
+            e.weight,
+            to_metadata(&e.metadata),
+        ));
+    }
+    let cla = endpoint::ClusterLoadAssignment {
+        cluster_name: cluster.to_string(),
+        endpoints: by_zone
+            .into_iter()
+            .map(|(zone, lb_endpoints)| endpoint::LocalityLbEndpoints {
+                locality: zone.map(|z| core::Locality { zone: z.to_string(), ..Default::default() }),
+                lb_endpoints,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(&(cluster, &sorted), &mut h);
+    (cla, std::hash::Hasher::finish(&h))
+}
+
+fn to_listener(proxy: &Proxy, port: u16) -> listener::Listener {
+    let manager = hcm::HttpConnectionManager {
+        stat_prefix: format!("ingress_{port}"),
+        codec_type: hcm::http_connection_manager::CodecType::Auto as i32,
+        route_specifier: Some(hcm::http_connection_manager::RouteSpecifier::Rds(hcm::Rds {
+            config_source: Some(ads()),
+            route_config_name: route_config_name(port),
+        })),
+        http_filters: vec![hcm::HttpFilter {
+            name: "envoy.filters.http.router".into(),
+            config_type: Some(hcm::http_filter::ConfigType::TypedConfig(pack_any(Router::default()))),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    listener::Listener {
+        name: listener_name(port),
+        address: Some(socket_address(proxy.listen_address, port)),
+        filter_chains: vec![listener::FilterChain {
+            filters: vec![listener::Filter {
+                name: "envoy.filters.network.http_connection_manager".into(),
+                config_type: Some(listener::filter::ConfigType::TypedConfig(pack_any(manager))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn to_route_configuration(port: u16, domains: &[&profile::Domain]) -> route::RouteConfiguration {
+    route::RouteConfiguration {
+        name: route_config_name(port),
+        virtual_hosts: domains.iter().map(|d| to_virtual_host(d)).collect(),
+        ..Default::default()
+    }
+}
+
+fn to_virtual_host(d: &profile::Domain) -> route::VirtualHost {
+    // Clients send `Host: name` or `Host: name:port`; serve both.
+    let mut hosts = vec![d.host.clone(), format!("{}:{}", d.host, d.port)];
+    for a in &d.aliases {
+        hosts.push(a.clone());
+        hosts.push(format!("{a}:{}", d.port));
+    }
+    route::VirtualHost {
+        name: d.name.clone(),
+        domains: hosts,
+        routes: d.routes.iter().map(to_route).collect(),
+        ..Default::default()
+    }
+}
+
+fn string_matcher(kind: &profile::ValueMatchKind) -> Option<matcher::StringMatcher> {
+    use matcher::string_matcher::MatchPattern;
+    let pattern = match kind {
+        profile::ValueMatchKind::Exact(v) => MatchPattern::Exact(v.clone()),
+        profile::ValueMatchKind::Prefix(v) => MatchPattern::Prefix(v.clone()),
+        profile::ValueMatchKind::Regex(v) => MatchPattern::SafeRegex(regex_matcher(v)),
+        profile::ValueMatchKind::Present(_) => return None,
+    };
+    Some(matcher::StringMatcher { match_pattern: Some(pattern), ..Default::default() })
+}
+
+fn regex_matcher(re: &str) -> matcher::RegexMatcher {
+    matcher::RegexMatcher { regex: re.to_string(), ..Default::default() }
+}
+
+fn to_route(r: &profile::Route) -> route::Route {
+    use route::header_matcher::HeaderMatchSpecifier;
+    use route::query_parameter_matcher::QueryParameterMatchSpecifier;
+    use route::route_match::PathSpecifier;
+
+    let path = match &r.matcher.path {
+        profile::PathMatch::Prefix(p) => PathSpecifier::Prefix(p.clone()),
+        profile::PathMatch::Exact(p) => PathSpecifier::Path(p.clone()),
+        profile::PathMatch::Regex(p) => PathSpecifier::SafeRegex(regex_matcher(p)),
+    };
+    let mut headers: Vec<route::HeaderMatcher> = r
+        .matcher
+        .headers
+        .iter()
+        .map(|h| route::HeaderMatcher {
+            name: h.name.clone(),
+            invert_match: h.invert,
+            header_match_specifier: Some(match &h.kind {
+                profile::ValueMatchKind::Present(p) => HeaderMatchSpecifier::PresentMatch(*p),
+                other => HeaderMatchSpecifier::StringMatch(string_matcher(other).expect("not present")),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    if !r.matcher.methods.is_empty() {
+        let methods = r.matcher.methods.join("|");
+        headers.push(route::HeaderMatcher {
+            name: ":method".into(),
+            header_match_specifier: Some(HeaderMatchSpecifier::StringMatch(matcher::StringMatcher {
+                match_pattern: Some(matcher::string_matcher::MatchPattern::SafeRegex(regex_matcher(&methods))),
+                ..Default::default()
+            })),
+            ..Default::default()
+        });
+    }
+    let query_parameters = r
+        .matcher
+        .query
+        .iter()
+        .map(|q| route::QueryParameterMatcher {
+            name: q.name.clone(),
+            query_parameter_match_specifier: Some(match &q.kind {
+                profile::ValueMatchKind::Present(p) => QueryParameterMatchSpecifier::PresentMatch(*p),
+                other => QueryParameterMatchSpecifier::StringMatch(string_matcher(other).expect("not present")),
+            }),
+        })
+        .collect();
+    let matcher = route::RouteMatch { path_specifier: Some(path), headers, query_parameters, ..Default::default() };
+
+    let mut out = route::Route { r#match: Some(matcher), ..Default::default() };
+    match &r.action {
+        profile::RouteAction::Forward(f) => {
+            out.action = Some(route::route::Action::Route(to_route_action(f)));
+            out.request_headers_to_add = f
+                .request_headers_add
+                .iter()
+                .map(|(k, v)| core::HeaderValueOption {
+                    header: Some(core::HeaderValue { key: k.clone(), value: v.clone(), ..Default::default() }),
+                    append_action: core::header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+                    ..Default::default()
+                })
+                .collect();
+        }
+        profile::RouteAction::Redirect(rd) => {
+            use route::redirect_action::{PathRewriteSpecifier, RedirectResponseCode, SchemeRewriteSpecifier};
+            let code = match rd.code {
+                302 => RedirectResponseCode::Found,
+                303 => RedirectResponseCode::SeeOther,
+                307 => RedirectResponseCode::TemporaryRedirect,
+                308 => RedirectResponseCode::PermanentRedirect,
+                _ => RedirectResponseCode::MovedPermanently,
+            };
+            out.action = Some(route::route::Action::Redirect(route::RedirectAction {
+                host_redirect: rd.host.clone().unwrap_or_default(),
+                path_rewrite_specifier: rd.path.clone().map(PathRewriteSpecifier::PathRedirect),
+                scheme_rewrite_specifier: rd.https.then_some(SchemeRewriteSpecifier::HttpsRedirect(true)),
+                response_code: code as i32,
+                ..Default::default()
+            }));
+        }
+        profile::RouteAction::DirectResponse { status, body } => {
+            out.action = Some(route::route::Action::DirectResponse(route::DirectResponseAction {
+                status: u32::from(*status),
+                body: body.as_ref().map(|b| core::DataSource {
+                    specifier: Some(core::data_source::Specifier::InlineString(b.clone())),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }));
+        }
+    }
+    out
+}
+
+fn to_route_action(f: &profile::Forward) -> route::RouteAction {
+    use route::route_action::{ClusterSpecifier, HostRewriteSpecifier};
+    let cluster_specifier = match &f.target {
+        profile::Target::Cluster(c) => ClusterSpecifier::Cluster(c.clone()),
+        profile::Target::Weighted(ws) => ClusterSpecifier::WeightedClusters(route::WeightedCluster {
+            clusters: ws
+                .iter()
+                .map(|(c, w)| route::weighted_cluster::ClusterWeight {
+                    name: c.clone(),
+                    weight: Some(u32v(*w)),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }),
+    };
+    route::RouteAction {
+        cluster_specifier: Some(cluster_specifier),
+        timeout: f.timeout.map(duration),
+        prefix_rewrite: f.prefix_rewrite.clone().unwrap_or_default(),
+        host_rewrite_specifier: f.host_rewrite.clone().map(HostRewriteSpecifier::HostRewriteLiteral),
+        retry_policy: f.retries.as_ref().map(|r| route::RetryPolicy {
+            retry_on: r.on.join(","),
+            num_retries: Some(u32v(r.count)),
+            per_try_timeout: r.per_try_timeout.map(duration),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
