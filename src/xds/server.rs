@@ -89,6 +89,7 @@ impl AggregatedDiscoveryService for AdsService {
             state: StreamState::new(),
             proxy: None,
             node: None,
+            warned_unmatched: false,
         };
         let span = info_span!("ads", peer = %peer.map_or_else(|| "-".to_string(), |p| p.to_string()));
         self.tracker.spawn(stream.run(self.shutdown.clone()).instrument(span));
@@ -113,6 +114,7 @@ struct AdsStream {
     state: StreamState,
     proxy: Option<String>,
     node: Option<Node>,
+    warned_unmatched: bool,
 }
 
 impl AdsStream {
@@ -206,26 +208,27 @@ impl AdsStream {
             .as_ref()
             .and_then(|p| p.proxy_for_node(&node.cluster, &node.id, zone))
             .map(|p| p.name.clone());
-        if found != self.proxy {
-            match (&found, &published.profile) {
-                (Some(p), _) => {
-                    info!(proxy = %p, node.id = %node.id, node.cluster = %node.cluster, zone, "Envoy matched a proxy")
-                }
-                (None, Some(profile)) => {
-                    self.metrics.unknown_nodes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let known: Vec<String> = profile
-                        .proxies
-                        .values()
-                        .map(|p| format!("{} (node.cluster={:?}, zone={:?})", p.name, p.node_cluster, p.zone))
-                        .collect();
-                    warn!(node.id = %node.id, node.cluster = %node.cluster, zone, profile = %profile.name,
-                        known = %known.join(", "),
-                        "Envoy matches no proxy in the profile; it gets no configuration. Set its node.cluster (and node.locality.zone) to a proxy's, or use `devbridge bootstrap`");
-                }
-                (None, None) => {}
+        match (&found, &published.profile) {
+            (Some(p), _) if self.proxy.as_ref() != Some(p) => {
+                info!(proxy = %p, node.id = %node.id, node.cluster = %node.cluster, zone, "Envoy matched a proxy");
+                self.warned_unmatched = false;
             }
-            self.proxy = found.clone();
+            // Warn once per profile that still does not know this node.
+            (None, Some(profile)) if !self.warned_unmatched || self.proxy.is_some() => {
+                self.metrics.unknown_nodes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let known: Vec<String> = profile
+                    .proxies
+                    .values()
+                    .map(|p| format!("{} (node.cluster={:?}, zone={:?})", p.name, p.node_cluster, p.zone))
+                    .collect();
+                warn!(node.id = %node.id, node.cluster = %node.cluster, zone, profile = %profile.name,
+                    known = %known.join(", "),
+                    "Envoy matches no proxy in the profile; it gets no configuration. Set its node.cluster (and node.locality.zone) to a proxy's, or use `devbridge bootstrap`");
+                self.warned_unmatched = true;
+            }
+            _ => {}
         }
+        self.proxy = found.clone();
         let snapshot = found.and_then(|p| published.snapshots.get(&p).cloned());
         if snapshot.as_ref().map(|s| &s.version) == self.state.snapshot().map(|s| &s.version) {
             return vec![];

