@@ -109,7 +109,7 @@ fn init_logging(s: &Settings) {
 
 /// Loads a profile; on errors prints every one and returns the exit code.
 fn load_profile(arg: &str) -> Result<Profile, ExitCode> {
-    let loaded = load::resolve(arg, &load::search_path()).and_then(|p| load::load_file(&p));
+    let loaded = load::resolve(arg, &load::search_path()).and_then(|l| load::load(&l));
     loaded.map_err(|e| {
         match &e {
             LoadError::Invalid(errors) => {
@@ -144,7 +144,7 @@ fn run(command: Command, flags: &Flags) -> anyhow::Result<ExitCode> {
             }
             for f in found {
                 let note = if f.active { "" } else { "  (shadowed by an earlier one)" };
-                println!("{:<20} {}{note}", f.name, f.path.display());
+                println!("{:<20} {}{note}", f.name, f.location);
             }
             Ok(ExitCode::SUCCESS)
         }

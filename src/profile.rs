@@ -302,8 +302,18 @@ impl Profile {
         names.iter().filter_map(|n| self.clusters.get(*n)).collect()
     }
 
-    /// The proxy an Envoy with this node identity is, if any.
+    /// Every proxy an Envoy with this node identity could be. Validation
+    /// rules out two for a node that states its zone; a node that states none
+    /// can still match proxies of several zones, and then gets none of them.
+    pub fn proxies_for_node(&self, cluster: &str, id: &str, zone: &str) -> Vec<&Proxy> {
+        self.proxies.values().filter(|p| p.matches(cluster, id, zone)).collect()
+    }
+
+    /// The proxy an Envoy with this node identity is, when exactly one matches.
     pub fn proxy_for_node(&self, cluster: &str, id: &str, zone: &str) -> Option<&Proxy> {
-        self.proxies.values().find(|p| p.matches(cluster, id, zone))
+        match self.proxies_for_node(cluster, id, zone).as_slice() {
+            [one] => Some(one),
+            _ => None,
+        }
     }
 }

@@ -99,3 +99,54 @@ pub fn reachable_xds_address(listen: SocketAddr) -> (String, u16) {
     };
     (host, listen.port())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mk_file(contents: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SETTINGS_FILE);
+        std::fs::write(&path, contents).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn each_layer_overrides_the_one_below() {
+        let (_dir, file) =
+            mk_file("xds_listen = \"127.0.0.1:1000\"\nadmin_listen = \"127.0.0.1:1001\"\nlog = \"debug\"\n");
+        let profile = ListenOverrides { xds: Some("127.0.0.1:2000".parse().unwrap()), admin: None };
+        let flags = Flags {
+            settings_file: Some(file),
+            log_format: Some(LogFormat::Json),
+            admin_listen: Some("127.0.0.1:3001".parse().unwrap()),
+            ..Flags::default()
+        };
+        let s = Settings::load(&flags, Some(&profile)).unwrap();
+        assert_eq!(
+            s,
+            Settings {
+                xds_listen: "127.0.0.1:2000".parse().unwrap(),   // profile over file
+                admin_listen: "127.0.0.1:3001".parse().unwrap(), // flag over file
+                log: "debug".into(),                             // file over default
+                log_format: LogFormat::Json,                     // flag over default
+            }
+        );
+    }
+
+    #[test]
+    fn a_named_settings_file_that_is_missing_is_an_error() {
+        let flags = Flags { settings_file: Some("/nonexistent/settings.toml".into()), ..Flags::default() };
+        assert_eq!(
+            Settings::load(&flags, None).unwrap_err().to_string(),
+            "settings file /nonexistent/settings.toml does not exist"
+        );
+    }
+
+    #[test]
+    fn an_unspecified_listen_address_is_reached_on_loopback() {
+        assert_eq!(reachable_xds_address("0.0.0.0:18000".parse().unwrap()), ("127.0.0.1".to_string(), 18000));
+        assert_eq!(reachable_xds_address("[::]:18000".parse().unwrap()), ("::1".to_string(), 18000));
+        assert_eq!(reachable_xds_address("127.0.0.2:9".parse().unwrap()), ("127.0.0.2".to_string(), 9));
+    }
+}

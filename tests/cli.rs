@@ -88,6 +88,29 @@ fn check_summarises_the_demo_profile() {
 }
 
 #[test]
+fn every_bundled_profile_and_the_readme_example_are_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(root.join("profiles")).unwrap() {
+        let path = entry.unwrap().path();
+        let out = devbridge(&["check", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        checked.push(path.file_name().unwrap().to_string_lossy().to_string());
+    }
+    checked.sort();
+    assert_eq!(checked, ["demo.toml", "staging.toml"]);
+
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let example = readme.split("### Annotated example").nth(1).expect("README has an annotated example");
+    let toml = example.split("```toml\n").nth(1).and_then(|s| s.split("```").next()).expect("a toml block");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("readme-example.toml");
+    std::fs::write(&path, toml).unwrap();
+    let out = devbridge(&["check", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "README example: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn profiles_lists_the_bundled_demo() {
     let out = devbridge(&["profiles"]);
     let stdout = String::from_utf8(out.stdout).unwrap();
@@ -108,6 +131,28 @@ fn bootstrap_without_proxy_on_a_many_proxy_profile_names_them() {
         String::from_utf8(out.stderr).unwrap(),
         "devbridge: profile \"two\" has 2 proxies (a, b); name one with --proxy\n"
     );
+}
+
+#[test]
+fn xds_address_comes_from_env_over_profile_and_from_the_flag_over_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("one.toml");
+    std::fs::write(&path, "[listen]\nxds = \"127.0.0.1:2000\"\n[zones.z]\n[proxies.a]\nzone = \"z\"\n").unwrap();
+    let port_in = |out: std::process::Output| -> String {
+        let yaml = String::from_utf8(out.stdout).unwrap();
+        yaml.lines().rev().find(|l| l.trim_start().starts_with("port_value:")).unwrap().trim().to_string()
+    };
+    let path = path.to_str().unwrap();
+    assert_eq!(port_in(devbridge(&["bootstrap", path])), "port_value: 2000");
+    let with_env =
+        Command::new(BIN).args(["bootstrap", path]).env("DEVBRIDGE_XDS_LISTEN", "127.0.0.1:3000").output().unwrap();
+    assert_eq!(port_in(with_env), "port_value: 3000");
+    let with_flag = Command::new(BIN)
+        .args(["bootstrap", path, "--xds-address", "devbridge.local:4000"])
+        .env("DEVBRIDGE_XDS_LISTEN", "127.0.0.1:3000")
+        .output()
+        .unwrap();
+    assert_eq!(port_in(with_flag), "port_value: 4000");
 }
 
 /// The whole path with the real binary: `connect` serves, `bootstrap`
@@ -140,7 +185,7 @@ endpoints = [{{ address = "{}" }}]
     )
     .unwrap();
     let profile = profile.to_str().unwrap();
-    let mut daemon = Command::new(BIN)
+    let daemon = Command::new(BIN)
         .args(["connect", profile, "--xds-listen", &format!("127.0.0.1:{xds_port}")])
         .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
         .stdin(Stdio::null())

@@ -14,7 +14,7 @@ if [ ! -x "$venv/bin/envoy" ] || ! cmp -s tests/requirements.txt "$stamp"; then
   cp tests/requirements.txt "$stamp"
 fi
 export DEVBRIDGE_ENVOY="$PWD/$venv/bin/envoy"
-echo "==> $("$DEVBRIDGE_ENVOY" --version | tr -s ' ' | cut -c1-120)"
+echo "==> envoy: $("$DEVBRIDGE_ENVOY" --version | grep -m1 version | sed "s/.*version: //")"
 
 # Two test binaries drive real Envoys; two threads keep a 2-core machine responsive.
 echo "==> cargo test"

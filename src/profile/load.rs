@@ -3,12 +3,33 @@
 //! The search path is, in order: `./profiles`, every directory in
 //! `DEVBRIDGE_PROFILE_PATH` (colon separated), then
 //! `$XDG_CONFIG_HOME/devbridge/profiles` (default `~/.config/devbridge/profiles`).
+//! The bundled `demo` profile is also compiled in, so `devbridge connect demo`
+//! works anywhere; a `demo.toml` in the search path takes precedence.
 
 use std::path::{Path, PathBuf};
 
 use super::{Profile, ProfileErrors, parse_profile};
 
 pub const PROFILE_EXTENSION: &str = "toml";
+
+/// Profiles compiled into the binary: (name, source).
+pub const EMBEDDED: &[(&str, &str)] = &[("demo", include_str!("../../profiles/demo.toml"))];
+
+/// Where a profile comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    File(PathBuf),
+    Embedded(&'static str),
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::File(p) => write!(f, "{}", p.display()),
+            Location::Embedded(name) => write!(f, "{name}.{PROFILE_EXTENSION} (embedded)"),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -58,18 +79,33 @@ fn search_path_from(profile_path: Option<&Path>, xdg: Option<&Path>, home: Optio
 }
 
 /// Where a profile argument points: a path when it names an existing file or
-/// looks like one, otherwise the first `<dir>/<name>.toml` in the search path.
-pub fn resolve(arg: &str, search: &[PathBuf]) -> Result<PathBuf, LoadError> {
+/// looks like one, otherwise the first `<dir>/<name>.toml` in the search
+/// path, otherwise an embedded profile of that name.
+pub fn resolve(arg: &str, search: &[PathBuf]) -> Result<Location, LoadError> {
     let as_path = Path::new(arg);
     let looks_like_path = arg.contains(std::path::MAIN_SEPARATOR) || arg.ends_with(".toml");
     if as_path.is_file() || looks_like_path {
-        return Ok(as_path.to_path_buf());
+        return Ok(Location::File(as_path.to_path_buf()));
     }
-    search
+    if let Some(p) = search.iter().map(|d| d.join(format!("{arg}.{PROFILE_EXTENSION}"))).find(|p| p.is_file()) {
+        return Ok(Location::File(p));
+    }
+    EMBEDDED
         .iter()
-        .map(|d| d.join(format!("{arg}.{PROFILE_EXTENSION}")))
-        .find(|p| p.is_file())
+        .find(|(name, _)| *name == arg)
+        .map(|(name, _)| Location::Embedded(name))
         .ok_or_else(|| LoadError::NotFound { name: arg.to_string(), searched: search.to_vec() })
+}
+
+/// Reads and validates a profile.
+pub fn load(location: &Location) -> Result<Profile, LoadError> {
+    match location {
+        Location::File(path) => load_file(path),
+        Location::Embedded(name) => {
+            let src = EMBEDDED.iter().find(|(n, _)| n == name).map_or("", |(_, s)| *s);
+            Ok(parse_profile(&location.to_string(), name, src)?)
+        }
+    }
 }
 
 /// Reads and validates the profile at `path`.
@@ -83,12 +119,13 @@ pub fn load_file(path: &Path) -> Result<Profile, LoadError> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
     pub name: String,
-    pub path: PathBuf,
+    pub location: Location,
     /// False when an earlier directory has a profile of the same name.
     pub active: bool,
 }
 
-/// Every profile in the search path, earlier directories first.
+/// Every profile in the search path, earlier directories first, then the
+/// embedded ones (inactive when a file of the same name exists).
 pub fn list(search: &[PathBuf]) -> Vec<Found> {
     let mut found: Vec<Found> = Vec::new();
     for dir in search {
@@ -99,7 +136,7 @@ pub fn list(search: &[PathBuf]) -> Vec<Found> {
             .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == PROFILE_EXTENSION))
             .filter_map(|p| {
                 let name = p.file_stem()?.to_str()?.to_string();
-                Some(Found { active: true, name, path: p })
+                Some(Found { active: true, name, location: Location::File(p) })
             })
             .collect();
         here.sort_by(|a, b| a.name.cmp(&b.name));
@@ -108,12 +145,22 @@ pub fn list(search: &[PathBuf]) -> Vec<Found> {
             found.push(f);
         }
     }
+    for (name, _) in EMBEDDED {
+        let active = !found.iter().any(|g| g.name == *name);
+        found.push(Found { name: name.to_string(), location: Location::Embedded(name), active });
+    }
     found
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_embedded_demo_is_valid() {
+        let p = load(&Location::Embedded("demo")).unwrap();
+        assert_eq!((p.name.as_str(), p.file.as_str()), ("demo", "demo.toml (embedded)"));
+    }
 
     #[test]
     fn search_path_puts_local_dir_first_and_config_dir_last() {
@@ -142,7 +189,8 @@ mod tests {
         std::fs::write(b.path().join("staging.toml"), "").unwrap();
         std::fs::write(a.path().join("other.toml"), "").unwrap();
         let search = vec![a.path().to_path_buf(), b.path().to_path_buf()];
-        assert_eq!(resolve("staging", &search).unwrap(), b.path().join("staging.toml"));
+        assert_eq!(resolve("staging", &search).unwrap(), Location::File(b.path().join("staging.toml")));
+        assert_eq!(resolve("demo", &search).unwrap(), Location::Embedded("demo"));
         let err = resolve("nope", &search).unwrap_err().to_string();
         assert!(err.starts_with("no profile named \"nope\"; looked in "), "{err}");
     }
@@ -156,6 +204,6 @@ mod tests {
         std::fs::write(b.path().join("staging.toml"), "").unwrap();
         let found = list(&[a.path().to_path_buf(), b.path().to_path_buf()]);
         let summary: Vec<(&str, bool)> = found.iter().map(|f| (f.name.as_str(), f.active)).collect();
-        assert_eq!(summary, vec![("demo", true), ("demo", false), ("staging", true)]);
+        assert_eq!(summary, vec![("demo", true), ("demo", false), ("staging", true), ("demo", false)]);
     }
 }

@@ -97,8 +97,7 @@ pub struct RawValueMatch {
     pub prefix: Option<S<String>>,
     pub regex: Option<S<String>>,
     pub present: Option<S<bool>>,
-    #[serde(default)]
-    pub invert: bool,
+    pub invert: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -203,11 +203,15 @@ impl AdsStream {
         let published = self.published.borrow_and_update().clone();
         let node = self.node.as_ref().expect("node is set before matching");
         let zone = node.locality.as_ref().map_or("", |l| l.zone.as_str());
-        let found = published
+        let candidates: Vec<String> = published
             .profile
             .as_ref()
-            .and_then(|p| p.proxy_for_node(&node.cluster, &node.id, zone))
-            .map(|p| p.name.clone());
+            .map(|p| p.proxies_for_node(&node.cluster, &node.id, zone).into_iter().map(|p| p.name.clone()).collect())
+            .unwrap_or_default();
+        let found = match candidates.as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        };
         match (&found, &published.profile) {
             (Some(p), _) if self.proxy.as_ref() != Some(p) => {
                 info!(proxy = %p, node.id = %node.id, node.cluster = %node.cluster, zone, "Envoy matched a proxy");
@@ -221,9 +225,15 @@ impl AdsStream {
                     .values()
                     .map(|p| format!("{} (node.cluster={:?}, zone={:?})", p.name, p.node_cluster, p.zone))
                     .collect();
-                warn!(node.id = %node.id, node.cluster = %node.cluster, zone, profile = %profile.name,
-                    known = %known.join(", "),
-                    "Envoy matches no proxy in the profile; it gets no configuration. Set its node.cluster (and node.locality.zone) to a proxy's, or use `devbridge bootstrap`");
+                if candidates.is_empty() {
+                    warn!(node.id = %node.id, node.cluster = %node.cluster, zone, profile = %profile.name,
+                        known = %known.join(", "),
+                        "Envoy matches no proxy in the profile; it gets no configuration. Set its node.cluster (and node.locality.zone) to a proxy's, or use `devbridge bootstrap`");
+                } else {
+                    warn!(node.id = %node.id, node.cluster = %node.cluster, profile = %profile.name,
+                        candidates = %candidates.join(", "),
+                        "Envoy states no zone and matches several proxies; it gets no configuration. Set node.locality.zone in its bootstrap (`devbridge bootstrap` does)");
+                }
                 self.warned_unmatched = true;
             }
             _ => {}

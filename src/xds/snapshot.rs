@@ -243,3 +243,8 @@ fn hash_of(v: impl Hash) -> u64 {
     v.hash(&mut h);
     h.finish()
 }
+
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;

@@ -5,20 +5,26 @@
 //! protocol rule is unit-tested here without tonic. The rules:
 //!
 //! * A request whose `response_nonce` is not the last nonce sent for its
-//!   type is stale and is ignored entirely.
+//!   type is stale and is ignored entirely. Before anything of a type was
+//!   sent on this stream there is no nonce to be stale against: such a
+//!   request (a client that reconnected still carrying an old nonce) is a
+//!   first request.
 //! * A request answering our last nonce with `error_detail` is a NACK: it is
 //!   recorded and the rejected version is never sent again; the stream waits
 //!   for a snapshot with a different version. Otherwise it is an ACK.
 //! * Subscriptions: on a type's first request an empty name list means
 //!   "everything" (legacy wildcard) and keeps meaning it while the lists stay
 //!   empty; `*` always means everything; once a client has named resources,
-//!   an empty list unsubscribes from all of them.
+//!   an empty list unsubscribes from all of them. An unsubscribed client
+//!   drops what it had, so naming resources again gets them sent again.
 //! * A new snapshot is sent make-before-break: CDS, EDS, LDS, RDS with the
-//!   additions and changes (clusters and listeners about to be removed are
-//!   kept in that first pass), then CDS and LDS once more without them.
+//!   additions and changes (clusters and listeners about to be removed, if
+//!   the client has them, are kept in that first pass), then CDS and LDS
+//!   once more without them.
 //! * Warming: after clusters are (re)sent, their endpoints are sent again
 //!   even if unchanged, and after listeners, their route configurations, so
 //!   a re-created cluster or listener never waits for data it already had.
+//!   The final removal pass re-creates nothing, so it forces nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -44,6 +50,8 @@ pub enum Subscription {
 pub struct Sent {
     pub version: String,
     pub nonce: String,
+    /// The resources the client holds from it; cleared when it unsubscribes
+    /// from everything.
     pub names: BTreeSet<String>,
 }
 
@@ -118,30 +126,29 @@ impl StreamState {
         };
         let mut events = Vec::new();
         let ts = &mut self.types[ty.index()];
-        if !req.response_nonce.is_empty() {
-            match &ts.sent {
-                Some(sent) if sent.nonce == req.response_nonce => {
-                    if let Some(status) = &req.error_detail {
-                        let nack = Nack {
-                            version: sent.version.clone(),
-                            nonce: sent.nonce.clone(),
-                            message: status.message.clone(),
-                        };
-                        events.push(Event::Nack { ty, version: nack.version.clone(), message: nack.message.clone() });
-                        ts.nack = Some(nack);
-                    } else {
-                        ts.acked_version = Some(req.version_info.clone());
-                        events.push(Event::Ack { ty, version: req.version_info.clone() });
-                    }
-                }
-                _ => {
-                    events.push(Event::Stale { ty, nonce: req.response_nonce.clone() });
+        // Before anything of this type was sent, a nonce can only be from an
+        // earlier stream: the request is a first request.
+        if let Some(sent) = ts.sent.as_ref().filter(|_| !req.response_nonce.is_empty()) {
+            if sent.nonce != req.response_nonce {
+                events.push(Event::Stale { ty, nonce: req.response_nonce.clone() });
+                return (events, vec![]);
+            }
+            if let Some(status) = &req.error_detail {
+                // Envoy repeats a NACK when it re-requests; report each rejection once.
+                if ts.nack.as_ref().is_some_and(|n| n.nonce == sent.nonce) {
                     return (events, vec![]);
                 }
+                let nack =
+                    Nack { version: sent.version.clone(), nonce: sent.nonce.clone(), message: status.message.clone() };
+                events.push(Event::Nack { ty, version: nack.version.clone(), message: nack.message.clone() });
+                ts.nack = Some(nack);
+            } else {
+                ts.acked_version = Some(req.version_info.clone());
+                events.push(Event::Ack { ty, version: req.version_info.clone() });
             }
         }
         ts.subscription = next_subscription(&ts.subscription, &req.resource_names);
-        let responses = self.respond(ty, None).into_iter().collect();
+        let responses = self.respond(ty, None, true).into_iter().collect();
         (events, responses)
     }
 
@@ -161,11 +168,12 @@ impl StreamState {
             let keep = match (ty, &old) {
                 (ResourceType::Cluster | ResourceType::Listener, Some(old)) => {
                     let new = self.snapshot.as_ref().map(|s| s.resources(ty).names()).unwrap_or_default();
+                    let held = self.types[ty.index()].sent.as_ref().map(|s| &s.names);
                     let gone: BTreeMap<_, _> = old
                         .resources(ty)
                         .items
                         .iter()
-                        .filter(|(n, _)| !new.contains(*n))
+                        .filter(|(n, _)| !new.contains(*n) && held.is_some_and(|h| h.contains(*n)))
                         .map(|(n, r)| (n.clone(), r.body.clone()))
                         .collect();
                     if !gone.is_empty() {
@@ -176,20 +184,24 @@ impl StreamState {
                 _ => BTreeMap::new(),
             };
             let kept = (!keep.is_empty()).then_some(&keep);
-            out.extend(self.respond(ty, kept));
+            out.extend(self.respond(ty, kept, true));
         }
         for ty in removals {
-            out.extend(self.respond(ty, None));
+            // Only removals: what remains is what was just sent, so nothing
+            // re-warms and dependents need not follow again.
+            out.extend(self.respond(ty, None, false));
         }
         out
     }
 
     /// The response for `ty` if the client should get one now. `keep` adds
-    /// resources from the previous snapshot, under a version of their own.
+    /// resources from the previous snapshot, under a version of their own;
+    /// `warm_dependents` makes the types that fill `ty` follow it.
     fn respond(
         &mut self,
         ty: ResourceType,
         keep: Option<&BTreeMap<String, envoy_types::pb::google::protobuf::Any>>,
+        warm_dependents: bool,
     ) -> Option<DiscoveryResponse> {
         let snapshot = self.snapshot.clone()?;
         let ts = &self.types[ty.index()];
@@ -206,10 +218,17 @@ impl StreamState {
             items.extend(keep.iter().map(|(n, a)| (n.clone(), a.clone())));
             version = format!("{version}-keeping-{}", keep.len());
         }
+        if matches!(&ts.subscription, Subscription::Names(n) if n.is_empty()) {
+            // The client unsubscribed and dropped what it had; whatever it
+            // names next is new to it, even at the same version.
+            if let Some(sent) = &mut self.types[ty.index()].sent {
+                sent.names.clear();
+            }
+            return None;
+        }
         let names: BTreeSet<String> = items.keys().cloned().collect();
         let unchanged = ts.sent.as_ref().is_some_and(|s| s.version == version && s.names == names);
-        let nothing_wanted = matches!(&ts.subscription, Subscription::Names(n) if n.is_empty());
-        if (unchanged && !ts.force) || nothing_wanted {
+        if unchanged && !ts.force {
             return None;
         }
         // A rejected version is not sent again for the same names.
@@ -224,8 +243,8 @@ impl StreamState {
         ts.sent = Some(Sent { version: version.clone(), nonce: nonce.clone(), names });
         // Dependents of what was just sent must follow, even if unchanged.
         match ty {
-            ResourceType::Cluster => self.types[ResourceType::Endpoint.index()].force = true,
-            ResourceType::Listener => self.types[ResourceType::Route.index()].force = true,
+            ResourceType::Cluster if warm_dependents => self.types[ResourceType::Endpoint.index()].force = true,
+            ResourceType::Listener if warm_dependents => self.types[ResourceType::Route.index()].force = true,
             _ => {}
         }
         Some(DiscoveryResponse {
@@ -250,3 +269,6 @@ fn next_subscription(current: &Subscription, names: &[String]) -> Subscription {
     }
     Subscription::Names(names.iter().cloned().collect())
 }
+
+#[cfg(test)]
+mod tests;

@@ -175,6 +175,8 @@ pub fn to_cluster(c: &profile::Cluster) -> cluster::Cluster {
         let ctx = tls::UpstreamTlsContext {
             sni: t.sni.clone().unwrap_or_default(),
             common_tls_context: Some(tls::CommonTlsContext {
+                // An HTTP/2 upstream behind TLS (gRPC) negotiates h2 by ALPN.
+                alpn_protocols: if c.http2 { vec!["h2".into()] } else { vec![] },
                 validation_context_type: validation,
                 ..Default::default()
             }),
@@ -296,11 +298,13 @@ fn to_route_configuration(port: u16, domains: &[&profile::Domain]) -> route::Rou
 }
 
 fn to_virtual_host(d: &profile::Domain) -> route::VirtualHost {
-    // Clients send `Host: name` or `Host: name:port`; serve both.
-    let mut hosts = vec![d.host.clone(), format!("{}:{}", d.host, d.port)];
-    for a in &d.aliases {
-        hosts.push(a.clone());
-        hosts.push(format!("{a}:{}", d.port));
+    // Clients send `Host: name` or `Host: name:port`; serve both. An IPv6
+    // literal appears in a Host header in brackets.
+    let mut hosts = Vec::new();
+    for h in std::iter::once(&d.host).chain(&d.aliases) {
+        let h = if h.contains(':') { format!("[{h}]") } else { h.clone() };
+        hosts.push(format!("{h}:{}", d.port));
+        hosts.insert(hosts.len() - 1, h);
     }
     route::VirtualHost {
         name: d.name.clone(),
@@ -449,3 +453,6 @@ fn to_route_action(f: &profile::Forward) -> route::RouteAction {
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -229,7 +229,7 @@ impl Envoy {
 
     /// Waits until Envoy has accepted an update of listeners and routes.
     pub async fn wait_configured(&self) {
-        let me = &*self;
+        let me = self;
         eventually("envoy to accept LDS and RDS", 400, || async move {
             let s = me.stats().await;
             let lds = s.get("listener_manager.lds.update_success").copied().unwrap_or(0);

@@ -1,0 +1,250 @@
+//! Clusters: exactly one endpoint source (static, dns or kubernetes), the load
+//! balancing policy, timeouts, health checks and circuit breakers.
+
+use super::*;
+
+const LB_POLICIES: &[&str] = &["round_robin", "least_request", "random", "ring_hash"];
+
+impl Cx<'_> {
+    pub(super) fn cluster(&mut self, name: &S<String>, c: RawCluster, key: &str) -> Option<Cluster> {
+        let sources = [c.static_.is_some(), c.dns.is_some(), c.kubernetes.is_some()];
+        let source = match (c.static_, c.dns, c.kubernetes) {
+            (Some(s), None, None) => self.static_source(s.into_inner(), &format!("{key}.static")),
+            (None, Some(d), None) => self.dns_source(d, &format!("{key}.dns")),
+            (None, None, Some(k)) => self.kube_source(k.into_inner(), &format!("{key}.kubernetes")),
+            _ => {
+                let n = sources.iter().filter(|s| **s).count();
+                self.err(
+                    name.span(),
+                    key,
+                    format!(
+                        "has {n} sources; expected exactly one of [{key}.static], [{key}.dns] or [{key}.kubernetes]"
+                    ),
+                );
+                None
+            }
+        };
+        let lb = match &c.lb {
+            None => Some(LbPolicy::RoundRobin),
+            Some(v) => self.one_of(v, &format!("{key}.lb"), LB_POLICIES).map(|p| match p {
+                "least_request" => LbPolicy::LeastRequest,
+                "random" => LbPolicy::Random,
+                "ring_hash" => LbPolicy::RingHash,
+                _ => LbPolicy::RoundRobin,
+            }),
+        };
+        let connect_timeout = match &c.connect_timeout {
+            None => Some(DEFAULT_CONNECT_TIMEOUT),
+            Some(v) => self.duration(v, &format!("{key}.connect_timeout")),
+        };
+        let health_check = match c.health_check {
+            None => Some(None),
+            Some(h) => self.health_check(h, &format!("{key}.health_check")).map(Some),
+        };
+        // An out-of-range limit is reported and left unset; the error fails the profile.
+        let circuit_breakers = c.circuit_breakers.map(|cb| {
+            let cb = cb.into_inner();
+            let mut field = |v: &Option<S<i64>>, f: &str| {
+                v.as_ref().and_then(|v| self.int(v, &format!("{key}.circuit_breakers.{f}"), 0..=u32::MAX as i64))
+            };
+            CircuitBreakers {
+                max_connections: field(&cb.max_connections, "max_connections"),
+                max_pending_requests: field(&cb.max_pending_requests, "max_pending_requests"),
+                max_requests: field(&cb.max_requests, "max_requests"),
+                max_retries: field(&cb.max_retries, "max_retries"),
+            }
+        });
+        let tls = c.tls.map(|t| {
+            let t = t.into_inner();
+            UpstreamTls { sni: t.sni.map(S::into_inner), ca_file: t.ca_file.map(S::into_inner) }
+        });
+        Some(Cluster {
+            name: name.get_ref().clone(),
+            source: source?,
+            lb: lb?,
+            connect_timeout: connect_timeout?,
+            http2: c.http2,
+            health_check: health_check?,
+            circuit_breakers,
+            tls,
+        })
+    }
+
+    fn static_source(&mut self, s: RawStatic, key: &str) -> Option<Source> {
+        let mut endpoints = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut ok = true;
+        for (i, e) in s.endpoints.into_iter().enumerate() {
+            let key = format!("{key}.endpoints[{i}]");
+            let e_span = e.span();
+            let e = e.into_inner();
+            let addr = self.socket_addr(&e.address, &format!("{key}.address"));
+            let weight = e.weight.as_ref().and_then(|w| self.int(w, &format!("{key}.weight"), 1..=128));
+            if e.weight.is_some() && weight.is_none() {
+                ok = false;
+            }
+            let Some(addr) = addr else {
+                ok = false;
+                continue;
+            };
+            if !seen.insert(addr) {
+                self.err(e_span, key, format!("endpoint {addr} is listed twice"));
+                ok = false;
+            }
+            endpoints.push(Endpoint { addr, zone: e.zone.map(S::into_inner), weight, metadata: e.metadata });
+        }
+        ok.then_some(Source::Static(endpoints))
+    }
+
+    fn dns_source(&mut self, d: S<RawDns>, key: &str) -> Option<Source> {
+        let span = d.span();
+        let d = d.into_inner();
+        let lookup = match &d.lookup {
+            None => Some(DnsLookup::Strict),
+            Some(v) => self
+                .one_of(v, &format!("{key}.lookup"), &["strict", "logical"])
+                .map(|l| if l == "logical" { DnsLookup::Logical } else { DnsLookup::Strict }),
+        };
+        let mut hosts = Vec::new();
+        let mut ok = true;
+        for (i, h) in d.hosts.iter().enumerate() {
+            match split_host_port(h.get_ref()) {
+                Some((host, port)) if valid_host(host) => hosts.push((host.to_string(), port)),
+                _ => {
+                    self.err(
+                        h.span(),
+                        format!("{key}.hosts[{i}]"),
+                        format!("{:?} is not host:port, e.g. \"films.svc:8080\"", h.get_ref()),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if d.hosts.is_empty() {
+            self.err(span.clone(), format!("{key}.hosts"), "is empty; expected at least one host:port");
+            ok = false;
+        }
+        if lookup == Some(DnsLookup::Logical) && d.hosts.len() > 1 {
+            self.err(
+                span,
+                format!("{key}.hosts"),
+                format!(
+                    "has {} hosts; lookup = \"logical\" takes exactly one (use \"strict\" for several)",
+                    d.hosts.len()
+                ),
+            );
+            ok = false;
+        }
+        ok.then_some(Source::Dns { hosts, lookup: lookup? })
+    }
+
+    fn kube_source(&mut self, k: RawKubernetes, key: &str) -> Option<Source> {
+        let mut ok = true;
+        if let (Some(ns), false) = (&k.namespace, k.namespaces.is_empty()) {
+            self.err(ns.span(), format!("{key}.namespace"), "give either namespace or namespaces, not both");
+            ok = false;
+        }
+        let listed = k.namespace.iter().map(|ns| (format!("{key}.namespace"), ns));
+        let listed =
+            listed.chain(k.namespaces.iter().enumerate().map(|(i, ns)| (format!("{key}.namespaces[{i}]"), ns)));
+        let mut namespaces: Vec<String> = Vec::new();
+        for (k, ns) in listed {
+            if !is_dns_label(ns.get_ref()) {
+                self.err(ns.span(), k, format!("{:?} is not a valid namespace (a DNS label)", ns.get_ref()));
+                ok = false;
+            }
+            namespaces.push(ns.get_ref().clone());
+        }
+        if namespaces.is_empty() {
+            namespaces.push("default".to_string());
+        }
+        if let Err(why) = check_label_selector(k.selector.get_ref()) {
+            self.err(
+                k.selector.span(),
+                format!("{key}.selector"),
+                format!("{:?} is not a label selector: {why}", k.selector.get_ref()),
+            );
+            ok = false;
+        }
+        let port = match k.port.get_ref() {
+            RawPort::Number(n) if (1..=65535).contains(n) => Some(PortRef::Number(*n as u16)),
+            RawPort::Name(n) if is_port_name(n) => Some(PortRef::Name(n.clone())),
+            other => {
+                let shown = match other {
+                    RawPort::Number(n) => n.to_string(),
+                    RawPort::Name(n) => format!("{n:?}"),
+                };
+                self.err(
+                    k.port.span(),
+                    format!("{key}.port"),
+                    format!(
+                        "{shown} is not a container port; expected a number 1-65535 \
+                         or a port name (up to 15 lowercase letters, digits, '-')"
+                    ),
+                );
+                None
+            }
+        };
+        let address = match &k.address {
+            None => Some(AddressKind::Pod),
+            Some(v) => {
+                self.one_of(v, &format!("{key}.address"), &["pod", "node-internal", "node-external"]).map(|a| match a {
+                    "node-internal" => AddressKind::NodeInternal,
+                    "node-external" => AddressKind::NodeExternal,
+                    _ => AddressKind::Pod,
+                })
+            }
+        };
+        let source = KubernetesSource {
+            kubeconfig: k.kubeconfig.map(S::into_inner),
+            context: k.context.map(S::into_inner),
+            namespaces,
+            selector: k.selector.into_inner(),
+            field_selector: k.field_selector.map(S::into_inner),
+            port: port?,
+            address: address?,
+            host_network: k.host_network.unwrap_or(true),
+        };
+        ok.then_some(Source::Kubernetes(source))
+    }
+
+    fn health_check(&mut self, h: S<RawHealthCheck>, key: &str) -> Option<HealthCheck> {
+        let h = h.into_inner();
+        let path = self.path(&h.path, &format!("{key}.path"));
+        let mut dur = |v: &Option<S<String>>, f: &str, d: Duration| match v {
+            None => Some(d),
+            Some(v) => self.duration(v, &format!("{key}.{f}")),
+        };
+        let interval = dur(&h.interval, "interval", Duration::from_secs(5));
+        let timeout = dur(&h.timeout, "timeout", Duration::from_secs(1));
+        let mut threshold = |v: &Option<S<i64>>, f: &str, d: u32| match v {
+            None => Some(d),
+            Some(v) => self.int(v, &format!("{key}.{f}"), 1..=1000),
+        };
+        let healthy_threshold = threshold(&h.healthy_threshold, "healthy_threshold", 1);
+        let unhealthy_threshold = threshold(&h.unhealthy_threshold, "unhealthy_threshold", 2);
+        Some(HealthCheck {
+            path: path?,
+            host: h.host,
+            interval: interval?,
+            timeout: timeout?,
+            healthy_threshold: healthy_threshold?,
+            unhealthy_threshold: unhealthy_threshold?,
+        })
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_port_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.chars().any(|c| c.is_ascii_lowercase())
+}

@@ -1,0 +1,118 @@
+//! Proxies: the zone each lives in, the domains it serves, its listen and
+//! admin addresses, and that no two of them claim the same Envoy node.
+
+use super::*;
+
+impl Cx<'_> {
+    /// `domains` holds every domain name the profile declares, valid or not.
+    pub(super) fn proxies(
+        &mut self,
+        raw: BTreeMap<S<String>, RawProxy>,
+        zones: &BTreeMap<String, Zone>,
+        domains: &BTreeSet<String>,
+    ) -> BTreeMap<String, Proxy> {
+        let mut proxies: BTreeMap<String, Proxy> = BTreeMap::new();
+        for (name, p) in raw {
+            let key = format!("proxies.{}", name.get_ref());
+            self.check_name(&name, &key);
+            let span = name.span();
+            let Some(p) = self.proxy(name.into_inner(), p, &key, zones, domains) else {
+                continue;
+            };
+            // A node is matched by the first proxy that fits, so two that can
+            // fit the same node make the other one unreachable for it.
+            if let Some(other) = proxies.values().find(|o| same_nodes(o, &p)) {
+                self.err(
+                    span,
+                    key,
+                    format!(
+                        "matches the same Envoy nodes as proxy {:?} (node.cluster {:?}); \
+                         give one of them a different node_cluster or node_id",
+                        other.name, p.node_cluster
+                    ),
+                );
+            }
+            proxies.insert(p.name.clone(), p);
+        }
+        proxies
+    }
+
+    fn proxy(
+        &mut self,
+        name: String,
+        p: RawProxy,
+        key: &str,
+        zones: &BTreeMap<String, Zone>,
+        domains: &BTreeSet<String>,
+    ) -> Option<Proxy> {
+        let mut ok = true;
+        if !zones.contains_key(p.zone.get_ref()) {
+            let known = known_list(zones.keys(), "none (add a [zones.NAME] table)");
+            self.err(
+                p.zone.span(),
+                format!("{key}.zone"),
+                format!("{:?} is not a zone; known zones: {known}", p.zone.get_ref()),
+            );
+            ok = false;
+        }
+        let mut seen = BTreeSet::new();
+        for (i, d) in p.domains.iter().enumerate() {
+            let k = format!("{key}.domains[{i}]");
+            if !domains.contains(d.get_ref()) {
+                let known = known_list(domains, "none");
+                self.err(d.span(), k, format!("{:?} is not a domain; known domains: {known}", d.get_ref()));
+                ok = false;
+            } else if !seen.insert(d.get_ref().clone()) {
+                self.err(d.span(), k, format!("{:?} is listed twice", d.get_ref()));
+                ok = false;
+            }
+        }
+        let listen_address = match &p.listen_address {
+            None => Some(IpAddr::from([127, 0, 0, 1])),
+            Some(a) => match a.get_ref().parse::<IpAddr>() {
+                Ok(ip) => Some(ip),
+                Err(_) => {
+                    self.err(
+                        a.span(),
+                        format!("{key}.listen_address"),
+                        format!("{:?} is not an IP address, e.g. 127.0.0.1 or 0.0.0.0", a.get_ref()),
+                    );
+                    None
+                }
+            },
+        };
+        let admin = match &p.admin {
+            None => DEFAULT_ENVOY_ADMIN.parse().ok(),
+            Some(a) => self.socket_addr(a, &format!("{key}.admin")),
+        };
+        for (f, v) in [("node_cluster", &p.node_cluster), ("node_id", &p.node_id)] {
+            if let Some(v) = v.as_ref().filter(|v| v.get_ref().is_empty()) {
+                self.err(v.span(), format!("{key}.{f}"), "is empty");
+                ok = false;
+            }
+        }
+        if !ok {
+            return None;
+        }
+        Some(Proxy {
+            node_cluster: p.node_cluster.map_or_else(|| name.clone(), S::into_inner),
+            node_id: p.node_id.map(S::into_inner),
+            zone: p.zone.into_inner(),
+            domains: p.domains.into_iter().map(S::into_inner).collect(),
+            listen_address: listen_address?,
+            admin: admin?,
+            name,
+        })
+    }
+}
+
+/// Whether some node identity fits both proxies: the same node.cluster and
+/// zone, and node ids that agree or are left open by either.
+fn same_nodes(a: &Proxy, b: &Proxy) -> bool {
+    a.node_cluster == b.node_cluster
+        && a.zone == b.zone
+        && match (&a.node_id, &b.node_id) {
+            (Some(x), Some(y)) => x == y,
+            _ => true,
+        }
+}

@@ -1,0 +1,382 @@
+//! Domains and their routes: host:port names and aliases, path/header/query
+//! matches, the one action per route (forward, redirect or direct response),
+//! and routes that can never match because an earlier one takes their requests.
+
+use super::*;
+
+const RETRY_CONDITIONS: &[&str] = &[
+    "5xx",
+    "gateway-error",
+    "reset",
+    "reset-before-request",
+    "connect-failure",
+    "envoy-ratelimited",
+    "retriable-4xx",
+    "refused-stream",
+    "retriable-status-codes",
+    "retriable-headers",
+    "http3-post-connect-failure",
+];
+const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+
+impl Cx<'_> {
+    /// `clusters` holds every cluster name the profile declares; `hosts` maps
+    /// each (host, port) claimed so far to its domain, to catch duplicates.
+    pub(super) fn domain(
+        &mut self,
+        d: RawDomain,
+        key: &str,
+        clusters: &BTreeSet<String>,
+        hosts: &mut BTreeMap<(String, u16), String>,
+    ) -> Option<Domain> {
+        let Some((host, port)) = split_host_port(d.name.get_ref()).filter(|(h, _)| valid_host(h)) else {
+            self.err(
+                d.name.span(),
+                format!("{key}.name"),
+                format!("{:?} is not host:port, e.g. \"demo.example.com:8888\"", d.name.get_ref()),
+            );
+            return None;
+        };
+        let name = d.name.get_ref().clone();
+        let mut claim = |cx: &mut Self, h: &S<String>, host: &str, k: String| {
+            let host = host.to_ascii_lowercase();
+            match hosts.get(&(host.clone(), port)) {
+                Some(other) => cx.err(
+                    h.span(),
+                    k,
+                    format!("{host}:{port} is already served by domain {other:?}; a host may appear once per port"),
+                ),
+                None => {
+                    hosts.insert((host, port), name.clone());
+                }
+            }
+        };
+        claim(self, &d.name, host, format!("{key}.name"));
+        let mut aliases = Vec::new();
+        for (i, a) in d.aliases.iter().enumerate() {
+            let k = format!("{key}.aliases[{i}]");
+            if valid_host(a.get_ref().strip_prefix("*.").unwrap_or(a.get_ref())) {
+                claim(self, a, a.get_ref(), k);
+                aliases.push(a.get_ref().to_ascii_lowercase());
+            } else {
+                self.err(a.span(), k, format!("{:?} is not a host name", a.get_ref()));
+            }
+        }
+
+        let mut routes: Vec<Route> = Vec::new();
+        for (i, r) in d.routes.into_iter().enumerate() {
+            let k = format!("{key}.routes[{i}]");
+            let span = r.span();
+            if let Some(route) = self.route(r.into_inner(), span.clone(), &k, clusters) {
+                if let Some(j) = routes.iter().position(|earlier| shadows(&earlier.matcher, &route.matcher)) {
+                    self.err(
+                        span,
+                        k,
+                        format!(
+                            "is shadowed by {key}.routes[{j}], which matches every request this one does; \
+                             put the more specific route first"
+                        ),
+                    );
+                }
+                routes.push(route);
+            }
+        }
+        Some(Domain { name, host: host.to_ascii_lowercase(), port, aliases, routes })
+    }
+
+    fn route(&mut self, r: RawRoute, span: Range<usize>, key: &str, clusters: &BTreeSet<String>) -> Option<Route> {
+        let mut ok = true;
+        let path = match (&r.prefix, &r.path, &r.regex) {
+            (None, None, None) => Some(PathMatch::Prefix("/".into())),
+            (Some(p), None, None) => self.path(p, &format!("{key}.prefix")).map(PathMatch::Prefix),
+            (None, Some(p), None) => self.path(p, &format!("{key}.path")).map(PathMatch::Exact),
+            (None, None, Some(p)) => self.regex(p, &format!("{key}.regex")).map(PathMatch::Regex),
+            _ => {
+                let second = [&r.prefix, &r.path, &r.regex].into_iter().flatten().nth(1).map(|s| s.span());
+                self.err(second.unwrap_or(span.clone()), key, "give only one of prefix, path or regex");
+                None
+            }
+        };
+        let headers = self.value_matches(&r.headers, &format!("{key}.headers"), true);
+        let query = self.value_matches(&r.query, &format!("{key}.query"), false);
+        let mut methods = Vec::new();
+        for (i, m) in r.methods.iter().enumerate() {
+            let upper = m.get_ref().to_ascii_uppercase();
+            if METHODS.contains(&upper.as_str()) {
+                methods.push(upper);
+            } else {
+                self.err(
+                    m.span(),
+                    format!("{key}.methods[{i}]"),
+                    format!("{:?} is not an HTTP method; expected one of: {}", m.get_ref(), METHODS.join(", ")),
+                );
+                ok = false;
+            }
+        }
+
+        let actions: Vec<Range<usize>> = [
+            r.cluster.as_ref().map(|v| v.span()),
+            r.weighted_clusters.as_ref().map(|v| v.span()),
+            r.redirect.as_ref().map(|v| v.span()),
+            r.direct_response.as_ref().map(|v| v.span()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let action = match actions.len() {
+            1 => {
+                if (r.redirect.is_some() || r.direct_response.is_some()) && !self.only_forward(&r, key) {
+                    ok = false;
+                }
+                if let Some(redirect) = r.redirect {
+                    self.redirect(redirect, &format!("{key}.redirect")).map(RouteAction::Redirect)
+                } else if let Some(d) = r.direct_response {
+                    let d = d.into_inner();
+                    self.int(&d.status, &format!("{key}.direct_response.status"), 200..=599)
+                        .map(|s| RouteAction::DirectResponse { status: s as u16, body: d.body })
+                } else {
+                    self.forward(r, key, clusters).map(RouteAction::Forward)
+                }
+            }
+            n => {
+                // Point at the second action when there is one: the first is
+                // usually what was meant.
+                self.err(
+                    actions.get(1).cloned().unwrap_or(span),
+                    key,
+                    format!(
+                        "has {n} actions; expected exactly one of cluster, weighted_clusters, redirect or direct_response"
+                    ),
+                );
+                None
+            }
+        };
+        if !ok {
+            return None;
+        }
+        Some(Route { matcher: RouteMatch { path: path?, headers: headers?, query: query?, methods }, action: action? })
+    }
+
+    /// Reports forward-only keys on a route that does not forward; true when there are none.
+    fn only_forward(&mut self, r: &RawRoute, key: &str) -> bool {
+        let forward_only: [(&str, Option<Range<usize>>); 5] = [
+            ("timeout", r.timeout.as_ref().map(|v| v.span())),
+            ("retries", r.retries.as_ref().map(|v| v.span())),
+            ("prefix_rewrite", r.prefix_rewrite.as_ref().map(|v| v.span())),
+            ("host_rewrite", r.host_rewrite.as_ref().map(|v| v.span())),
+            ("request_headers_add", r.request_headers_add.keys().next().map(|k| k.span())),
+        ];
+        let mut ok = true;
+        for (f, span) in forward_only {
+            if let Some(span) = span {
+                self.err(span, format!("{key}.{f}"), "applies only to routes that forward to a cluster");
+                ok = false;
+            }
+        }
+        ok
+    }
+
+    fn value_matches(&mut self, ms: &[S<RawValueMatch>], key: &str, header: bool) -> Option<Vec<ValueMatch>> {
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, m) in ms.iter().enumerate() {
+            let key = format!("{key}[{i}]");
+            let m = m.get_ref();
+            let forbidden = if header { "()<>@,;\\\"/[]?={} " } else { "&=# " };
+            let name_ok = !m.name.get_ref().is_empty()
+                && m.name.get_ref().chars().all(|c| c.is_ascii_graphic() && !forbidden.contains(c));
+            if !name_ok {
+                self.err(m.name.span(), format!("{key}.name"), format!("{:?} is not a valid name", m.name.get_ref()));
+                ok = false;
+            }
+            let kinds = [m.exact.is_some(), m.prefix.is_some(), m.regex.is_some(), m.present.is_some()];
+            let kind = match (&m.exact, &m.prefix, &m.regex, &m.present) {
+                (Some(v), None, None, None) => Some(ValueMatchKind::Exact(v.get_ref().clone())),
+                (None, Some(v), None, None) => Some(ValueMatchKind::Prefix(v.get_ref().clone())),
+                (None, None, Some(v), None) => self.regex(v, &format!("{key}.regex")).map(ValueMatchKind::Regex),
+                (None, None, None, Some(v)) => Some(ValueMatchKind::Present(*v.get_ref())),
+                _ => {
+                    let n = kinds.iter().filter(|k| **k).count();
+                    self.err(
+                        m.name.span(),
+                        key.clone(),
+                        format!("has {n} conditions; expected exactly one of exact, prefix, regex or present"),
+                    );
+                    None
+                }
+            };
+            // Envoy's QueryParameterMatcher has neither invert_match nor a
+            // way to match an absent parameter; headers have both.
+            let invert = m.invert.as_ref().is_some_and(|i| *i.get_ref());
+            if let Some(at) = m.invert.as_ref().filter(|i| !header && *i.get_ref()).map(|i| i.span()) {
+                self.err(
+                    at,
+                    format!("{key}.invert"),
+                    "true is not supported: Envoy cannot invert a query parameter match; \
+                     expected false (only header matches can be inverted)",
+                );
+                ok = false;
+            }
+            if let (false, Some(p)) = (header, m.present.as_ref().filter(|p| !*p.get_ref())) {
+                self.err(
+                    p.span(),
+                    format!("{key}.present"),
+                    "false is not supported: Envoy cannot match an absent query parameter; \
+                     expected true (only header matches can use present = false)",
+                );
+                ok = false;
+            }
+            let Some(kind) = kind else {
+                ok = false;
+                continue;
+            };
+            let name = if header { m.name.get_ref().to_ascii_lowercase() } else { m.name.get_ref().clone() };
+            out.push(ValueMatch { name, kind, invert });
+        }
+        ok.then_some(out)
+    }
+
+    fn cluster_ref(&mut self, c: &S<String>, key: &str, clusters: &BTreeSet<String>) -> bool {
+        if clusters.contains(c.get_ref()) {
+            return true;
+        }
+        let known = known_list(clusters, "none");
+        self.err(c.span(), key, format!("{:?} is not a cluster; known clusters: {known}", c.get_ref()));
+        false
+    }
+
+    fn forward(&mut self, r: RawRoute, key: &str, clusters: &BTreeSet<String>) -> Option<Forward> {
+        let target = if let Some(c) = &r.cluster {
+            self.cluster_ref(c, &format!("{key}.cluster"), clusters).then(|| Target::Cluster(c.get_ref().clone()))
+        } else {
+            let w = r.weighted_clusters.as_ref()?;
+            let mut out = Vec::new();
+            let mut ok = true;
+            for (i, wc) in w.get_ref().iter().enumerate() {
+                let k = format!("{key}.weighted_clusters[{i}]");
+                ok &= self.cluster_ref(&wc.cluster, &format!("{k}.cluster"), clusters);
+                match self.int(&wc.weight, &format!("{k}.weight"), 0..=1_000_000) {
+                    Some(n) => out.push((wc.cluster.get_ref().clone(), n)),
+                    None => ok = false,
+                }
+            }
+            // Only when every weight was read: a bad weight is its own error.
+            if out.len() == w.get_ref().len() && out.iter().all(|(_, n)| *n == 0) {
+                self.err(
+                    w.span(),
+                    format!("{key}.weighted_clusters"),
+                    "needs at least one cluster with a weight above 0",
+                );
+                ok = false;
+            }
+            ok.then_some(Target::Weighted(out))
+        };
+        let timeout = self.opt_duration(&r.timeout, &format!("{key}.timeout"));
+        let retries = match &r.retries {
+            None => Some(None),
+            Some(rt) => self.retries(rt.get_ref(), &format!("{key}.retries")).map(Some),
+        };
+        let host_rewrite = match &r.host_rewrite {
+            None => Some(None),
+            Some(h) => self.host(h, &format!("{key}.host_rewrite")).map(Some),
+        };
+        let prefix_rewrite = match (&r.prefix_rewrite, &r.regex) {
+            (Some(p), Some(_)) => {
+                // Envoy rejects prefix_rewrite on a safe_regex route at load time.
+                self.err(p.span(), format!("{key}.prefix_rewrite"), "cannot be used with a regex match");
+                None
+            }
+            (p, _) => Some(p.as_ref().map(|p| p.get_ref().clone())),
+        };
+        let mut request_headers_add = Vec::new();
+        let mut headers_ok = true;
+        for (name, value) in &r.request_headers_add {
+            let k = format!("{key}.request_headers_add");
+            let lower = name.get_ref().to_ascii_lowercase();
+            if lower.is_empty() || !lower.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
+                self.err(name.span(), k, format!("{:?} is not a header name", name.get_ref()));
+                headers_ok = false;
+            } else if lower == "host" {
+                // Envoy refuses to add `host` (or `:`-prefixed) headers.
+                self.err(name.span(), k, format!("{:?} cannot be added; expected host_rewrite", name.get_ref()));
+                headers_ok = false;
+            }
+            request_headers_add.push((lower, value.get_ref().clone()));
+        }
+        Some(Forward {
+            target: target?,
+            timeout: timeout?,
+            retries: retries?,
+            prefix_rewrite: prefix_rewrite?,
+            host_rewrite: host_rewrite?,
+            request_headers_add: headers_ok.then_some(request_headers_add)?,
+        })
+    }
+
+    fn retries(&mut self, rt: &RawRetries, key: &str) -> Option<Retries> {
+        let count = match &rt.count {
+            None => Some(1),
+            Some(c) => self.int(c, &format!("{key}.count"), 0..=100),
+        };
+        let on: Option<Vec<String>> = if rt.on.is_empty() {
+            Some(DEFAULT_RETRY_ON.iter().map(|s| s.to_string()).collect())
+        } else {
+            let on: Vec<Option<String>> = (rt.on.iter().enumerate())
+                .map(|(i, cond)| self.one_of(cond, &format!("{key}.on[{i}]"), RETRY_CONDITIONS).map(str::to_string))
+                .collect();
+            on.into_iter().collect()
+        };
+        let per_try_timeout = self.opt_duration(&rt.per_try_timeout, &format!("{key}.per_try_timeout"));
+        Some(Retries { count: count?, on: on?, per_try_timeout: per_try_timeout? })
+    }
+
+    fn redirect(&mut self, r: S<RawRedirect>, key: &str) -> Option<Redirect> {
+        let span = r.span();
+        let r = r.into_inner();
+        let code = match &r.code {
+            None => Some(301),
+            Some(c) if [301, 302, 303, 307, 308].contains(c.get_ref()) => Some(*c.get_ref() as u16),
+            Some(c) => {
+                self.err(
+                    c.span(),
+                    format!("{key}.code"),
+                    format!("{} is not a redirect code; expected 301, 302, 303, 307 or 308", c.get_ref()),
+                );
+                None
+            }
+        };
+        if r.host.is_none() && r.path.is_none() && !r.https {
+            self.err(span, key, "redirects nowhere; set host, path or https = true");
+            return None;
+        }
+        let host = match &r.host {
+            None => Some(None),
+            Some(h) => self.host(h, &format!("{key}.host")).map(Some),
+        };
+        let path = match &r.path {
+            None => Some(None),
+            Some(p) => self.path(p, &format!("{key}.path")).map(Some),
+        };
+        Some(Redirect { host: host?, path: path?, https: r.https, code: code? })
+    }
+}
+
+/// Whether `earlier` matches every request `later` matches, so `later` can never win.
+/// Conservative: only says yes when it can prove it.
+fn shadows(earlier: &RouteMatch, later: &RouteMatch) -> bool {
+    let path_covers = match (&earlier.path, &later.path) {
+        (PathMatch::Prefix(p), PathMatch::Prefix(q)) => q.starts_with(p.as_str()),
+        (PathMatch::Prefix(p), PathMatch::Exact(q)) => q.starts_with(p.as_str()),
+        (PathMatch::Prefix(p), PathMatch::Regex(_)) => p == "/",
+        (PathMatch::Exact(p), PathMatch::Exact(q)) => p == q,
+        (PathMatch::Regex(p), PathMatch::Regex(q)) => p == q,
+        _ => false,
+    };
+    // Every constraint of `earlier` must also bind `later`; extra constraints
+    // on `later` only narrow it further.
+    let constraints_covered = earlier.headers.iter().all(|h| later.headers.contains(h))
+        && earlier.query.iter().all(|q| later.query.contains(q))
+        && (earlier.methods.is_empty()
+            || (!later.methods.is_empty() && later.methods.iter().all(|m| earlier.methods.contains(m))));
+    path_covers && constraints_covered
+}

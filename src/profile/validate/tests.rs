@@ -1,0 +1,396 @@
+//! Validation tests: small profiles in, whole error lists or whole model
+//! values out. Each profile is written flush left after `dedent`, so the line
+//! numbers in the expected errors are the lines as they read here.
+
+mod clusters;
+mod routes;
+
+use super::*;
+
+/// Strips the leading newline and the common indentation of a test profile.
+fn dedent(s: &str) -> String {
+    let s = s.strip_prefix('\n').unwrap_or(s);
+    let indent = s.lines().filter(|l| !l.trim().is_empty()).map(|l| l.len() - l.trim_start().len()).min().unwrap_or(0);
+    s.lines().map(|l| l.get(indent..).unwrap_or("")).collect::<Vec<_>>().join("\n") + "\n"
+}
+
+/// Parses a profile that must be valid.
+fn mk_profile(src: &str) -> Profile {
+    match parse_profile("t.toml", "t", &dedent(src)) {
+        Ok(p) => p,
+        Err(e) => panic!("expected a valid profile, got:\n{e}"),
+    }
+}
+
+/// Parses a profile that must be invalid, rendering each error as `devbridge check` prints it.
+fn mk_errors(src: &str) -> Vec<String> {
+    match parse_profile("t.toml", "t", &dedent(src)) {
+        Ok(p) => panic!("expected errors, got {p:#?}"),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn mk_endpoint(addr: &str) -> Endpoint {
+    Endpoint { addr: addr.parse().unwrap(), zone: None, weight: None, metadata: BTreeMap::new() }
+}
+
+fn mk_forward(target: Target) -> Forward {
+    Forward {
+        target,
+        timeout: None,
+        retries: None,
+        prefix_rewrite: None,
+        host_rewrite: None,
+        request_headers_add: vec![],
+    }
+}
+
+fn mk_match(path: PathMatch) -> RouteMatch {
+    RouteMatch { path, headers: vec![], query: vec![], methods: vec![] }
+}
+
+fn mk_value_match(name: &str, kind: ValueMatchKind, invert: bool) -> ValueMatch {
+    ValueMatch { name: name.into(), kind, invert }
+}
+
+// ---------------------------------------------------------------- the whole file
+
+#[test]
+fn demo_profile_parses_into_the_expected_model() {
+    let p = parse_profile("demo.toml", "demo", include_str!("../../../profiles/demo.toml")).unwrap();
+
+    assert_eq!(p.name, "demo");
+    assert_eq!(p.file, "demo.toml");
+    assert_eq!(p.listen, ListenOverrides::default());
+    assert_eq!(
+        p.zones,
+        BTreeMap::from([(
+            "dev-local".to_string(),
+            Zone { name: "dev-local".into(), description: Some("this laptop".into()) }
+        )])
+    );
+    assert_eq!(
+        p.proxies["dev-proxy"],
+        Proxy {
+            name: "dev-proxy".into(),
+            zone: "dev-local".into(),
+            node_cluster: "dev-proxy".into(),
+            node_id: None,
+            domains: vec!["demo.example.com:8888".into()],
+            listen_address: IpAddr::from([127, 0, 0, 1]),
+            admin: "127.0.0.1:9901".parse().unwrap(),
+        }
+    );
+
+    let healthz = Route {
+        matcher: mk_match(PathMatch::Exact("/healthz".into())),
+        action: RouteAction::DirectResponse { status: 200, body: Some("ok from the devbridge demo\n".into()) },
+    };
+    let version = Route {
+        matcher: mk_match(PathMatch::Exact("/version".into())),
+        action: RouteAction::DirectResponse { status: 200, body: Some("devbridge demo profile\n".into()) },
+    };
+    let canary = Route {
+        matcher: RouteMatch {
+            headers: vec![mk_value_match("x-dev", ValueMatchKind::Exact("canary".into()), false)],
+            ..mk_match(PathMatch::Prefix("/api".into()))
+        },
+        action: RouteAction::Forward(mk_forward(Target::Cluster("edge-canary".into()))),
+    };
+    let edge = Route {
+        matcher: mk_match(PathMatch::Prefix("/api".into())),
+        action: RouteAction::Forward(Forward {
+            timeout: Some(Duration::from_secs(5)),
+            retries: Some(Retries {
+                count: 2,
+                on: vec!["connect-failure".into(), "5xx".into()],
+                per_try_timeout: Some(Duration::from_secs(2)),
+            }),
+            request_headers_add: vec![("x-devbridge-profile".into(), "demo".into())],
+            ..mk_forward(Target::Cluster("edge".into()))
+        }),
+    };
+    assert_eq!(
+        p.domains["demo.example.com:8888"],
+        Domain {
+            name: "demo.example.com:8888".into(),
+            host: "demo.example.com".into(),
+            port: 8888,
+            aliases: vec!["localhost".into(), "127.0.0.1".into()],
+            routes: vec![healthz, version, canary, edge],
+        }
+    );
+
+    let endpoint = |addr: &str, key: &str, value: &str| Endpoint {
+        zone: Some("dev-local".into()),
+        metadata: BTreeMap::from([(key.to_string(), value.to_string())]),
+        ..mk_endpoint(addr)
+    };
+    assert_eq!(
+        p.clusters["edge"],
+        Cluster {
+            name: "edge".into(),
+            source: Source::Static(vec![
+                endpoint("127.0.0.1:9001", "name", "edge-1"),
+                endpoint("127.0.0.1:9002", "name", "edge-2"),
+            ]),
+            lb: LbPolicy::RoundRobin,
+            connect_timeout: Duration::from_millis(250),
+            http2: false,
+            health_check: None,
+            circuit_breakers: None,
+            tls: None,
+        }
+    );
+    assert_eq!(p.clusters["edge-canary"].source, Source::Static(vec![endpoint("127.0.0.1:9002", "canary", "true")]));
+    assert_eq!(p.clusters["edge-canary"].connect_timeout, DEFAULT_CONNECT_TIMEOUT);
+}
+
+#[test]
+fn three_independent_mistakes_are_reported_as_three_located_errors_in_line_order() {
+    let errors = mk_errors(
+        r#"
+        [zones.dev]
+
+        [proxies.p]
+        zone = "dve"
+        domains = ["a.test:80"]
+
+        [[domains]]
+        name = "a.test:80"
+
+        [[domains.routes]]
+        prefix = "/api"
+        cluster = "edgee"
+
+        [clusters.edge]
+        connect_timeout = "fast"
+        static.endpoints = [{ address = "127.0.0.1:9001" }]
+        "#,
+    );
+    assert_eq!(
+        errors,
+        [
+            r#"t.toml:4:8: proxies.p.zone: "dve" is not a zone; known zones: dev"#,
+            r#"t.toml:12:11: domains[0].routes[0].cluster: "edgee" is not a cluster; known clusters: edge"#,
+            r#"t.toml:15:19: clusters.edge.connect_timeout: "fast" is not a duration; expected e.g. "250ms", "5s", "1m""#,
+        ]
+    );
+}
+
+#[test]
+fn toml_syntax_error_is_located_without_a_key() {
+    let errors = mk_errors(
+        r#"
+        description = "x"
+        name = = "y"
+        "#,
+    );
+    assert_eq!(errors, ["t.toml:2:8: extra `=`, expected nothing"]);
+}
+
+#[test]
+fn unknown_key_is_located_and_named() {
+    let errors = mk_errors(
+        r#"
+        [zones.dev]
+        descripton = "typo"
+        "#,
+    );
+    assert_eq!(errors, ["t.toml:2:1: descripton: unknown field `descripton`, expected `description`"]);
+}
+
+#[test]
+fn missing_required_key_is_located_at_its_table() {
+    let errors = mk_errors(
+        r#"
+        [zones.dev]
+        [proxies.p]
+        domains = []
+        "#,
+    );
+    assert_eq!(errors, ["t.toml:2:1: missing field `zone`"]);
+}
+
+#[test]
+fn wrong_value_type_is_located_at_the_value() {
+    let errors = mk_errors(
+        r#"
+        name = 3
+        "#,
+    );
+    assert_eq!(errors, ["t.toml:1:8: invalid type: integer `3`, expected a string"]);
+}
+
+// ---------------------------------------------------------------- names and addresses
+
+#[test]
+fn names_outside_letters_digits_and_punctuation_are_rejected() {
+    let errors = mk_errors(
+        r#"
+        name = "my profile"
+        [zones."dev laptop"]
+        [clusters."edge/1".dns]
+        hosts = ["edge.svc:80"]
+        "#,
+    );
+    assert_eq!(
+        errors,
+        [
+            r#"t.toml:1:8: name: "my profile" is not a valid name; expected letters, digits, '-', '_' or '.'"#,
+            r#"t.toml:2:8: zones.dev laptop: "dev laptop" is not a valid name; expected letters, digits, '-', '_' or '.'"#,
+            r#"t.toml:3:11: clusters.edge/1: "edge/1" is not a valid name; expected letters, digits, '-', '_' or '.'"#,
+        ]
+    );
+}
+
+#[test]
+fn listen_addresses_must_be_ip_port_and_distinct() {
+    let errors = mk_errors(
+        r#"
+        [listen]
+        xds = "localhost:18000"
+        admin = "127.0.0.1"
+        "#,
+    );
+    assert_eq!(
+        errors,
+        [
+            r#"t.toml:2:7: listen.xds: "localhost:18000" is not an ip:port address, e.g. 127.0.0.1:9001"#,
+            r#"t.toml:3:9: listen.admin: "127.0.0.1" is not an ip:port address, e.g. 127.0.0.1:9001"#,
+        ]
+    );
+
+    let errors = mk_errors(
+        r#"
+        [listen]
+        xds = "127.0.0.1:18000"
+        admin = "127.0.0.1:18000"
+        "#,
+    );
+    assert_eq!(
+        errors,
+        [r#"t.toml:3:9: listen.admin: 127.0.0.1:18000 is also listen.xds; expected a different address or port"#]
+    );
+}
+
+#[test]
+fn listen_overrides_are_parsed() {
+    let p = mk_profile(
+        r#"
+        [listen]
+        xds = "127.0.0.1:18001"
+        admin = "[::1]:18002"
+        "#,
+    );
+    assert_eq!(
+        p.listen,
+        ListenOverrides { xds: Some("127.0.0.1:18001".parse().unwrap()), admin: Some("[::1]:18002".parse().unwrap()) }
+    );
+}
+
+#[test]
+fn proxy_listen_and_admin_addresses_are_checked() {
+    let errors = mk_errors(
+        r#"
+        [zones.dev]
+        [proxies.p]
+        zone = "dev"
+        listen_address = "127.0.0.1:8888"
+        admin = "localhost"
+        node_cluster = ""
+        "#,
+    );
+    assert_eq!(
+        errors,
+        [
+            r#"t.toml:4:18: proxies.p.listen_address: "127.0.0.1:8888" is not an IP address, e.g. 127.0.0.1 or 0.0.0.0"#,
+            r#"t.toml:5:9: proxies.p.admin: "localhost" is not an ip:port address, e.g. 127.0.0.1:9001"#,
+            r#"t.toml:6:16: proxies.p.node_cluster: is empty"#,
+        ]
+    );
+}
+
+// ---------------------------------------------------------------- proxies
+
+#[test]
+fn proxy_references_are_checked() {
+    let errors = mk_errors(
+        r#"
+        [zones.dev]
+        [zones.ci]
+        [proxies.p]
+        zone = "prod"
+        domains = ["a.test:80", "b.test:80", "a.test:80"]
+        [[domains]]
+        name = "a.test:80"
+        "#,
+    );
+    assert_eq!(
+        errors,
+        [
+            r#"t.toml:4:8: proxies.p.zone: "prod" is not a zone; known zones: ci, dev"#,
+            r#"t.toml:5:25: proxies.p.domains[1]: "b.test:80" is not a domain; known domains: a.test:80"#,
+            r#"t.toml:5:38: proxies.p.domains[2]: "a.test:80" is listed twice"#,
+        ]
+    );
+}
+
+#[test]
+fn proxy_in_a_profile_without_zones_says_how_to_add_one() {
+    let errors = mk_errors(
+        r#"
+        [proxies.p]
+        zone = "dev"
+        "#,
+    );
+    assert_eq!(
+        errors,
+        [r#"t.toml:2:8: proxies.p.zone: "dev" is not a zone; known zones: none (add a [zones.NAME] table)"#]
+    );
+}
+
+#[test]
+fn two_proxies_matching_the_same_nodes_are_rejected() {
+    let errors = mk_errors(
+        r#"
+        [zones.dev]
+        [proxies.a]
+        zone = "dev"
+        node_cluster = "sidecar"
+        [proxies.b]
+        zone = "dev"
+        node_cluster = "sidecar"
+        node_id = "laptop"
+        "#,
+    );
+    assert_eq!(
+        errors,
+        [
+            r#"t.toml:5:10: proxies.b: matches the same Envoy nodes as proxy "a" (node.cluster "sidecar"); give one of them a different node_cluster or node_id"#
+        ]
+    );
+}
+
+#[test]
+fn proxies_told_apart_by_node_id_or_zone_are_accepted() {
+    let p = mk_profile(
+        r#"
+        [zones.dev]
+        [zones.ci]
+        [proxies.a]
+        zone = "dev"
+        node_cluster = "sidecar"
+        node_id = "laptop"
+        [proxies.b]
+        zone = "dev"
+        node_cluster = "sidecar"
+        node_id = "desktop"
+        [proxies.c]
+        zone = "ci"
+        node_cluster = "sidecar"
+        "#,
+    );
+    assert_eq!(p.proxy_for_node("sidecar", "desktop", "dev").map(|p| p.name.as_str()), Some("b"));
+    assert_eq!(p.proxy_for_node("sidecar", "anything", "ci").map(|p| p.name.as_str()), Some("c"));
+}

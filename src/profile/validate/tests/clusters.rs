@@ -1,0 +1,257 @@
+//! Clusters: sources (static, dns, kubernetes) and their options.
+
+use super::*;
+
+#[test]
+fn cluster_without_a_source_is_rejected() {
+    let errors = mk_errors(
+        r#"
+        [clusters.edge]
+        lb = "random"
+        "#,
+    );
+    assert_eq!(
+        errors,
+        ["t.toml:1:11: clusters.edge: has 0 sources; expected exactly one of [clusters.edge.static], \
+             [clusters.edge.dns] or [clusters.edge.kubernetes]"]
+    );
+}
+
+#[test]
+fn cluster_with_two_sources_is_rejected() {
+    let errors = mk_errors(
+        r#"
+        [clusters.edge.static]
+        endpoints = [{ address = "127.0.0.1:9001" }]
+        [clusters.edge.dns]
+        hosts = ["edge.svc:80"]
+        "#,
+    );
+    assert_eq!(
+        errors,
+        ["t.toml:1:11: clusters.edge: has 2 sources; expected exactly one of [clusters.edge.static], \
+             [clusters.edge.dns] or [clusters.edge.kubernetes]"]
+    );
+}
+
+#[test]
+fn cluster_options_are_checked() {
+    let errors = mk_errors(
+        r#"
+        [clusters.edge]
+        lb = "fastest"
+        connect_timeout = "0s"
+        circuit_breakers = { max_connections = -1, max_requests = 10 }
+        health_check = { path = "healthz", interval = "often", unhealthy_threshold = 0 }
+        static.endpoints = [{ address = "127.0.0.1:9001" }]
+        "#,
+    );
+    assert_eq!(
+        errors,
+        [
+            r#"t.toml:2:6: clusters.edge.lb: "fastest" is not allowed; expected one of: round_robin, least_request, random, ring_hash"#,
+            r#"t.toml:3:19: clusters.edge.connect_timeout: a duration of zero is not allowed; expected e.g. "250ms""#,
+            r#"t.toml:4:40: clusters.edge.circuit_breakers.max_connections: -1 is out of range; expected 0 to 4294967295"#,
+            r#"t.toml:5:25: clusters.edge.health_check.path: "healthz" must start with '/'"#,
+            r#"t.toml:5:47: clusters.edge.health_check.interval: "often" is not a duration; expected e.g. "250ms", "5s", "1m""#,
+            r#"t.toml:5:78: clusters.edge.health_check.unhealthy_threshold: 0 is out of range; expected 1 to 1000"#,
+        ]
+    );
+}
+
+#[test]
+fn cluster_options_are_parsed() {
+    let p = mk_profile(
+        r#"
+        [clusters.grpc]
+        lb = "least_request"
+        connect_timeout = "2s"
+        http2 = true
+        circuit_breakers = { max_requests = 10 }
+        health_check = { path = "/healthz", host = "grpc.test", unhealthy_threshold = 3 }
+        tls = { sni = "grpc.test" }
+        static.endpoints = [{ address = "10.0.0.1:443", weight = 5 }]
+        "#,
+    );
+    assert_eq!(
+        p.clusters["grpc"],
+        Cluster {
+            name: "grpc".into(),
+            source: Source::Static(vec![Endpoint { weight: Some(5), ..mk_endpoint("10.0.0.1:443") }]),
+            lb: LbPolicy::LeastRequest,
+            connect_timeout: Duration::from_secs(2),
+            http2: true,
+            health_check: Some(HealthCheck {
+                path: "/healthz".into(),
+                host: Some("grpc.test".into()),
+                interval: Duration::from_secs(5),
+                timeout: Duration::from_secs(1),
+                healthy_threshold: 1,
+                unhealthy_threshold: 3,
+            }),
+            circuit_breakers: Some(CircuitBreakers { max_requests: Some(10), ..Default::default() }),
+            tls: Some(UpstreamTls { sni: Some("grpc.test".into()), ca_file: None }),
+        }
+    );
+}
+
+#[test]
+fn static_endpoints_are_checked() {
+    let errors = mk_errors(
+        r#"
+        [clusters.edge.static]
+        endpoints = [
+          { address = "127.0.0.1:9001" },
+          { address = "edge:9001" },
+          { address = "127.0.0.1:9002", weight = 0 },
+        ]
+        "#,
+    );
+    assert_eq!(
+        errors,
+        [
+            r#"t.toml:4:15: clusters.edge.static.endpoints[1].address: "edge:9001" is not an ip:port address, e.g. 127.0.0.1:9001"#,
+            r#"t.toml:5:42: clusters.edge.static.endpoints[2].weight: 0 is out of range; expected 1 to 128"#,
+        ]
+    );
+}
+
+#[test]
+fn endpoint_listed_twice_is_rejected() {
+    let errors = mk_errors(
+        r#"
+        [clusters.edge.static]
+        endpoints = [
+          { address = "127.0.0.1:9001", zone = "a" },
+          { address = "127.0.0.1:9001", zone = "b" },
+        ]
+        "#,
+    );
+    assert_eq!(errors, ["t.toml:4:3: clusters.edge.static.endpoints[1]: endpoint 127.0.0.1:9001 is listed twice"]);
+}
+
+#[test]
+fn dns_hosts_must_be_host_port() {
+    let errors = mk_errors(
+        r#"
+        [clusters.edge.dns]
+        hosts = ["edge.svc", "bad host:80", "edge.svc:0", "edge.svc:8080"]
+        lookup = "fast"
+        [clusters.none.dns]
+        hosts = []
+        "#,
+    );
+    assert_eq!(
+        errors,
+        [
+            r#"t.toml:2:10: clusters.edge.dns.hosts[0]: "edge.svc" is not host:port, e.g. "films.svc:8080""#,
+            r#"t.toml:2:22: clusters.edge.dns.hosts[1]: "bad host:80" is not host:port, e.g. "films.svc:8080""#,
+            r#"t.toml:2:37: clusters.edge.dns.hosts[2]: "edge.svc:0" is not host:port, e.g. "films.svc:8080""#,
+            r#"t.toml:3:10: clusters.edge.dns.lookup: "fast" is not allowed; expected one of: strict, logical"#,
+            r#"t.toml:4:1: clusters.none.dns.hosts: is empty; expected at least one host:port"#,
+        ]
+    );
+}
+
+#[test]
+fn logical_dns_with_several_hosts_is_rejected() {
+    let errors = mk_errors(
+        r#"
+        [clusters.edge.dns]
+        hosts = ["a.svc:80", "b.svc:80"]
+        lookup = "logical"
+        "#,
+    );
+    assert_eq!(
+        errors,
+        [
+            r#"t.toml:1:1: clusters.edge.dns.hosts: has 2 hosts; lookup = "logical" takes exactly one (use "strict" for several)"#
+        ]
+    );
+}
+
+#[test]
+fn dns_source_is_parsed() {
+    let p = mk_profile(
+        r#"
+        [clusters.edge.dns]
+        hosts = ["Edge.svc:8080", "[::1]:80"]
+        "#,
+    );
+    assert_eq!(
+        p.clusters["edge"].source,
+        Source::Dns { hosts: vec![("Edge.svc".into(), 8080), ("::1".into(), 80)], lookup: DnsLookup::Strict }
+    );
+}
+
+#[test]
+fn kubernetes_source_fields_are_checked() {
+    let errors = mk_errors(
+        r#"
+        [clusters.a.kubernetes]
+        namespace = "Edge"
+        namespaces = ["ok", "-bad"]
+        selector = "app=edge,"
+        port = 0
+        address = "node"
+        [clusters.b.kubernetes]
+        namespaces = ["ok", "not_ok"]
+        selector = "app in edge"
+        port = "HTTP"
+        "#,
+    );
+    assert_eq!(
+        errors,
+        [
+            r#"t.toml:2:13: clusters.a.kubernetes.namespace: give either namespace or namespaces, not both"#,
+            r#"t.toml:2:13: clusters.a.kubernetes.namespace: "Edge" is not a valid namespace (a DNS label)"#,
+            r#"t.toml:3:21: clusters.a.kubernetes.namespaces[1]: "-bad" is not a valid namespace (a DNS label)"#,
+            r#"t.toml:4:12: clusters.a.kubernetes.selector: "app=edge," is not a label selector: term "" is not key=value, key!=value, key in (a,b), key notin (a,b), key or !key"#,
+            r#"t.toml:5:8: clusters.a.kubernetes.port: 0 is not a container port; expected a number 1-65535 or a port name (up to 15 lowercase letters, digits, '-')"#,
+            r#"t.toml:6:11: clusters.a.kubernetes.address: "node" is not allowed; expected one of: pod, node-internal, node-external"#,
+            r#"t.toml:8:21: clusters.b.kubernetes.namespaces[1]: "not_ok" is not a valid namespace (a DNS label)"#,
+            r#"t.toml:9:12: clusters.b.kubernetes.selector: "app in edge" is not a label selector: term "app in edge" is not key=value, key!=value, key in (a,b), key notin (a,b), key or !key"#,
+            r#"t.toml:10:8: clusters.b.kubernetes.port: "HTTP" is not a container port; expected a number 1-65535 or a port name (up to 15 lowercase letters, digits, '-')"#,
+        ]
+    );
+}
+
+#[test]
+fn kubernetes_source_is_parsed_with_defaults() {
+    let p = mk_profile(
+        r#"
+        [clusters.edge.kubernetes]
+        selector = "app=edge-envoy, tier in (a, b)"
+        port = "http"
+        "#,
+    );
+    assert_eq!(
+        p.clusters["edge"].source,
+        Source::Kubernetes(KubernetesSource {
+            kubeconfig: None,
+            context: None,
+            namespaces: vec!["default".into()],
+            selector: "app=edge-envoy, tier in (a, b)".into(),
+            field_selector: None,
+            port: PortRef::Name("http".into()),
+            address: AddressKind::Pod,
+            host_network: true,
+        })
+    );
+}
+
+#[test]
+fn label_selectors_follow_kubernetes_syntax() {
+    for ok in ["app=a", "app==a", "app!=a", "app", "!app", "app in (a, b)", "app notin (a,b)", "k8s.io/app=a,tier"] {
+        assert_eq!(check_label_selector(ok), Ok(()), "{ok}");
+    }
+    assert_eq!(check_label_selector(" "), Err(r#"it is empty; expected e.g. "app=edge-envoy""#.to_string()));
+    assert_eq!(
+        check_label_selector("app=a b"),
+        Err(r#"term "app=a b" is not key=value, key!=value, key in (a,b), key notin (a,b), key or !key"#.to_string())
+    );
+    assert_eq!(
+        check_label_selector("a/b/c=d"),
+        Err(r#"term "a/b/c=d" is not key=value, key!=value, key in (a,b), key notin (a,b), key or !key"#.to_string())
+    );
+}

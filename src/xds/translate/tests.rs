@@ -1,0 +1,392 @@
+//! Profile text in, whole Envoy resources out: each test writes down the
+//! protobuf Envoy should get and compares it with the translation.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::*;
+use crate::xds::snapshot::ResourceType;
+
+mod routes;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+    ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, EdsClusterConfig, LbPolicy,
+};
+use envoy_types::pb::envoy::config::core::v3::health_check::{HealthChecker, HttpHealthCheck};
+use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
+
+fn mk_profile(src: &str) -> Profile {
+    crate::profile::parse_profile("test.toml", "test", src).unwrap_or_else(|e| panic!("invalid test profile:\n{e}"))
+}
+
+/// The snapshot of proxy `p`, with no discovered endpoints.
+fn mk_snapshot(profile: &Profile) -> Snapshot {
+    translate_proxy(profile, &profile.proxies["p"], &DiscoveredEndpoints::new()).expect("consistent")
+}
+
+fn decode<M: prost::Message + Default>(s: &Snapshot, ty: ResourceType, name: &str) -> M {
+    let r = s.resources(ty).items.get(name).unwrap_or_else(|| panic!("{} has no {name:?}", ty.short()));
+    M::decode(r.body.value.as_slice()).expect("decodes")
+}
+
+fn names(s: &Snapshot, ty: ResourceType) -> Vec<String> {
+    s.resources(ty).names().into_iter().collect()
+}
+
+fn ms(ms: u64) -> Option<pbwk::Duration> {
+    Some(duration(Duration::from_millis(ms)))
+}
+
+fn u32s(v: u32) -> Option<pbwk::UInt32Value> {
+    Some(pbwk::UInt32Value { value: v })
+}
+
+fn string_match(p: MatchPattern) -> matcher::StringMatcher {
+    matcher::StringMatcher { match_pattern: Some(p), ..Default::default() }
+}
+
+fn regex(re: &str) -> matcher::RegexMatcher {
+    matcher::RegexMatcher { regex: re.into(), ..Default::default() }
+}
+
+fn mk_lb_endpoint(ip: &str, port: u16, weight: Option<u32>, labels: &[(&str, &str)]) -> endpoint::LbEndpoint {
+    let metadata = (!labels.is_empty()).then(|| {
+        let fields = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), pbwk::Value { kind: Some(pbwk::value::Kind::StringValue(v.to_string())) }))
+            .collect();
+        core::Metadata {
+            filter_metadata: [("envoy.lb".to_string(), pbwk::Struct { fields })].into(),
+            ..Default::default()
+        }
+    });
+    endpoint::LbEndpoint {
+        host_identifier: Some(endpoint::lb_endpoint::HostIdentifier::Endpoint(endpoint::Endpoint {
+            address: Some(socket_address(ip, port)),
+            ..Default::default()
+        })),
+        load_balancing_weight: weight.and_then(u32s),
+        metadata,
+        ..Default::default()
+    }
+}
+
+const ONE_ROUTE: &str = r#"
+[zones.local]
+[proxies.p]
+zone = "local"
+domains = ["api.test:8080"]
+[[domains]]
+name = "api.test:8080"
+[[domains.routes]]
+cluster = "api"
+"#;
+
+#[test]
+fn eds_cluster_carries_lb_timeouts_health_check_breakers_tls_and_http2() {
+    let profile = mk_profile(&format!(
+        r#"{ONE_ROUTE}
+[clusters.api]
+lb = "least_request"
+connect_timeout = "250ms"
+http2 = true
+health_check = {{ path = "/healthz", host = "api.internal", interval = "3s", timeout = "500ms", healthy_threshold = 2, unhealthy_threshold = 3 }}
+circuit_breakers = {{ max_connections = 10, max_pending_requests = 20, max_requests = 30, max_retries = 4 }}
+tls = {{ sni = "api.internal", ca_file = "/etc/devbridge/ca.pem" }}
+[clusters.api.static]
+endpoints = [{{ address = "10.0.0.1:443" }}]
+"#
+    ));
+
+    let tls = tls::UpstreamTlsContext {
+        sni: "api.internal".into(),
+        common_tls_context: Some(tls::CommonTlsContext {
+            alpn_protocols: vec!["h2".into()],
+            validation_context_type: Some(tls::common_tls_context::ValidationContextType::ValidationContext(
+                tls::CertificateValidationContext {
+                    trusted_ca: Some(core::DataSource {
+                        specifier: Some(core::data_source::Specifier::Filename("/etc/devbridge/ca.pem".into())),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let http2 = upstream_http::HttpProtocolOptions {
+        upstream_protocol_options: Some(upstream_http::http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+            upstream_http::http_protocol_options::ExplicitHttpConfig {
+                protocol_config: Some(
+                    upstream_http::http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+                        core::Http2ProtocolOptions::default(),
+                    ),
+                ),
+            },
+        )),
+        ..Default::default()
+    };
+    let expected = cluster::Cluster {
+        name: "api".into(),
+        connect_timeout: ms(250),
+        lb_policy: LbPolicy::LeastRequest as i32,
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)),
+        eds_cluster_config: Some(EdsClusterConfig { eds_config: Some(ads()), service_name: String::new() }),
+        health_checks: vec![core::HealthCheck {
+            timeout: ms(500),
+            interval: ms(3000),
+            healthy_threshold: u32s(2),
+            unhealthy_threshold: u32s(3),
+            health_checker: Some(HealthChecker::HttpHealthCheck(HttpHealthCheck {
+                path: "/healthz".into(),
+                host: "api.internal".into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        }],
+        circuit_breakers: Some(cluster::CircuitBreakers {
+            thresholds: vec![cluster::circuit_breakers::Thresholds {
+                max_connections: u32s(10),
+                max_pending_requests: u32s(20),
+                max_requests: u32s(30),
+                max_retries: u32s(4),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        transport_socket: Some(core::TransportSocket {
+            name: "envoy.transport_sockets.tls".into(),
+            config_type: Some(core::transport_socket::ConfigType::TypedConfig(pack_any(tls))),
+        }),
+        typed_extension_protocol_options: [(
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
+            pack_any(http2),
+        )]
+        .into(),
+        ..Default::default()
+    };
+
+    assert_eq!(to_cluster(&profile.clusters["api"]), expected);
+    let snapshot = mk_snapshot(&profile);
+    assert_eq!(decode::<cluster::Cluster>(&snapshot, ResourceType::Cluster, "api"), expected);
+}
+
+#[test]
+fn dns_clusters_resolve_ipv4_first_and_carry_their_hosts() {
+    let profile = mk_profile(
+        r#"
+[zones.local]
+[proxies.p]
+zone = "local"
+domains = ["api.test:8080"]
+[[domains]]
+name = "api.test:8080"
+[[domains.routes]]
+prefix = "/strict"
+cluster = "strict"
+[[domains.routes]]
+prefix = "/logical"
+cluster = "logical"
+[clusters.strict.dns]
+hosts = ["films.svc:8080", "localhost:9000"]
+[clusters.logical]
+lb = "random"
+[clusters.logical.dns]
+hosts = ["big.example.com:443"]
+lookup = "logical"
+"#,
+    );
+    let mk_dns = |name: &str, kind: DiscoveryType, lb: LbPolicy, hosts: &[(&str, u16)]| cluster::Cluster {
+        name: name.into(),
+        connect_timeout: ms(1000),
+        lb_policy: lb as i32,
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(kind as i32)),
+        dns_lookup_family: DnsLookupFamily::V4Preferred as i32,
+        load_assignment: Some(endpoint::ClusterLoadAssignment {
+            cluster_name: name.into(),
+            endpoints: vec![endpoint::LocalityLbEndpoints {
+                lb_endpoints: hosts.iter().map(|(h, p)| mk_lb_endpoint(h, *p, None, &[])).collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+
+    assert_eq!(
+        to_cluster(&profile.clusters["strict"]),
+        mk_dns("strict", DiscoveryType::StrictDns, LbPolicy::RoundRobin, &[("films.svc", 8080), ("localhost", 9000)])
+    );
+    assert_eq!(
+        to_cluster(&profile.clusters["logical"]),
+        mk_dns("logical", DiscoveryType::LogicalDns, LbPolicy::Random, &[("big.example.com", 443)])
+    );
+    // Envoy resolves DNS clusters itself: there is nothing to send over EDS.
+    let snapshot = mk_snapshot(&profile);
+    assert_eq!(names(&snapshot, ResourceType::Cluster), ["logical", "strict"]);
+    assert_eq!(names(&snapshot, ResourceType::Endpoint), Vec::<String>::new());
+}
+
+#[test]
+fn load_assignment_groups_endpoints_by_zone_with_weights_and_metadata() {
+    let profile = mk_profile(&format!(
+        r#"{ONE_ROUTE}
+[clusters.api.static]
+endpoints = [
+  {{ address = "10.0.0.3:80", zone = "b" }},
+  {{ address = "10.0.0.2:80", zone = "a", weight = 5, metadata = {{ version = "v2", canary = "true" }} }},
+  {{ address = "10.0.0.9:80" }},
+  {{ address = "10.0.0.1:80", zone = "a", weight = 1 }},
+]
+"#
+    ));
+    let profile::Source::Static(eps) = &profile.clusters["api"].source else { panic!("static source") };
+    let locality = |zone: &str| Some(core::Locality { zone: zone.into(), ..Default::default() });
+    let expected = endpoint::ClusterLoadAssignment {
+        cluster_name: "api".into(),
+        endpoints: vec![
+            // Endpoints without a zone share the locality without one.
+            endpoint::LocalityLbEndpoints {
+                locality: None,
+                lb_endpoints: vec![mk_lb_endpoint("10.0.0.9", 80, None, &[])],
+                ..Default::default()
+            },
+            endpoint::LocalityLbEndpoints {
+                locality: locality("a"),
+                lb_endpoints: vec![
+                    mk_lb_endpoint("10.0.0.1", 80, Some(1), &[]),
+                    mk_lb_endpoint("10.0.0.2", 80, Some(5), &[("canary", "true"), ("version", "v2")]),
+                ],
+                ..Default::default()
+            },
+            endpoint::LocalityLbEndpoints {
+                locality: locality("b"),
+                lb_endpoints: vec![mk_lb_endpoint("10.0.0.3", 80, None, &[])],
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+
+    let (cla, hash) = to_load_assignment("api", eps);
+
+    assert_eq!(cla, expected);
+    let mut reversed = eps.clone();
+    reversed.reverse();
+    assert_eq!(to_load_assignment("api", &reversed), (expected.clone(), hash), "input order does not matter");
+    let snapshot = mk_snapshot(&profile);
+    assert_eq!(decode::<endpoint::ClusterLoadAssignment>(&snapshot, ResourceType::Endpoint, "api"), expected);
+}
+
+#[test]
+fn kubernetes_cluster_takes_discovered_endpoints_and_is_empty_until_then() {
+    let profile = mk_profile(&format!(
+        r#"{ONE_ROUTE}
+[clusters.api.kubernetes]
+selector = "app=api"
+port = 8080
+"#
+    ));
+    let proxy = &profile.proxies["p"];
+    let discovered: DiscoveredEndpoints = [(
+        "api".to_string(),
+        vec![profile::Endpoint {
+            addr: "10.1.0.7:8080".parse().unwrap(),
+            zone: None,
+            weight: None,
+            metadata: BTreeMap::new(),
+        }],
+    )]
+    .into();
+
+    let before = translate_proxy(&profile, proxy, &DiscoveredEndpoints::new()).expect("consistent");
+    let after = translate_proxy(&profile, proxy, &discovered).expect("consistent");
+
+    let cla = |s: &Snapshot| decode::<endpoint::ClusterLoadAssignment>(s, ResourceType::Endpoint, "api");
+    assert_eq!(cla(&before), endpoint::ClusterLoadAssignment { cluster_name: "api".into(), ..Default::default() });
+    assert_eq!(
+        cla(&after),
+        endpoint::ClusterLoadAssignment {
+            cluster_name: "api".into(),
+            endpoints: vec![endpoint::LocalityLbEndpoints {
+                lb_endpoints: vec![mk_lb_endpoint("10.1.0.7", 8080, None, &[])],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    );
+}
+
+const TWO_PROXIES: &str = r#"
+[zones.local]
+[proxies.p]
+zone = "local"
+domains = ["a.test:8080"]
+[proxies.q]
+zone = "local"
+domains = ["b.test:9090"]
+[[domains]]
+name = "a.test:8080"
+[[domains.routes]]
+cluster = "a"
+[[domains]]
+name = "b.test:9090"
+[[domains.routes]]
+cluster = "b"
+[clusters.a.static]
+endpoints = [{ address = "10.0.0.1:80", zone = "local", metadata = { app = "a", track = "stable", version = "1", owner = "me" } }]
+[clusters.b.static]
+endpoints = [{ address = "10.0.0.2:80" }, { address = "10.0.0.3:80", metadata = { app = "b", track = "canary" } }]
+"#;
+
+#[test]
+fn each_proxy_gets_only_its_own_clusters_and_listeners() {
+    let profile = mk_profile(TWO_PROXIES);
+
+    let snapshots = translate(&profile, &DiscoveredEndpoints::new()).expect("consistent");
+
+    let contents = |proxy: &str| {
+        let s = &snapshots[proxy];
+        assert_eq!(s.proxy, proxy);
+        ResourceType::ALL.map(|t| names(s, t))
+    };
+    assert_eq!(snapshots.keys().collect::<Vec<_>>(), ["p", "q"]);
+    assert_eq!(contents("p"), [vec!["a"], vec!["a"], vec!["listener_8080"], vec!["routes_8080"]]);
+    assert_eq!(contents("q"), [vec!["b"], vec!["b"], vec!["listener_9090"], vec!["routes_9090"]]);
+    assert_ne!(snapshots["p"].version, snapshots["q"].version);
+}
+
+/// Every proxy's type versions and snapshot version.
+fn versions(profile: &Profile) -> BTreeMap<String, (String, [String; 4])> {
+    translate(profile, &DiscoveredEndpoints::new())
+        .expect("consistent")
+        .into_iter()
+        .map(|(p, s)| {
+            let types = ResourceType::ALL.map(|t| s.resources(t).version.clone());
+            (p, (s.version.clone(), types))
+        })
+        .collect()
+}
+
+#[test]
+fn same_input_gives_the_same_versions() {
+    // Endpoint metadata is a protobuf map, encoded in a different order from
+    // one build to the next; versions must not follow that order.
+    let first = versions(&mk_profile(TWO_PROXIES));
+    for _ in 0..20 {
+        assert_eq!(versions(&mk_profile(TWO_PROXIES)), first);
+    }
+}
+
+#[test]
+fn changing_only_an_endpoint_changes_only_the_eds_version() {
+    let before = versions(&mk_profile(TWO_PROXIES));
+    let after = versions(&mk_profile(&TWO_PROXIES.replace("10.0.0.2:80", "10.0.0.4:80")));
+
+    assert_eq!(after["p"], before["p"], "proxy p does not use cluster b");
+    let [cds, eds, lds, rds] = &before["q"].1;
+    let [cds2, eds2, lds2, rds2] = &after["q"].1;
+    assert_eq!((cds2, lds2, rds2), (cds, lds, rds));
+    assert_ne!(eds2, eds);
+    assert_ne!(after["q"].0, before["q"].0);
+}
