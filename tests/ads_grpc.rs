@@ -16,10 +16,10 @@ use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse};
 use envoy_types::pb::google::rpc::Status;
 use prost::Message;
+use support::ads::AdsClient;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tonic::Streaming;
 
 const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
@@ -87,33 +87,6 @@ fn mk_request(type_url: &str, node: Option<Node>, names: &[&str], version: &str,
         version_info: version.to_string(),
         response_nonce: nonce.to_string(),
         ..Default::default()
-    }
-}
-
-struct AdsClient {
-    tx: mpsc::Sender<DiscoveryRequest>,
-    rx: Streaming<DiscoveryResponse>,
-}
-
-impl AdsClient {
-    async fn connect(daemon: &Daemon) -> Self {
-        let mut client =
-            AggregatedDiscoveryServiceClient::connect(format!("http://{}", daemon.xds_addr)).await.unwrap();
-        let (tx, rx) = mpsc::channel(8);
-        let rx = client.stream_aggregated_resources(ReceiverStream::new(rx)).await.unwrap().into_inner();
-        Self { tx, rx }
-    }
-
-    async fn send(&self, req: DiscoveryRequest) {
-        self.tx.send(req).await.unwrap();
-    }
-
-    async fn recv(&mut self) -> DiscoveryResponse {
-        tokio::time::timeout(Duration::from_secs(10), self.rx.message())
-            .await
-            .expect("a response within 10 s")
-            .expect("stream ok")
-            .expect("stream open")
     }
 }
 

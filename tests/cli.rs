@@ -196,10 +196,11 @@ endpoints = [{{ address = "{}" }}]
     let boot = devbridge(&["bootstrap", profile, "--xds-address", &format!("127.0.0.1:{xds_port}")]);
     assert_eq!(boot.status.code(), Some(0));
     let envoy = Envoy::start(&String::from_utf8(boot.stdout).unwrap()).await;
-    envoy.wait_configured().await;
-
     let listener = SocketAddr::from(([127, 0, 0, 1], listen_port));
-    let r = http_get(listener, "demo.example.com", "/api/colors", &[]).await.unwrap();
+    envoy.wait_listening(listener).await;
+    let r = http_get(listener, "demo.example.com", "/api/colors", &[])
+        .await
+        .unwrap_or_else(|e| panic!("request to {listener}: {e}\n{}", envoy.log()));
     assert_eq!((r.status, r.body.as_str()), (200, "edge GET /api/colors\n"));
     let ready = http_get(SocketAddr::from(([127, 0, 0, 1], admin_port)), "admin", "/readyz", &[]).await.unwrap();
     assert_eq!((ready.status, ready.body.as_str()), (200, "ready: profile e2e (1 proxies)\n"));

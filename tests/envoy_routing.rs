@@ -106,8 +106,9 @@ endpoints = [{{ address = "{flaky}" }}]
     let xds_port = xds.local_addr().unwrap().port();
     let daemon = Daemon::start(profile, xds, None, CancellationToken::new()).unwrap();
     let envoy = Envoy::start(&to_yaml(&bootstrap(&proxy, "127.0.0.1", xds_port))).await;
-    envoy.wait_configured().await;
-    Setup { _daemon: daemon, envoy, listener: SocketAddr::from(([127, 0, 0, 1], port)), a, b, flaky }
+    let listener = SocketAddr::from(([127, 0, 0, 1], port));
+    envoy.wait_listening(listener).await;
+    Setup { _daemon: daemon, envoy, listener, a, b, flaky }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,9 +33,12 @@ python3 examples/demo/edge.py edge-2 9002 & pids+=($!)
 "$devbridge" bootstrap profiles/demo.toml > "$work/envoy.yaml"
 "$envoy" -c "$work/envoy.yaml" --disable-hot-restart --concurrency 1 -l warn --log-path "$work/envoy.log" & pids+=($!)
 
-# Wait (bounded) for the sidecar to have its configuration.
+# Wait (bounded, 10 s) for both edges to listen and the sidecar to be configured.
 for _ in $(seq 1 100); do
-  curl -fsS -H 'Host: demo.example.com' http://127.0.0.1:8888/healthz >/dev/null 2>&1 && break
+  curl -fsS -o /dev/null http://127.0.0.1:9001/ 2>/dev/null \
+    && curl -fsS -o /dev/null http://127.0.0.1:9002/ 2>/dev/null \
+    && curl -fsS -o /dev/null -H 'Host: demo.example.com' http://127.0.0.1:8888/healthz 2>/dev/null \
+    && break
   sleep 0.1
 done
 

@@ -21,6 +21,11 @@
 //!   additions and changes (clusters and listeners about to be removed, if
 //!   the client has them, are kept in that first pass), then CDS and LDS
 //!   once more without them.
+//! * CDS and LDS responses carry every resource subscribed to; EDS and RDS
+//!   responses carry only the resources the client does not hold at their
+//!   current content (the xDS spec allows this for those types, and Envoy
+//!   updates just the clusters and route configurations named), so one
+//!   changed endpoint costs one load assignment on the wire, not all.
 //! * Warming: after clusters are (re)sent, their endpoints are sent again
 //!   even if unchanged, and after listeners, their route configurations, so
 //!   a re-created cluster or listener never waits for data it already had.
@@ -30,8 +35,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::google::protobuf::Any;
 
-use super::snapshot::{ResourceType, Snapshot};
+use super::snapshot::{Resource, ResourceType, Snapshot};
 
 /// What a client subscribed to for one type.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -102,6 +108,9 @@ pub enum Event {
 #[derive(Debug, Default)]
 pub struct StreamState {
     types: [TypeState; 4],
+    /// Per type, what the client holds: name -> content hash of the resource
+    /// last sent under that name.
+    held: [BTreeMap<String, u64>; 4],
     snapshot: Option<Arc<Snapshot>>,
     nonce: u64,
 }
@@ -168,12 +177,12 @@ impl StreamState {
             let keep = match (ty, &old) {
                 (ResourceType::Cluster | ResourceType::Listener, Some(old)) => {
                     let new = self.snapshot.as_ref().map(|s| s.resources(ty).names()).unwrap_or_default();
-                    let held = self.types[ty.index()].sent.as_ref().map(|s| &s.names);
+                    let held = &self.held[ty.index()];
                     let gone: BTreeMap<_, _> = old
                         .resources(ty)
                         .items
                         .iter()
-                        .filter(|(n, _)| !new.contains(*n) && held.is_some_and(|h| h.contains(*n)))
+                        .filter(|(n, _)| !new.contains(*n) && held.contains_key(*n))
                         .map(|(n, r)| (n.clone(), r.body.clone()))
                         .collect();
                     if !gone.is_empty() {
@@ -200,34 +209,44 @@ impl StreamState {
     fn respond(
         &mut self,
         ty: ResourceType,
-        keep: Option<&BTreeMap<String, envoy_types::pb::google::protobuf::Any>>,
+        keep: Option<&BTreeMap<String, Any>>,
         warm_dependents: bool,
     ) -> Option<DiscoveryResponse> {
         let snapshot = self.snapshot.clone()?;
         let ts = &self.types[ty.index()];
         let resources = snapshot.resources(ty);
-        let mut items: BTreeMap<String, envoy_types::pb::google::protobuf::Any> = match &ts.subscription {
+        let wanted: BTreeMap<&String, &Resource> = match &ts.subscription {
             Subscription::None => return None,
-            Subscription::Wildcard { .. } => resources.items.iter().map(|(n, r)| (n.clone(), r.body.clone())).collect(),
-            Subscription::Names(names) => {
-                names.iter().filter_map(|n| resources.items.get(n).map(|r| (n.clone(), r.body.clone()))).collect()
-            }
+            Subscription::Wildcard { .. } => resources.items.iter().collect(),
+            Subscription::Names(names) => names.iter().filter_map(|n| resources.items.get_key_value(n)).collect(),
         };
-        let mut version = resources.version.clone();
-        if let Some(keep) = keep {
-            items.extend(keep.iter().map(|(n, a)| (n.clone(), a.clone())));
-            version = format!("{version}-keeping-{}", keep.len());
-        }
         if matches!(&ts.subscription, Subscription::Names(n) if n.is_empty()) {
             // The client unsubscribed and dropped what it had; whatever it
             // names next is new to it, even at the same version.
             if let Some(sent) = &mut self.types[ty.index()].sent {
                 sent.names.clear();
             }
+            self.held[ty.index()].clear();
             return None;
         }
+        let held = &self.held[ty.index()];
+        let incremental = matches!(ty, ResourceType::Endpoint | ResourceType::Route) && !ts.force;
+        let mut items: BTreeMap<String, Any> = wanted
+            .iter()
+            .filter(|(n, r)| !incremental || held.get(**n) != Some(&r.hash))
+            .map(|(n, r)| ((*n).clone(), r.body.clone()))
+            .collect();
+        let mut version = resources.version.clone();
+        if let Some(keep) = keep {
+            items.extend(keep.iter().map(|(n, a)| (n.clone(), a.clone())));
+            version = format!("{version}-keeping-{}", keep.len());
+        }
         let names: BTreeSet<String> = items.keys().cloned().collect();
-        let unchanged = ts.sent.as_ref().is_some_and(|s| s.version == version && s.names == names);
+        let unchanged = if incremental {
+            items.is_empty()
+        } else {
+            ts.sent.as_ref().is_some_and(|s| s.version == version && s.names == names)
+        };
         if unchanged && !ts.force {
             return None;
         }
@@ -236,6 +255,16 @@ impl StreamState {
         {
             return None;
         }
+        // Record what the client holds once this response is applied: all of
+        // it for CDS and LDS; for EDS and RDS, what it had and still wants,
+        // updated with what is sent.
+        let held = &mut self.held[ty.index()];
+        if incremental {
+            held.retain(|n, _| wanted.contains_key(n));
+        } else {
+            held.clear();
+        }
+        held.extend(wanted.iter().filter(|(n, _)| names.contains(**n)).map(|(n, r)| ((*n).clone(), r.hash)));
         self.nonce += 1;
         let nonce = self.nonce.to_string();
         let ts = &mut self.types[ty.index()];

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod ads;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -235,6 +237,17 @@ impl Envoy {
             let lds = s.get("listener_manager.lds.update_success").copied().unwrap_or(0);
             let active = s.get("listener_manager.total_listeners_active").copied().unwrap_or(0);
             (lds > 0 && active > 0).then_some(())
+        })
+        .await;
+    }
+
+    /// Waits until Envoy has its configuration and `listener` accepts
+    /// connections: the listener-active gauge rises on Envoy's main thread
+    /// before the worker starts accepting, so the stats alone can race.
+    pub async fn wait_listening(&self, listener: SocketAddr) {
+        self.wait_configured().await;
+        eventually("envoy to accept connections", 400, || async move {
+            TcpStream::connect(listener).await.ok().map(|_| ())
         })
         .await;
     }

@@ -355,12 +355,13 @@ fn named_eds_subscription_gets_only_named_resources_and_name_changes_are_answere
 
     assert_eq!(summary(&first), vec![sm(Eds, &v, &["a"], "1")]);
     assert_eq!(same, vec![]);
-    assert_eq!(summary(&wider), vec![sm(Eds, &v, &["a", "c"], "2")]);
+    // The client holds `a` already: only the newly named `c` is sent.
+    assert_eq!(summary(&wider), vec![sm(Eds, &v, &["c"], "2")]);
     assert_eq!(
         s.type_state(Eds),
         &TypeState {
             subscription: Subscription::Names(set(&["a", "c"])),
-            sent: sent(&v, "2", &["a", "c"]),
+            sent: sent(&v, "2", &["c"]),
             acked_version: Some(v.clone()),
             nack: None,
             force: false,
@@ -446,7 +447,7 @@ fn make_before_break_settles_once_envoy_acks() {
     }
     more.extend(s.on_request(&mk_ack(&out[1], &["a", "c"])).1);
 
-    assert_eq!(summary(&more), vec![sm(Eds, &version(&second, Eds), &["a", "c"], "9")]);
+    assert_eq!(summary(&more), vec![sm(Eds, &version(&second, Eds), &["c"], "9")]);
     assert_eq!(s.type_state(Cds).acked_version, Some(version(&second, Cds)));
 }
 
@@ -500,6 +501,27 @@ fn changed_listener_makes_its_unchanged_routes_be_sent_again() {
             sm(Rds, &version(&second, Rds), &["routes_8080"], "6")
         ]
     );
+}
+
+#[test]
+fn eds_and_rds_responses_carry_only_what_changed() {
+    let first = mk_snapshot(SnapshotParts {
+        endpoints: vec![mk_cla("a", 9001), mk_cla("b", 9002), mk_cla("c", 9003)],
+        ..mk_parts(&["a", "b", "c"], &[8080])
+    });
+    let mut s = mk_connected(&first);
+    // Only b's endpoints change; a and c stay as the client holds them.
+    let second = mk_snapshot(SnapshotParts {
+        endpoints: vec![mk_cla("a", 9001), mk_cla("b", 9999), mk_cla("c", 9003)],
+        ..mk_parts(&["a", "b", "c"], &[8080])
+    });
+
+    let out = s.on_snapshot(Some(second.clone()));
+    assert_eq!(summary(&out), vec![sm(Eds, &version(&second, Eds), &["b"], "5")]);
+
+    // Back to the first content: b again, and nothing else.
+    let back = s.on_snapshot(Some(first.clone()));
+    assert_eq!(summary(&back), vec![sm(Eds, &version(&first, Eds), &["b"], "6")]);
 }
 
 #[test]

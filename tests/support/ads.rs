@@ -1,0 +1,37 @@
+//! A minimal ADS client (tonic + envoy-types), as Envoy would speak it.
+
+use std::time::Duration;
+
+use devbridge::app::Daemon;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+
+pub struct AdsClient {
+    pub tx: mpsc::Sender<DiscoveryRequest>,
+    pub rx: Streaming<DiscoveryResponse>,
+}
+
+impl AdsClient {
+    pub async fn connect(daemon: &Daemon) -> Self {
+        let mut client =
+            AggregatedDiscoveryServiceClient::connect(format!("http://{}", daemon.xds_addr)).await.unwrap();
+        let (tx, rx) = mpsc::channel(8);
+        let rx = client.stream_aggregated_resources(ReceiverStream::new(rx)).await.unwrap().into_inner();
+        Self { tx, rx }
+    }
+
+    pub async fn send(&self, req: DiscoveryRequest) {
+        self.tx.send(req).await.unwrap();
+    }
+
+    pub async fn recv(&mut self) -> DiscoveryResponse {
+        tokio::time::timeout(Duration::from_secs(10), self.rx.message())
+            .await
+            .expect("a response within 10 s")
+            .expect("stream ok")
+            .expect("stream open")
+    }
+}
