@@ -1,34 +1,32 @@
 //! The one place that wires tasks and channels together.
 //!
 //! ```text
-//! Profile ──translate()──▶ Published ──watch──▶ ADS stream tasks ──▶ Envoy
-//!                              └──────watch──▶ admin server
+//! profile, discovered + registered endpoints ─▶ Publisher ─watch<Published>─▶ ADS stream tasks ─▶ Envoy
+//!                                                                  └────────▶ admin server
 //! ```
 //!
-//! [`Daemon`] owns the single writer of the `watch` channel; everything
-//! downstream reads. A new profile is translated whole and published only
-//! if every proxy's snapshot is consistent, so a bad one changes nothing.
+//! The [`Publisher`] is the single writer of what is served; everything
+//! downstream reads. A change is translated whole and published only if
+//! every proxy's snapshot is consistent, so a bad one changes nothing.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
 
 use crate::discovery::DiscoveredEndpoints;
 use crate::metrics::XdsMetrics;
 use crate::profile::Profile;
-use crate::xds::server::{AdsService, Published};
+use crate::publish::Publisher;
+use crate::xds::server::AdsService;
 use crate::xds::snapshot::SnapshotError;
-use crate::xds::translate::translate;
 
 /// A running devbridge: xDS server, admin server and the publisher.
 pub struct Daemon {
-    publisher: watch::Sender<Arc<Published>>,
+    pub publisher: Arc<Publisher>,
     pub metrics: Arc<XdsMetrics>,
     pub xds_addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
@@ -46,8 +44,8 @@ impl Daemon {
         admin: Option<TcpListener>,
         shutdown: CancellationToken,
     ) -> Result<Self, SnapshotError> {
-        let published = build(profile, &DiscoveredEndpoints::new())?;
-        let (publisher, rx) = watch::channel(Arc::new(published));
+        let publisher = Publisher::new(profile)?;
+        let rx = publisher.subscribe();
         let metrics = Arc::new(XdsMetrics::default());
         let tracker = TaskTracker::new();
         let xds_addr = xds.local_addr().expect("bound listener has an address");
@@ -60,18 +58,10 @@ impl Daemon {
         Ok(Self { publisher, metrics, xds_addr, admin_addr, shutdown, tracker, xds_task })
     }
 
-    /// Translates and publishes a new profile. On error nothing changes and
-    /// the last good snapshots keep being served.
+    /// Serves a new profile and discovered endpoints. On error nothing
+    /// changes and the last good snapshots keep being served.
     pub fn publish(&self, profile: Profile, discovered: &DiscoveredEndpoints) -> Result<(), SnapshotError> {
-        let published = build(profile, discovered)?;
-        self.publisher.send_if_modified(|current| {
-            let changed = current.profile != published.profile || current.snapshots != published.snapshots;
-            if changed {
-                *current = Arc::new(published);
-            }
-            changed
-        });
-        Ok(())
+        self.publisher.set(profile, Arc::new(discovered.clone())).map(|_| ())
     }
 
     pub fn shutdown_token(&self) -> CancellationToken {
@@ -89,13 +79,4 @@ impl Daemon {
             Err(e) => Err(anyhow::anyhow!("xDS server task panicked: {e}")),
         }
     }
-}
-
-fn build(profile: Profile, discovered: &DiscoveredEndpoints) -> Result<Published, SnapshotError> {
-    let snapshots = translate(&profile, discovered)
-        .inspect_err(|e| warn!(error = %e, "translation failed; keeping the previous configuration"))?;
-    for (proxy, s) in &snapshots {
-        info!(profile = %profile.name, %proxy, version = %s.version, "snapshot built");
-    }
-    Ok(Published { profile: Some(Arc::new(profile)), snapshots })
 }

@@ -16,7 +16,8 @@
 //! - [`bootstrap`]: the Envoy bootstrap for a proxy.
 //! - [`settings`]: daemon-wide settings (listen addresses, logging), layered.
 //! - [`admin`]: health and readiness over HTTP.
-//! - [`app`]: wires the tasks and channels; [`metrics`]: shared counters.
+//! - [`publish`]: the one writer of what is served; [`app`]: wires the tasks and channels.
+//! - [`metrics`]: shared counters.
 
 pub mod admin;
 pub mod app;
@@ -24,5 +25,6 @@ pub mod bootstrap;
 pub mod discovery;
 pub mod metrics;
 pub mod profile;
+pub mod publish;
 pub mod settings;
 pub mod xds;
