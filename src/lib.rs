@@ -26,5 +26,6 @@ pub mod discovery;
 pub mod metrics;
 pub mod profile;
 pub mod publish;
+pub mod registered;
 pub mod settings;
 pub mod xds;

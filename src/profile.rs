@@ -8,6 +8,7 @@
 pub mod load;
 pub mod raw;
 pub mod validate;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -197,6 +198,9 @@ pub enum Source {
     Dns { hosts: Vec<(String, u16)>, lookup: DnsLookup },
     /// Pods found through the Kubernetes API.
     Kubernetes(KubernetesSource),
+    /// Endpoints set at run time through the admin API (`PUT
+    /// /v1/clusters/NAME/endpoints`), kept across restarts in a state file.
+    Registered,
 }
 
 impl Source {
@@ -205,6 +209,7 @@ impl Source {
             Source::Static(_) => "static",
             Source::Dns { .. } => "dns",
             Source::Kubernetes(_) => "kubernetes",
+            Source::Registered => "registered",
         }
     }
 }

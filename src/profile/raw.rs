@@ -140,6 +140,7 @@ pub struct RawCluster {
     pub static_: Option<S<RawStatic>>,
     pub dns: Option<S<RawDns>>,
     pub kubernetes: Option<S<RawKubernetes>>,
+    pub registered: Option<S<RawRegistered>>,
     pub lb: Option<S<String>>,
     pub connect_timeout: Option<S<String>>,
     #[serde(default)]
@@ -187,6 +188,11 @@ pub struct RawKubernetes {
     pub address: Option<S<String>>,
     pub host_network: Option<bool>,
 }
+
+/// Endpoints set at run time through the admin API; the table has no keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegistered {}
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]

@@ -3,7 +3,7 @@
 //! Per proxy: a listener per port of its domains, each with an HTTP
 //! connection manager fetching route configuration `routes_<port>` over ADS;
 //! a virtual host per domain on that port; the clusters its routes name,
-//! EDS for `static` and `kubernetes` sources and STRICT/LOGICAL DNS for
+//! EDS for `static`, `kubernetes` and `registered` sources and STRICT/LOGICAL DNS for
 //! `dns`; a load assignment per EDS cluster, endpoints grouped by zone.
 
 use std::collections::BTreeMap;
@@ -56,7 +56,9 @@ pub fn translate_proxy(
         parts.clusters.push(to_cluster(c));
         let eps: &[profile::Endpoint] = match &c.source {
             profile::Source::Static(eps) => eps,
-            profile::Source::Kubernetes(_) => discovered.get(&c.name).map_or(&[], Vec::as_slice),
+            profile::Source::Kubernetes(_) | profile::Source::Registered => {
+                discovered.get(&c.name).map_or(&[], Vec::as_slice)
+            }
             profile::Source::Dns { .. } => continue,
         };
         parts.endpoints.push(to_load_assignment(&c.name, eps));
@@ -111,7 +113,7 @@ pub fn to_cluster(c: &profile::Cluster) -> cluster::Cluster {
         ..Default::default()
     };
     match &c.source {
-        profile::Source::Static(_) | profile::Source::Kubernetes(_) => {
+        profile::Source::Static(_) | profile::Source::Kubernetes(_) | profile::Source::Registered => {
             out.cluster_discovery_type = Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32));
             out.eds_cluster_config = Some(EdsClusterConfig { eds_config: Some(ads()), service_name: String::new() });
         }

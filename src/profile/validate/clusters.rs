@@ -1,4 +1,4 @@
-//! Clusters: exactly one endpoint source (static, dns or kubernetes), the load
+//! Clusters: exactly one endpoint source (static, dns, kubernetes or registered), the load
 //! balancing policy, timeouts, health checks and circuit breakers.
 
 use super::*;
@@ -7,18 +7,19 @@ const LB_POLICIES: &[&str] = &["round_robin", "least_request", "random", "ring_h
 
 impl Cx<'_> {
     pub(super) fn cluster(&mut self, name: &S<String>, c: RawCluster, key: &str) -> Option<Cluster> {
-        let sources = [c.static_.is_some(), c.dns.is_some(), c.kubernetes.is_some()];
-        let source = match (c.static_, c.dns, c.kubernetes) {
-            (Some(s), None, None) => self.static_source(s.into_inner(), &format!("{key}.static")),
-            (None, Some(d), None) => self.dns_source(d, &format!("{key}.dns")),
-            (None, None, Some(k)) => self.kube_source(k.into_inner(), &format!("{key}.kubernetes")),
+        let sources = [c.static_.is_some(), c.dns.is_some(), c.kubernetes.is_some(), c.registered.is_some()];
+        let source = match (c.static_, c.dns, c.kubernetes, c.registered) {
+            (Some(s), None, None, None) => self.static_source(s.into_inner(), &format!("{key}.static")),
+            (None, Some(d), None, None) => self.dns_source(d, &format!("{key}.dns")),
+            (None, None, Some(k), None) => self.kube_source(k.into_inner(), &format!("{key}.kubernetes")),
+            (None, None, None, Some(_)) => Some(Source::Registered),
             _ => {
                 let n = sources.iter().filter(|s| **s).count();
                 self.err(
                     name.span(),
                     key,
                     format!(
-                        "has {n} sources; expected exactly one of [{key}.static], [{key}.dns] or [{key}.kubernetes]"
+                        "has {n} sources; expected exactly one of [{key}.static], [{key}.dns], [{key}.kubernetes] or [{key}.registered]"
                     ),
                 );
                 None

@@ -13,7 +13,7 @@ fn cluster_without_a_source_is_rejected() {
     assert_eq!(
         errors,
         ["t.toml:1:11: clusters.edge: has 0 sources; expected exactly one of [clusters.edge.static], \
-             [clusters.edge.dns] or [clusters.edge.kubernetes]"]
+             [clusters.edge.dns], [clusters.edge.kubernetes] or [clusters.edge.registered]"]
     );
 }
 
@@ -30,7 +30,7 @@ fn cluster_with_two_sources_is_rejected() {
     assert_eq!(
         errors,
         ["t.toml:1:11: clusters.edge: has 2 sources; expected exactly one of [clusters.edge.static], \
-             [clusters.edge.dns] or [clusters.edge.kubernetes]"]
+             [clusters.edge.dns], [clusters.edge.kubernetes] or [clusters.edge.registered]"]
     );
 }
 
@@ -254,4 +254,15 @@ fn label_selectors_follow_kubernetes_syntax() {
         check_label_selector("a/b/c=d"),
         Err(r#"term "a/b/c=d" is not key=value, key!=value, key in (a,b), key notin (a,b), key or !key"#.to_string())
     );
+}
+
+#[test]
+fn registered_source_takes_no_keys() {
+    let errors = mk_errors(
+        r#"
+        [clusters.svc.registered]
+        endpoints = []
+        "#,
+    );
+    assert_eq!(errors, ["t.toml:2:1: endpoints: unknown field `endpoints`, there are no fields"]);
 }

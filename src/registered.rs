@@ -1,0 +1,253 @@
+//! Endpoints registered at run time (seed 003's discovery service): the
+//! admin API sets a `registered` cluster's endpoints, they reach Envoy as an
+//! EDS push, and they survive a restart in a state file written atomically.
+//!
+//! Bad input changes nothing: an unknown cluster, a cluster of another
+//! source or a malformed endpoint is refused before anything is stored.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::discovery::DiscoveredEndpoints;
+use crate::profile::{Endpoint, Profile, Source};
+use crate::publish::Publisher;
+use crate::xds::snapshot::SnapshotError;
+
+/// Largest weight accepted, as in profiles.
+pub const MAX_WEIGHT: u32 = 128;
+
+/// One endpoint as the admin API takes and shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisteredEndpoint {
+    /// `ip:port`.
+    pub address: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl RegisteredEndpoint {
+    fn to_endpoint(&self, index: usize) -> Result<Endpoint, RegisterError> {
+        let bad = |reason: String| RegisterError::BadEndpoint { index, reason };
+        let addr: SocketAddr = self
+            .address
+            .parse()
+            .map_err(|_| bad(format!("address {:?} is not ip:port, e.g. 127.0.0.1:9001", self.address)))?;
+        if addr.port() == 0 {
+            return Err(bad(format!("address {:?} has port 0", self.address)));
+        }
+        if let Some(w) = self.weight.filter(|w| !(1..=MAX_WEIGHT).contains(w)) {
+            return Err(bad(format!("weight {w} is out of range; expected 1 to {MAX_WEIGHT}")));
+        }
+        if self.zone.as_ref().is_some_and(|z| z.is_empty()) {
+            return Err(bad("zone is empty; leave it out instead".into()));
+        }
+        Ok(Endpoint { addr, zone: self.zone.clone(), weight: self.weight, metadata: self.metadata.clone() })
+    }
+
+    pub fn from_endpoint(e: &Endpoint) -> Self {
+        Self { address: e.addr.to_string(), zone: e.zone.clone(), weight: e.weight, metadata: e.metadata.clone() }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("no cluster {cluster:?} in profile {profile:?}; registered clusters: {known}")]
+    UnknownCluster { cluster: String, profile: String, known: String },
+    #[error(
+        "cluster {cluster:?} takes its endpoints from its {kind} source; only clusters with a [clusters.{cluster}.registered] source accept registered endpoints"
+    )]
+    NotRegistered { cluster: String, kind: &'static str },
+    #[error("endpoint [{index}]: {reason}")]
+    BadEndpoint { index: usize, reason: String },
+    #[error("endpoint [{index}]: {address} is listed twice")]
+    Duplicate { index: usize, address: SocketAddr },
+    #[error("cannot write the state file {}: {source}", path.display())]
+    Persist { path: PathBuf, source: std::io::Error },
+    #[error("the new endpoints cannot be served: {0}")]
+    Publish(#[from] SnapshotError),
+}
+
+impl RegisterError {
+    /// Whether the caller sent something wrong (4xx) rather than the daemon
+    /// failing (5xx).
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            Self::UnknownCluster { .. }
+                | Self::NotRegistered { .. }
+                | Self::BadEndpoint { .. }
+                | Self::Duplicate { .. }
+        )
+    }
+
+    /// The HTTP status the admin API answers with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::UnknownCluster { .. } => 404,
+            Self::NotRegistered { .. } => 409,
+            Self::BadEndpoint { .. } | Self::Duplicate { .. } => 400,
+            Self::Persist { .. } | Self::Publish(_) => 500,
+        }
+    }
+}
+
+/// The registered endpoints of every cluster, and where they are kept.
+pub struct Registry {
+    publisher: Arc<Publisher>,
+    state_file: Option<PathBuf>,
+    // Held across translation and the state-file write, never across an await.
+    endpoints: Mutex<DiscoveredEndpoints>,
+}
+
+impl Registry {
+    /// Loads what an earlier run registered (a missing file is an empty
+    /// registry; an unreadable one is reported and treated as empty) and
+    /// hands it to the publisher.
+    pub fn open(publisher: Arc<Publisher>, state_file: Option<PathBuf>) -> Arc<Self> {
+        let endpoints = state_file.as_deref().map(load_state).unwrap_or_default();
+        if !endpoints.is_empty() {
+            let n: usize = endpoints.values().map(Vec::len).sum();
+            info!(clusters = endpoints.len(), endpoints = n, "restored registered endpoints");
+            if let Err(e) = publisher.set_registered(Arc::new(endpoints.clone())) {
+                warn!(error = %e, "restored registered endpoints cannot be served; ignoring them");
+            }
+        }
+        Arc::new(Self { publisher, state_file, endpoints: Mutex::new(endpoints) })
+    }
+
+    /// Every cluster's registered endpoints.
+    pub fn all(&self) -> DiscoveredEndpoints {
+        self.lock().clone()
+    }
+
+    /// Replaces `cluster`'s endpoints (an empty list empties it).
+    pub fn set(&self, cluster: &str, endpoints: &[RegisteredEndpoint]) -> Result<Vec<Endpoint>, RegisterError> {
+        let profile = self.publisher.current().profile.clone();
+        if let Some(profile) = &profile {
+            check_cluster(profile, cluster)?;
+        }
+        let mut parsed = Vec::with_capacity(endpoints.len());
+        let mut seen = BTreeSet::new();
+        for (index, e) in endpoints.iter().enumerate() {
+            let e = e.to_endpoint(index)?;
+            if !seen.insert(e.addr) {
+                return Err(RegisterError::Duplicate { index, address: e.addr });
+            }
+            parsed.push(e);
+        }
+        let mut all = self.lock();
+        let mut next = all.clone();
+        if parsed.is_empty() {
+            next.remove(cluster);
+        } else {
+            next.insert(cluster.to_string(), parsed.clone());
+        }
+        self.publisher.set_registered(Arc::new(next.clone()))?;
+        if let Some((path, Err(source))) = self.state_file.as_ref().map(|p| (p, write_state(p, &next))) {
+            // Put back what is served, so memory, Envoy and disk agree.
+            let _ = self.publisher.set_registered(Arc::new(all.clone()));
+            return Err(RegisterError::Persist { path: path.clone(), source });
+        }
+        *all = next;
+        info!(cluster, endpoints = parsed.len(), "registered endpoints set");
+        Ok(parsed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, DiscoveredEndpoints> {
+        self.endpoints.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn check_cluster(profile: &Profile, cluster: &str) -> Result<(), RegisterError> {
+    match profile.clusters.get(cluster).map(|c| &c.source) {
+        Some(Source::Registered) => Ok(()),
+        Some(other) => Err(RegisterError::NotRegistered { cluster: cluster.to_string(), kind: other.kind() }),
+        None => {
+            let known: Vec<&str> =
+                profile.clusters.values().filter(|c| c.source == Source::Registered).map(|c| c.name.as_str()).collect();
+            Err(RegisterError::UnknownCluster {
+                cluster: cluster.to_string(),
+                profile: profile.name.clone(),
+                known: if known.is_empty() { "none".into() } else { known.join(", ") },
+            })
+        }
+    }
+}
+
+/// The state file's format: cluster -> endpoints, as the API shows them.
+type StateFile = BTreeMap<String, Vec<RegisteredEndpoint>>;
+
+fn load_state(path: &Path) -> DiscoveredEndpoints {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return DiscoveredEndpoints::new(),
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "cannot read registered endpoints; starting without them");
+            return DiscoveredEndpoints::new();
+        }
+    };
+    let parsed: StateFile = match serde_json::from_str(&text) {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "registered endpoints file is not valid; starting without them");
+            return DiscoveredEndpoints::new();
+        }
+    };
+    let mut out = DiscoveredEndpoints::new();
+    for (cluster, eps) in parsed {
+        let valid: Result<Vec<Endpoint>, _> = eps.iter().enumerate().map(|(i, e)| e.to_endpoint(i)).collect();
+        match valid {
+            Ok(v) => {
+                out.insert(cluster, v);
+            }
+            Err(e) => warn!(%cluster, error = %e, "skipping a cluster's stored endpoints"),
+        }
+    }
+    out
+}
+
+/// Writes the whole registry to a temporary file beside `path`, syncs it and
+/// renames it over `path`, so a crash leaves either the old or the new file.
+fn write_state(path: &Path, endpoints: &DiscoveredEndpoints) -> std::io::Result<()> {
+    use std::io::Write;
+    let state: StateFile = endpoints
+        .iter()
+        .map(|(c, eps)| (c.clone(), eps.iter().map(RegisteredEndpoint::from_endpoint).collect()))
+        .collect();
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("registered")));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(serde_json::to_string_pretty(&state).map_err(std::io::Error::other)?.as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The default state file for a profile:
+/// `$XDG_STATE_HOME/devbridge/<profile>.registered.json`, default
+/// `~/.local/state/devbridge/...`.
+pub fn default_state_file(profile: &str) -> Option<PathBuf> {
+    let dir = match (
+        std::env::var_os("XDG_STATE_HOME").map(PathBuf::from).filter(|p| p.is_absolute()),
+        std::env::var_os("HOME"),
+    ) {
+        (Some(x), _) => x,
+        (None, Some(h)) => PathBuf::from(h).join(".local").join("state"),
+        (None, None) => return None,
+    };
+    Some(dir.join("devbridge").join(format!("{profile}.registered.json")))
+}
+
+#[cfg(test)]
+mod tests;

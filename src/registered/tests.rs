@@ -1,0 +1,151 @@
+use super::*;
+use crate::profile::parse_profile;
+use crate::xds::ResourceType;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use prost::Message;
+
+const PROFILE: &str = r#"
+[zones.local]
+[proxies.p]
+zone = "local"
+domains = ["svc.test:8080"]
+[[domains]]
+name = "svc.test:8080"
+[[domains.routes]]
+prefix = "/static"
+cluster = "fixed"
+[[domains.routes]]
+cluster = "svc"
+[clusters.svc.registered]
+[clusters.fixed.static]
+endpoints = [{ address = "127.0.0.1:9000" }]
+"#;
+
+fn mk_registry(state: Option<PathBuf>) -> (Arc<Publisher>, Arc<Registry>) {
+    let publisher = Publisher::new(parse_profile("r.toml", "r", PROFILE).unwrap()).unwrap();
+    let registry = Registry::open(publisher.clone(), state);
+    (publisher, registry)
+}
+
+fn mk_endpoint(address: &str) -> RegisteredEndpoint {
+    RegisteredEndpoint { address: address.into(), zone: None, weight: None, metadata: BTreeMap::new() }
+}
+
+/// The addresses Envoy would get for `cluster`.
+fn served(publisher: &Publisher, cluster: &str) -> Vec<String> {
+    let published = publisher.current();
+    let r = &published.snapshots["p"].resources(ResourceType::Endpoint).items[cluster];
+    let cla = ClusterLoadAssignment::decode(r.body.value.as_slice()).unwrap();
+    cla.endpoints
+        .iter()
+        .flat_map(|l| &l.lb_endpoints)
+        .map(|e| match &e.host_identifier {
+            Some(envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier::Endpoint(ep)) => {
+                match ep.address.as_ref().and_then(|a| a.address.as_ref()) {
+                    Some(envoy_types::pb::envoy::config::core::v3::address::Address::SocketAddress(s)) => {
+                        format!("{}:{:?}", s.address, s.port_specifier)
+                    }
+                    _ => String::new(),
+                }
+            }
+            _ => String::new(),
+        })
+        .collect()
+}
+
+#[test]
+fn registered_endpoints_are_served_and_emptied() {
+    let (publisher, registry) = mk_registry(None);
+    assert_eq!(served(&publisher, "svc"), Vec::<String>::new());
+
+    let set = registry
+        .set(
+            "svc",
+            &[
+                RegisteredEndpoint {
+                    zone: Some("us-east-1a".into()),
+                    weight: Some(3),
+                    metadata: [("canary".to_string(), "true".to_string())].into(),
+                    ..mk_endpoint("127.0.0.1:9001")
+                },
+                mk_endpoint("127.0.0.1:9002"),
+            ],
+        )
+        .unwrap();
+    assert_eq!(
+        set[0],
+        Endpoint {
+            addr: "127.0.0.1:9001".parse().unwrap(),
+            zone: Some("us-east-1a".into()),
+            weight: Some(3),
+            metadata: [("canary".to_string(), "true".to_string())].into(),
+        }
+    );
+    assert_eq!(served(&publisher, "svc"), ["127.0.0.1:Some(PortValue(9002))", "127.0.0.1:Some(PortValue(9001))"]);
+
+    registry.set("svc", &[]).unwrap();
+    assert_eq!(served(&publisher, "svc"), Vec::<String>::new());
+    assert_eq!(registry.all(), DiscoveredEndpoints::new());
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let (publisher, registry) = mk_registry(None);
+    registry.set("svc", &[mk_endpoint("127.0.0.1:9001")]).unwrap();
+    let before = publisher.current();
+
+    let errors: Vec<(u16, String)> = [
+        registry.set("nope", &[mk_endpoint("127.0.0.1:1")]),
+        registry.set("fixed", &[mk_endpoint("127.0.0.1:1")]),
+        registry.set("svc", &[mk_endpoint("127.0.0.1:1"), mk_endpoint("localhost:80")]),
+        registry.set("svc", &[RegisteredEndpoint { weight: Some(0), ..mk_endpoint("127.0.0.1:1") }]),
+        registry.set("svc", &[mk_endpoint("127.0.0.1:1"), mk_endpoint("127.0.0.1:1")]),
+    ]
+    .into_iter()
+    .map(|r| {
+        let e = r.unwrap_err();
+        (e.http_status(), e.to_string())
+    })
+    .collect();
+
+    assert_eq!(
+        errors,
+        [
+            (404, "no cluster \"nope\" in profile \"r\"; registered clusters: svc".to_string()),
+            (409, "cluster \"fixed\" takes its endpoints from its static source; only clusters with a [clusters.fixed.registered] source accept registered endpoints".to_string()),
+            (400, "endpoint [1]: address \"localhost:80\" is not ip:port, e.g. 127.0.0.1:9001".to_string()),
+            (400, "endpoint [0]: weight 0 is out of range; expected 1 to 128".to_string()),
+            (400, "endpoint [1]: 127.0.0.1:1 is listed twice".to_string()),
+        ]
+    );
+    assert!(Arc::ptr_eq(&before, &publisher.current()), "nothing was republished");
+    assert_eq!(registry.all()["svc"].len(), 1);
+}
+
+#[test]
+fn registered_endpoints_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state").join("r.registered.json");
+    {
+        let (_, registry) = mk_registry(Some(state.clone()));
+        registry.set("svc", &[mk_endpoint("127.0.0.1:9001"), mk_endpoint("127.0.0.1:9002")]).unwrap();
+    }
+    let (publisher, registry) = mk_registry(Some(state.clone()));
+    assert_eq!(registry.all()["svc"].len(), 2);
+    assert_eq!(served(&publisher, "svc").len(), 2);
+    // Only the final file is left: the temporary one was renamed over it.
+    let files: Vec<String> = std::fs::read_dir(state.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into())
+        .collect();
+    assert_eq!(files, ["r.registered.json"]);
+}
+
+#[test]
+fn an_unreadable_state_file_starts_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("r.registered.json");
+    std::fs::write(&state, "{ not json").unwrap();
+    let (_, registry) = mk_registry(Some(state));
+    assert_eq!(registry.all(), DiscoveredEndpoints::new());
+}
