@@ -10,9 +10,11 @@
 //! every proxy's snapshot is consistent, so a bad one changes nothing.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,14 +22,27 @@ use tokio_util::task::TaskTracker;
 use crate::discovery::DiscoveredEndpoints;
 use crate::metrics::XdsMetrics;
 use crate::profile::Profile;
+use crate::profile::watch::ReloadStatus;
 use crate::publish::Publisher;
+use crate::registered::Registry;
 use crate::xds::server::AdsService;
 use crate::xds::snapshot::SnapshotError;
+
+/// What a daemon does beyond serving its first profile.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Where registered endpoints are kept across restarts; `None` keeps
+    /// them in memory only.
+    pub state_file: Option<PathBuf>,
+}
 
 /// A running devbridge: xDS server, admin server and the publisher.
 pub struct Daemon {
     pub publisher: Arc<Publisher>,
+    pub registry: Arc<Registry>,
     pub metrics: Arc<XdsMetrics>,
+    /// Written by the reload task; read by the admin API.
+    pub reload: watch::Sender<ReloadStatus>,
     pub xds_addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
@@ -44,7 +59,19 @@ impl Daemon {
         admin: Option<TcpListener>,
         shutdown: CancellationToken,
     ) -> Result<Self, SnapshotError> {
+        Self::start_with(profile, xds, admin, shutdown, Options::default())
+    }
+
+    pub fn start_with(
+        profile: Profile,
+        xds: TcpListener,
+        admin: Option<TcpListener>,
+        shutdown: CancellationToken,
+        options: Options,
+    ) -> Result<Self, SnapshotError> {
+        let (reload, _) = watch::channel(ReloadStatus::loaded(profile.file.clone()));
         let publisher = Publisher::new(profile)?;
+        let registry = Registry::open(publisher.clone(), options.state_file);
         let rx = publisher.subscribe();
         let metrics = Arc::new(XdsMetrics::default());
         let tracker = TaskTracker::new();
@@ -55,7 +82,7 @@ impl Daemon {
         if let Some(admin) = admin {
             tracker.spawn(crate::admin::serve(admin, rx, shutdown.clone()));
         }
-        Ok(Self { publisher, metrics, xds_addr, admin_addr, shutdown, tracker, xds_task })
+        Ok(Self { publisher, registry, metrics, reload, xds_addr, admin_addr, shutdown, tracker, xds_task })
     }
 
     /// Serves a new profile and discovered endpoints. On error nothing

@@ -204,7 +204,8 @@ async fn connect(profile: Profile, settings: Settings) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let name = profile.name.clone();
     let file = profile.file.clone();
-    let daemon = devbridge::app::Daemon::start(profile, xds, Some(admin), shutdown.clone())?;
+    let options = devbridge::app::Options { state_file: devbridge::registered::default_state_file(&profile.name) };
+    let daemon = devbridge::app::Daemon::start_with(profile, xds, Some(admin), shutdown.clone(), options)?;
     info!(profile = %name, %file, xds = %daemon.xds_addr, admin = ?daemon.admin_addr, "devbridge connected; point Envoy at the xDS address (devbridge bootstrap)");
     tokio::spawn(signals(shutdown));
     daemon.wait().await?;

@@ -10,12 +10,19 @@ pub struct XdsMetrics {
     pub streams_active: AtomicI64,
     pub streams_total: AtomicU64,
     pub unknown_nodes: AtomicU64,
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
     pushes: [AtomicU64; 4],
     acks: [AtomicU64; 4],
     nacks: [AtomicU64; 4],
 }
 
 impl XdsMetrics {
+    /// A profile reload: served (`ok`) or rejected.
+    pub fn reload(&self, ok: bool) {
+        let counter = if ok { &self.reloads_ok } else { &self.reloads_failed };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
     pub fn push(&self, ty: ResourceType) {
         self.pushes[ty.index()].fetch_add(1, Ordering::Relaxed);
     }
