@@ -34,6 +34,9 @@ pub struct Options {
     /// Where registered endpoints are kept across restarts; `None` keeps
     /// them in memory only.
     pub state_file: Option<PathBuf>,
+    /// The profile file to follow for hot reload; `None` serves the first
+    /// profile until the daemon stops.
+    pub follow: Option<PathBuf>,
 }
 
 /// A running devbridge: xDS server, admin server and the publisher.
@@ -72,9 +75,22 @@ impl Daemon {
         let (reload, _) = watch::channel(ReloadStatus::loaded(profile.file.clone()));
         let publisher = Publisher::new(profile)?;
         let registry = Registry::open(publisher.clone(), options.state_file);
-        let rx = publisher.subscribe();
         let metrics = Arc::new(XdsMetrics::default());
         let tracker = TaskTracker::new();
+        if let Some(path) = options.follow {
+            let span = tracing::info_span!("reload", file = %path.display());
+            tracker.spawn(tracing::Instrument::instrument(
+                crate::profile::watch::follow(
+                    path,
+                    publisher.clone(),
+                    reload.clone(),
+                    metrics.clone(),
+                    shutdown.clone(),
+                ),
+                span,
+            ));
+        }
+        let rx = publisher.subscribe();
         let xds_addr = xds.local_addr().expect("bound listener has an address");
         let admin_addr = admin.as_ref().and_then(|a| a.local_addr().ok());
         let service = AdsService::new(rx.clone(), metrics.clone(), shutdown.clone(), tracker.clone());

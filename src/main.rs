@@ -109,7 +109,12 @@ fn init_logging(s: &Settings) {
 
 /// Loads a profile; on errors prints every one and returns the exit code.
 fn load_profile(arg: &str) -> Result<Profile, ExitCode> {
-    let loaded = load::resolve(arg, &load::search_path()).and_then(|l| load::load(&l));
+    load_located(arg).map(|(p, _)| p)
+}
+
+/// Loads a profile and says where it came from.
+fn load_located(arg: &str) -> Result<(Profile, load::Location), ExitCode> {
+    let loaded = load::resolve(arg, &load::search_path()).and_then(|l| load::load(&l).map(|p| (p, l)));
     loaded.map_err(|e| {
         match &e {
             LoadError::Invalid(errors) => {
@@ -175,19 +180,23 @@ fn run(command: Command, flags: &Flags) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Connect { profile, .. } => {
-            let p = match load_profile(&profile) {
+            let (p, location) = match load_located(&profile) {
                 Ok(p) => p,
                 Err(code) => return Ok(code),
             };
             let settings = Settings::load(flags, Some(&p.listen))?;
+            let follow = match location {
+                load::Location::File(path) => Some(path),
+                load::Location::Embedded(_) => None,
+            };
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            rt.block_on(connect(p, settings))?;
+            rt.block_on(connect(p, settings, follow))?;
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-async fn connect(profile: Profile, settings: Settings) -> anyhow::Result<()> {
+async fn connect(profile: Profile, settings: Settings, follow: Option<PathBuf>) -> anyhow::Result<()> {
     for (what, addr) in [("xDS", settings.xds_listen), ("admin", settings.admin_listen)] {
         if !addr.ip().is_loopback() {
             anyhow::bail!(
@@ -204,7 +213,11 @@ async fn connect(profile: Profile, settings: Settings) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let name = profile.name.clone();
     let file = profile.file.clone();
-    let options = devbridge::app::Options { state_file: devbridge::registered::default_state_file(&profile.name) };
+    if follow.is_none() {
+        info!(profile = %profile.name, "the profile is compiled in; edits are not followed (copy it into a profile directory to edit it)");
+    }
+    let options =
+        devbridge::app::Options { state_file: devbridge::registered::default_state_file(&profile.name), follow };
     let daemon = devbridge::app::Daemon::start_with(profile, xds, Some(admin), shutdown.clone(), options)?;
     info!(profile = %name, %file, xds = %daemon.xds_addr, admin = ?daemon.admin_addr, "devbridge connected; point Envoy at the xDS address (devbridge bootstrap)");
     tokio::spawn(signals(shutdown));

@@ -5,6 +5,7 @@
 //! every problem at once with its location; `load` finds profiles on disk.
 //! Nothing in here does network I/O.
 
+pub mod diff;
 pub mod load;
 pub mod raw;
 pub mod validate;

@@ -111,7 +111,10 @@ pub struct HttpResponse {
     pub body: String,
 }
 
-/// Sends one request with `Connection: close` and reads the whole answer.
+/// Sends one request with `Connection: close` and reads the answer up to the
+/// end of its body (by Content-Length or chunked encoding), as HTTP clients
+/// do: waiting for EOF would wait out Envoy's delayed-close timeout (1 s),
+/// since Envoy waits for the client to close first.
 pub async fn http_get(
     addr: SocketAddr,
     host: &str,
@@ -125,22 +128,41 @@ pub async fn http_get(
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).await?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+    tokio::time::timeout(Duration::from_secs(10), read_response(&mut s))
         .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no complete answer in 10 s"))??;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect::<BTreeMap<_, _>>();
-    let chunked = headers.get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked { dechunk(body) } else { body.to_string() };
-    Ok(HttpResponse { status, headers, body })
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no complete answer in 10 s"))?
+}
+
+async fn read_response(s: &mut TcpStream) -> std::io::Result<HttpResponse> {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = s.read(&mut buf).await?;
+        raw.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&raw).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let mut lines = head.lines();
+            let status_line = lines.next().unwrap_or_default();
+            let status = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let headers = lines
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                .collect::<BTreeMap<_, _>>();
+            let chunked = headers.get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+            let length = headers.get("content-length").and_then(|v| v.parse::<usize>().ok());
+            let complete = match (chunked, length) {
+                (true, _) => body.ends_with("0\r\n\r\n"),
+                (false, Some(len)) => body.len() >= len,
+                (false, None) => n == 0,
+            };
+            if complete || n == 0 {
+                let body = if chunked { dechunk(body) } else { body.to_string() };
+                return Ok(HttpResponse { status, headers, body });
+            }
+        } else if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed before a response"));
+        }
+    }
 }
 
 fn dechunk(mut s: &str) -> String {
