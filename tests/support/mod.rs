@@ -268,6 +268,11 @@ impl Envoy {
     /// before the worker starts accepting, so the stats alone can race.
     pub async fn wait_listening(&self, listener: SocketAddr) {
         self.wait_configured().await;
+        self.wait_accepting(listener).await;
+    }
+
+    /// Waits until `listener` accepts connections (for static listeners).
+    pub async fn wait_accepting(&self, listener: SocketAddr) {
         eventually("envoy to accept connections", 400, || async move {
             TcpStream::connect(listener).await.ok().map(|_| ())
         })
