@@ -1,8 +1,9 @@
 //! The Envoy bootstrap for one proxy: its node identity, ADS to devbridge,
 //! admin on loopback, and a short reconnect backoff so a restarted devbridge
-//! is picked up within about a second.
+//! is picked up within about a second; per sidecar runtime, the address at
+//! which that runtime reaches devbridge.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde_json::{Value, json};
 
@@ -22,6 +23,88 @@ pub enum BootstrapError {
     Ambiguous { profile: String, count: usize, known: String },
     #[error("profile {profile:?} has no proxies; add a [proxies.NAME] table")]
     NoProxies { profile: String },
+}
+
+/// Where the Envoy sidecar runs, which decides how it reaches devbridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Runtime {
+    /// An OS process on this machine: devbridge on loopback.
+    Process,
+    /// A `docker run` container: devbridge at `host.docker.internal`.
+    Docker,
+    /// A docker compose service: as docker, with `extra_hosts`.
+    Compose,
+    /// A container in a minikube pod: devbridge at `host.minikube.internal`.
+    Minikube,
+}
+
+/// Output format of a bootstrap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Yaml,
+    Json,
+}
+
+impl Runtime {
+    /// The host at which this runtime reaches a devbridge listening on `listen`.
+    pub fn xds_host(self, listen: SocketAddr) -> String {
+        match self {
+            Runtime::Process => crate::settings::reachable_xds_address(listen).0,
+            Runtime::Docker | Runtime::Compose => "host.docker.internal".into(),
+            Runtime::Minikube => "host.minikube.internal".into(),
+        }
+    }
+
+    /// What the user must know to run this bootstrap, as comment lines.
+    pub fn notes(self, profile: &str, proxy: &str, xds: &str) -> Vec<String> {
+        let beyond_loopback = [
+            "devbridge listens on loopback only, and a container reaches the host from".to_string(),
+            "outside it. Listening beyond loopback needs TLS on the xDS port (the".to_string(),
+            "security work: `devbridge certs init`, then `devbridge connect --xds-listen`".to_string(),
+            "on the bridge address); until then run the sidecar on the host network".to_string(),
+            "(`--network host`, compose `network_mode: host`) with `--for process`,".to_string(),
+            "which keeps devbridge on 127.0.0.1.".to_string(),
+        ];
+        let mut out = vec![format!("Envoy bootstrap for proxy {proxy:?} of profile {profile:?} ({self:?} runtime).")];
+        match self {
+            Runtime::Process => {
+                out.push(format!("Run: envoy -c <this file>   (devbridge serves xDS at {xds})."));
+                out.push("Or let devbridge run and supervise Envoy: devbridge connect <profile> --envoy.".into());
+            }
+            Runtime::Docker => {
+                out.push(format!("The container reaches devbridge at {xds}. On Linux, give it that name:"));
+                out.push("  docker run --add-host=host.docker.internal:host-gateway ...".into());
+                out.extend(beyond_loopback);
+            }
+            Runtime::Compose => {
+                out.push(format!("The sidecar service reaches devbridge at {xds}. On Linux, add to it:"));
+                out.push("  extra_hosts: [\"host.docker.internal:host-gateway\"]".into());
+                out.extend(beyond_loopback);
+            }
+            Runtime::Minikube => {
+                out.push(format!("The pod reaches devbridge at {xds} (minikube's name for the host)."));
+                out.push("Mount this file from a ConfigMap: kubectl create configmap <name> --from-file=envoy.yaml=<this file>".into());
+                out.push("devbridge must listen on the host's address in minikube's network (e.g.".into());
+                out.push("192.168.49.1), beyond loopback, which needs TLS on the xDS port (the".into());
+                out.push("security work: `devbridge certs init`, then `devbridge connect --xds-listen`).".into());
+            }
+        }
+        out.push("Envoy retries devbridge every 0.1 s to 1 s: a restart is picked up within about a second.".into());
+        out
+    }
+}
+
+/// The bootstrap as text: YAML with the notes as a comment header, or JSON
+/// (which has no comments; the caller shows the notes elsewhere).
+pub fn render(value: &Value, format: Format, notes: &[String]) -> String {
+    match format {
+        Format::Json => serde_json::to_string_pretty(value).expect("a JSON value serialises") + "\n",
+        Format::Yaml => {
+            let mut out: String = notes.iter().map(|n| format!("# {n}\n")).collect();
+            out.push_str(&to_yaml(value));
+            out
+        }
+    }
 }
 
 /// Picks the proxy named, or the only one.

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use devbridge::bootstrap::{Format, Runtime};
 use devbridge::profile::load::{self, LoadError};
 use devbridge::profile::{Profile, Source};
 use devbridge::settings::{Flags, LogFormat, Settings};
@@ -57,9 +58,17 @@ enum Command {
         /// Proxy name; may be left out when the profile has exactly one.
         #[arg(long)]
         proxy: Option<String>,
-        /// Where Envoy reaches devbridge, HOST:PORT (default: the xDS listen address).
+        /// Where Envoy reaches devbridge, HOST:PORT (default: per runtime, on the xDS listen port).
         #[arg(long)]
         xds_address: Option<String>,
+        /// Where the sidecar runs: decides the address it reaches devbridge at.
+        #[arg(long = "for", value_enum, default_value = "process")]
+        runtime: Runtime,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "yaml")]
+        format: Format,
     },
     /// List the profiles found and where.
     Profiles,
@@ -153,7 +162,7 @@ fn run(command: Command, flags: &Flags) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bootstrap { profile, proxy, xds_address } => {
+        Command::Bootstrap { profile, proxy, xds_address, runtime, out, format } => {
             let p = match load_profile(&profile) {
                 Ok(p) => p,
                 Err(code) => return Ok(code),
@@ -172,11 +181,28 @@ fn run(command: Command, flags: &Flags) -> anyhow::Result<ExitCode> {
                     (h.trim_start_matches('[').trim_end_matches(']').to_string(), port)
                 }
                 None => {
-                    let s = Settings::load(flags, Some(&p.listen))?;
-                    devbridge::settings::reachable_xds_address(s.xds_listen)
+                    let listen = Settings::load(flags, Some(&p.listen))?.xds_listen;
+                    (runtime.xds_host(listen), listen.port())
                 }
             };
-            print!("{}", devbridge::bootstrap::to_yaml(&devbridge::bootstrap::bootstrap(proxy, &host, port)));
+            let notes = runtime.notes(&p.name, &proxy.name, &format!("{host}:{port}"));
+            let text =
+                devbridge::bootstrap::render(&devbridge::bootstrap::bootstrap(proxy, &host, port), format, &notes);
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!("wrote {} ({runtime:?} bootstrap for proxy {})", path.display(), proxy.name);
+                    if format == Format::Json {
+                        notes.iter().skip(1).for_each(|n| eprintln!("  {n}"));
+                    }
+                }
+                None => {
+                    print!("{text}");
+                    if format == Format::Json {
+                        notes.iter().for_each(|n| eprintln!("{n}"));
+                    }
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Connect { profile, .. } => {

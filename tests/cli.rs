@@ -238,3 +238,44 @@ fn the_demo_example_runs() {
     assert!(answers[3].starts_with("edge-2 GET /api/colors"), "x-dev: canary goes to edge-2:\n{stdout}");
     assert_eq!(answers[4], "404");
 }
+
+/// `envoy --mode validate` accepts every bootstrap `devbridge bootstrap`
+/// can produce: each bundled profile, each runtime, YAML and JSON.
+#[test]
+fn every_bootstrap_for_every_runtime_passes_envoy_validate() {
+    let envoy = support::envoy_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for profile in ["demo", "staging"] {
+        for runtime in ["process", "docker", "compose", "minikube"] {
+            for format in ["yaml", "json"] {
+                let out = dir.path().join(format!("{profile}-{runtime}.{format}"));
+                let written = devbridge(&[
+                    "bootstrap",
+                    profile,
+                    "--for",
+                    runtime,
+                    "--format",
+                    format,
+                    "--out",
+                    out.to_str().unwrap(),
+                ]);
+                assert_eq!(written.status.code(), Some(0), "{}", String::from_utf8_lossy(&written.stderr));
+                let check = Command::new(&envoy).args(["--mode", "validate", "-c"]).arg(&out).output().unwrap();
+                assert!(
+                    check.status.success(),
+                    "{profile} {runtime} {format}: {}",
+                    String::from_utf8_lossy(&check.stderr)
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 16);
+    // The runtime decides where Envoy looks for devbridge.
+    let yaml = |runtime: &str| String::from_utf8(devbridge(&["bootstrap", "demo", "--for", runtime]).stdout).unwrap();
+    assert!(yaml("process").contains("address: \"127.0.0.1\"\n                      port_value: 18000"));
+    assert!(yaml("docker").contains("address: \"host.docker.internal\""));
+    assert!(yaml("compose").contains("extra_hosts: [\"host.docker.internal:host-gateway\"]"));
+    assert!(yaml("minikube").contains("address: \"host.minikube.internal\""));
+}
