@@ -15,9 +15,10 @@
 //! - [`xds`]: translation, snapshots, per-stream protocol state (pure) and the tonic server.
 //! - [`bootstrap`]: the Envoy bootstrap for a proxy.
 //! - [`settings`]: daemon-wide settings (listen addresses, logging), layered.
-//! - [`admin`]: health and readiness over HTTP.
+//! - [`admin`]: the admin HTTP API: health, readiness, status, config dump, metrics, registered endpoints.
 //! - [`publish`]: the one writer of what is served; [`app`]: wires the tasks and channels.
-//! - [`metrics`]: shared counters.
+//! - [`metrics`]: shared counters and their Prometheus form.
+//! - [`registered`]: endpoints registered at run time, kept in a state file.
 
 pub mod admin;
 pub mod app;

@@ -111,20 +111,38 @@ pub struct HttpResponse {
     pub body: String,
 }
 
-/// Sends one request with `Connection: close` and reads the whole answer.
+/// Sends one GET with `Connection: close` and reads the whole answer.
 pub async fn http_get(
     addr: SocketAddr,
     host: &str,
     path: &str,
     headers: &[(&str, &str)],
 ) -> std::io::Result<HttpResponse> {
+    http_request(addr, "GET", host, path, headers, b"").await
+}
+
+/// Sends one request with `Connection: close` (and a body, when not empty)
+/// and reads the whole answer.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<HttpResponse> {
     let mut s = TcpStream::connect(addr).await?;
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
+    if !body.is_empty() {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).await?;
+    // A server may answer (413) and close before reading all of a large body.
+    let _ = s.write_all(body).await;
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
         .await
