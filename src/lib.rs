@@ -15,6 +15,7 @@
 //! - [`xds`]: translation, snapshots, per-stream protocol state (pure) and the tonic server.
 //! - [`bootstrap`]: the Envoy bootstrap for a proxy.
 //! - [`settings`]: daemon-wide settings (listen addresses, logging), layered.
+//! - [`status`]: `devbridge status`, the admin API client and its rendering.
 //! - [`admin`]: the admin HTTP API: health, readiness, status, config dump, metrics, registered endpoints.
 //! - [`publish`]: the one writer of what is served; [`app`]: wires the tasks and channels.
 //! - [`metrics`]: shared counters and their Prometheus form.
@@ -29,4 +30,5 @@ pub mod profile;
 pub mod publish;
 pub mod registered;
 pub mod settings;
+pub mod status;
 pub mod xds;
