@@ -293,6 +293,12 @@ async fn registered_endpoints_are_pushed_refused_when_bad_emptied_and_restored_a
     assert_eq!(addresses(&pushed, "api"), ["127.0.0.1:9001"]);
     client.send(mk_request(EDS, None, &["api"], Some(&pushed))).await;
     let eds_pushes = daemon.metrics.pushes(ResourceType::Endpoint);
+    // That push was caused by a published change: its latency is observed.
+    eventually("the change-to-push latency to be observed", 200, || async {
+        let samples = scrape(&call(&daemon, "GET", "/metrics", "").await.body);
+        samples.contains(&"devbridge_xds_change_to_push_seconds_count 1".to_string()).then_some(())
+    })
+    .await;
 
     // Refusals: status, message, and nothing changed.
     let refusals = [
