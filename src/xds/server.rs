@@ -112,6 +112,7 @@ impl AggregatedDiscoveryService for AdsService {
             warned_unmatched: false,
             unmatched: None,
             nack_at_ms: [None; 4],
+            matched_change: Instant::now(),
             entry,
         };
         let span = info_span!("ads", peer = %peer.map_or_else(|| "-".to_string(), |p| p.to_string()));
@@ -142,6 +143,8 @@ struct AdsStream {
     unmatched: Option<String>,
     /// Per type, when the NACK the protocol state holds arrived.
     nack_at_ms: [Option<u64>; 4],
+    /// When the publication last matched against was published.
+    matched_change: Instant,
     entry: StreamEntry,
 }
 
@@ -172,8 +175,9 @@ impl AdsStream {
                     if changed.is_err() {
                         return "publisher stopped";
                     }
-                    caused_by = Some(self.published.borrow().changed_at);
-                    self.on_published()
+                    let responses = self.on_published();
+                    caused_by = Some(self.matched_change);
+                    responses
                 }
             };
             for r in responses {
@@ -253,6 +257,7 @@ impl AdsStream {
     /// snapshot to the protocol state.
     fn match_proxy(&mut self) -> Vec<DiscoveryResponse> {
         let published = self.published.borrow_and_update().clone();
+        self.matched_change = published.changed_at;
         let node = self.node.as_ref().expect("node is set before matching");
         let zone = node.locality.as_ref().map_or("", |l| l.zone.as_str());
         let candidates: Vec<String> = published
