@@ -1,6 +1,20 @@
-//! The admin HTTP server (hyper, loopback by default): `/healthz` (the
-//! process is alive) and `/readyz` (a profile is loaded and its first
-//! snapshot is published).
+//! The admin HTTP server (hyper, HTTP/1.1, loopback by default).
+//!
+//! | path | what |
+//! | --- | --- |
+//! | `GET /healthz` | the process is alive |
+//! | `GET /readyz` | a profile is loaded, its snapshots built, and every discovery source synced once |
+//! | `GET /status` | JSON: profile, reload state, snapshot versions, registered endpoints, connected Envoys, sources |
+//! | `GET /config_dump` | JSON: what each proxy is served, per type and resource (devbridge's view) |
+//! | `GET /metrics` | Prometheus (OpenMetrics text) |
+//! | `GET, PUT, DELETE /v1/clusters/{name}/endpoints` | endpoints registered at run time |
+//!
+//! Every handler reads shared state by cloning it out of its `watch` or
+//! mutex; none holds a lock across an `.await`.
+
+mod endpoints;
+mod http;
+mod status;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -9,7 +23,7 @@ use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -17,10 +31,67 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
+use crate::metrics::{METRICS_CONTENT_TYPE, XdsMetrics};
+use crate::profile::watch::ReloadStatus;
+use crate::registered::Registry;
+use crate::xds::registry::StreamRegistry;
 use crate::xds::server::Published;
+pub use status::{ProfileInfo, ProxyStatus, Status};
+
+/// Largest request body accepted (a registered endpoint list); more is 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What the discovery sources tell the admin API: readiness and a state per
+/// source. Discovery provides one (it lands from another branch); until
+/// then [`NoSources`]: nothing to wait for, nothing to show.
+pub trait SourcesView: Send + Sync {
+    /// Whether every discovery source has synced at least once; `/readyz`
+    /// waits for it.
+    fn all_synced_once(&self) -> bool;
+    /// One JSON object per source for `/status`'s `sources` array.
+    fn status(&self) -> Vec<serde_json::Value>;
+}
+
+/// No discovery sources.
+#[derive(Debug, Default)]
+pub struct NoSources;
+
+impl SourcesView for NoSources {
+    fn all_synced_once(&self) -> bool {
+        true
+    }
+    fn status(&self) -> Vec<serde_json::Value> {
+        Vec::new()
+    }
+}
+
+/// Everything the admin API reads or changes.
+#[derive(Clone)]
+pub struct AdminState {
+    pub published: watch::Receiver<Arc<Published>>,
+    pub registry: Arc<Registry>,
+    pub streams: Arc<StreamRegistry>,
+    pub metrics: Arc<XdsMetrics>,
+    pub reload: watch::Receiver<ReloadStatus>,
+    pub sources: Arc<dyn SourcesView>,
+}
+
+impl AdminState {
+    /// Whether `/readyz` answers 200, and why not.
+    pub fn readiness(&self) -> Result<String, String> {
+        let published = self.published.borrow().clone();
+        let Some(profile) = &published.profile else {
+            return Err("no profile published yet".into());
+        };
+        if !self.sources.all_synced_once() {
+            return Err(format!("profile {} is loaded; waiting for every discovery source to sync once", profile.name));
+        }
+        Ok(format!("profile {} ({} proxies)", profile.name, published.snapshots.len()))
+    }
+}
 
 /// Serves admin requests on an already-bound listener until `shutdown`.
-pub async fn serve(listener: TcpListener, published: watch::Receiver<Arc<Published>>, shutdown: CancellationToken) {
+pub async fn serve(listener: TcpListener, state: AdminState, shutdown: CancellationToken) {
     info!(addr = ?listener.local_addr().ok(), "admin server listening");
     let tracker = TaskTracker::new();
     loop {
@@ -34,18 +105,22 @@ pub async fn serve(listener: TcpListener, published: watch::Receiver<Arc<Publish
                 }
             },
         };
-        let published = published.clone();
+        let state = state.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
             let svc = service_fn(move |req| {
-                let published = published.clone();
-                async move { Ok::<_, Infallible>(handle(&req, &published)) }
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(&state, req).await) }
             });
             let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
             tokio::select! {
                 r = conn.as_mut() => if let Err(e) = r { debug!(%peer, error = %e, "admin connection error") },
-                _ = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
+                _ = shutdown.cancelled() => {
+                    // Let a request in flight finish, then close.
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
             }
         });
     }
@@ -53,26 +128,29 @@ pub async fn serve(listener: TcpListener, published: watch::Receiver<Arc<Publish
     tracker.wait().await;
 }
 
-fn handle(req: &Request<Incoming>, published: &watch::Receiver<Arc<Published>>) -> Response<Full<Bytes>> {
-    match req.uri().path() {
-        "/healthz" => text(StatusCode::OK, "ok\n"),
-        "/readyz" => {
-            let p = published.borrow();
-            match &p.profile {
-                Some(profile) => {
-                    text(StatusCode::OK, &format!("ready: profile {} ({} proxies)\n", profile.name, p.snapshots.len()))
-                }
-                None => text(StatusCode::SERVICE_UNAVAILABLE, "not ready: no profile published yet\n"),
-            }
-        }
-        _ => text(StatusCode::NOT_FOUND, "not found; try /healthz or /readyz\n"),
+async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    if let Some(cluster) = endpoints::cluster_of(&path) {
+        return endpoints::handle(state, cluster, req).await;
     }
-}
-
-fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "text/plain; charset=utf-8")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("static response parts are valid")
+    let known = ["/healthz", "/readyz", "/status", "/config_dump", "/metrics"];
+    if !known.contains(&path.as_str()) {
+        return http::text(
+            StatusCode::NOT_FOUND,
+            "not found; try /healthz, /readyz, /status, /config_dump, /metrics or /v1/clusters/NAME/endpoints\n",
+        );
+    }
+    if req.method() != Method::GET {
+        return http::method_not_allowed("GET");
+    }
+    match path.as_str() {
+        "/healthz" => http::text(StatusCode::OK, "ok\n"),
+        "/readyz" => match state.readiness() {
+            Ok(why) => http::text(StatusCode::OK, &format!("ready: {why}\n")),
+            Err(why) => http::text(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {why}\n")),
+        },
+        "/status" => http::json(StatusCode::OK, &status::build(state)),
+        "/config_dump" => http::json(StatusCode::OK, &status::config_dump(&state.published.borrow().clone())),
+        _ => http::body(StatusCode::OK, METRICS_CONTENT_TYPE, state.metrics.encode()),
+    }
 }

@@ -25,6 +25,7 @@ use crate::profile::Profile;
 use crate::profile::watch::ReloadStatus;
 use crate::publish::Publisher;
 use crate::registered::Registry;
+use crate::xds::registry::StreamRegistry;
 use crate::xds::server::AdsService;
 use crate::xds::snapshot::SnapshotError;
 
@@ -44,6 +45,8 @@ pub struct Daemon {
     pub publisher: Arc<Publisher>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<XdsMetrics>,
+    /// Every connected Envoy, as its ADS stream reports it.
+    pub streams: Arc<StreamRegistry>,
     /// Written by the reload task; read by the admin API.
     pub reload: watch::Sender<ReloadStatus>,
     pub xds_addr: SocketAddr,
@@ -93,12 +96,22 @@ impl Daemon {
         let rx = publisher.subscribe();
         let xds_addr = xds.local_addr().expect("bound listener has an address");
         let admin_addr = admin.as_ref().and_then(|a| a.local_addr().ok());
-        let service = AdsService::new(rx.clone(), metrics.clone(), shutdown.clone(), tracker.clone());
+        let streams = StreamRegistry::new();
+        let service = AdsService::new(rx.clone(), metrics.clone(), shutdown.clone(), tracker.clone())
+            .with_registry(streams.clone());
         let xds_task = tokio::spawn(crate::xds::server::serve(xds, service, shutdown.clone()));
         if let Some(admin) = admin {
-            tracker.spawn(crate::admin::serve(admin, rx, shutdown.clone()));
+            let state = crate::admin::AdminState {
+                published: rx,
+                registry: registry.clone(),
+                streams: streams.clone(),
+                metrics: metrics.clone(),
+                reload: reload.subscribe(),
+                sources: Arc::new(crate::admin::NoSources),
+            };
+            tracker.spawn(crate::admin::serve(admin, state, shutdown.clone()));
         }
-        Ok(Self { publisher, registry, metrics, reload, xds_addr, admin_addr, shutdown, tracker, xds_task })
+        Ok(Self { publisher, registry, metrics, streams, reload, xds_addr, admin_addr, shutdown, tracker, xds_task })
     }
 
     /// Serves a new profile and discovered endpoints. On error nothing

@@ -15,9 +15,11 @@
 //! - [`xds`]: translation, snapshots, per-stream protocol state (pure) and the tonic server.
 //! - [`bootstrap`]: the Envoy bootstrap for a proxy.
 //! - [`settings`]: daemon-wide settings (listen addresses, logging), layered.
-//! - [`admin`]: health and readiness over HTTP.
+//! - [`status`]: `devbridge status`, the admin API client and its rendering.
+//! - [`admin`]: the admin HTTP API: health, readiness, status, config dump, metrics, registered endpoints.
 //! - [`publish`]: the one writer of what is served; [`app`]: wires the tasks and channels.
-//! - [`metrics`]: shared counters.
+//! - [`metrics`]: shared counters and their Prometheus form.
+//! - [`registered`]: endpoints registered at run time, kept in a state file.
 
 pub mod admin;
 pub mod app;
@@ -28,4 +30,5 @@ pub mod profile;
 pub mod publish;
 pub mod registered;
 pub mod settings;
+pub mod status;
 pub mod xds;

@@ -16,6 +16,8 @@ use tracing::{error, info, warn};
 
 /// Exit code for an invalid profile or usage (EX_USAGE / EX_DATAERR family).
 const EXIT_INVALID: u8 = 64;
+/// Exit code of `status` when no daemon answers (EX_UNAVAILABLE).
+const EXIT_UNAVAILABLE: u8 = 69;
 
 #[derive(Parser)]
 #[command(
@@ -72,6 +74,15 @@ enum Command {
     },
     /// List the profiles found and where.
     Profiles,
+    /// Show what a running devbridge serves: profile, reloads, connected Envoys and their ACKs.
+    Status {
+        /// The daemon's admin address. Env: DEVBRIDGE_ADMIN_LISTEN. Default 127.0.0.1:18001.
+        #[arg(long)]
+        admin: Option<SocketAddr>,
+        /// Print the raw /status JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -82,9 +93,13 @@ fn main() -> ExitCode {
         log_format: cli.log_format,
         ..Flags::default()
     };
-    if let Command::Connect { xds_listen, admin_listen, .. } = &cli.command {
-        flags.xds_listen = *xds_listen;
-        flags.admin_listen = *admin_listen;
+    match &cli.command {
+        Command::Connect { xds_listen, admin_listen, .. } => {
+            flags.xds_listen = *xds_listen;
+            flags.admin_listen = *admin_listen;
+        }
+        Command::Status { admin, .. } => flags.admin_listen = *admin,
+        _ => {}
     }
     let settings = match Settings::load(&flags, None) {
         Ok(s) => s,
@@ -200,6 +215,32 @@ fn run(command: Command, flags: &Flags) -> anyhow::Result<ExitCode> {
                     print!("{text}");
                     if format == Format::Json {
                         notes.iter().for_each(|n| eprintln!("{n}"));
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json, .. } => {
+            let settings = Settings::load(flags, None)?;
+            // A daemon listening on 0.0.0.0 is reached on loopback.
+            let (host, port) = devbridge::settings::reachable_xds_address(settings.admin_listen);
+            let addr = SocketAddr::new(host.parse()?, port);
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let body = match rt.block_on(devbridge::status::fetch(addr, devbridge::status::DEFAULT_TIMEOUT)) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("devbridge: {e}");
+                    return Ok(ExitCode::from(EXIT_UNAVAILABLE));
+                }
+            };
+            if json {
+                print!("{body}");
+            } else {
+                match devbridge::status::parse(addr, &body) {
+                    Ok(view) => print!("{}", devbridge::status::render(&view, &addr.to_string())),
+                    Err(e) => {
+                        eprintln!("devbridge: {e}");
+                        return Ok(ExitCode::from(EXIT_UNAVAILABLE));
                     }
                 }
             }

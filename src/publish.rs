@@ -77,12 +77,14 @@ impl Publisher {
         let mut inputs = self.inputs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut next = inputs.clone();
         change(&mut next);
-        let published = build(&next)
+        let mut published = build(&next)
             .inspect_err(|e| warn!(error = %e, "translation failed; keeping the previous configuration"))?;
         *inputs = next;
         let changed = self.tx.send_if_modified(|current| {
             let changed = current.profile != published.profile || current.snapshots != published.snapshots;
             if changed {
+                // Streams measure change-to-push latency from here.
+                published.changed_at = std::time::Instant::now();
                 *current = Arc::new(published);
             }
             changed
@@ -101,5 +103,5 @@ fn build(inputs: &Inputs) -> Result<Published, SnapshotError> {
     for (proxy, s) in &snapshots {
         info!(profile = %inputs.profile.name, %proxy, version = %s.version, "snapshot built");
     }
-    Ok(Published { profile: Some(inputs.profile.clone()), snapshots })
+    Ok(Published { profile: Some(inputs.profile.clone()), snapshots, changed_at: std::time::Instant::now() })
 }

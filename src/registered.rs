@@ -130,6 +130,36 @@ impl Registry {
         self.lock().clone()
     }
 
+    /// `cluster`'s registered endpoints, as the API shows them; an error if
+    /// the profile in force has no such `registered` cluster.
+    pub fn get(&self, cluster: &str) -> Result<Vec<RegisteredEndpoint>, RegisterError> {
+        if let Some(profile) = &self.publisher.current().profile {
+            check_cluster(profile, cluster)?;
+        }
+        Ok(self
+            .lock()
+            .get(cluster)
+            .map(|eps| eps.iter().map(RegisteredEndpoint::from_endpoint).collect())
+            .unwrap_or_default())
+    }
+
+    /// Every `registered` cluster of the profile in force (empty ones too)
+    /// and every cluster holding registered endpoints, as the API shows them.
+    pub fn report(&self) -> BTreeMap<String, Vec<RegisteredEndpoint>> {
+        let mut out: BTreeMap<String, Vec<RegisteredEndpoint>> = self
+            .publisher
+            .current()
+            .profile
+            .iter()
+            .flat_map(|p| p.clusters.values().filter(|c| c.source == Source::Registered).map(|c| c.name.clone()))
+            .map(|name| (name, Vec::new()))
+            .collect();
+        for (cluster, eps) in self.lock().iter() {
+            out.insert(cluster.clone(), eps.iter().map(RegisteredEndpoint::from_endpoint).collect());
+        }
+        out
+    }
+
     /// Replaces `cluster`'s endpoints (an empty list empties it).
     pub fn set(&self, cluster: &str, endpoints: &[RegisteredEndpoint]) -> Result<Vec<Endpoint>, RegisterError> {
         let profile = self.publisher.current().profile.clone();

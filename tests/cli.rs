@@ -188,6 +188,7 @@ endpoints = [{{ address = "{}" }}]
     let daemon = Command::new(BIN)
         .args(["connect", profile, "--xds-listen", &format!("127.0.0.1:{xds_port}")])
         .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+        .env("XDG_STATE_HOME", dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -205,6 +206,28 @@ endpoints = [{{ address = "{}" }}]
     let ready = http_get(SocketAddr::from(([127, 0, 0, 1], admin_port)), "admin", "/readyz", &[]).await.unwrap();
     assert_eq!((ready.status, ready.body.as_str()), (200, "ready: profile e2e (1 proxies)\n"));
 
+    // `devbridge status` shows the Envoy and, once it has ACKed all four types, says so.
+    let admin = format!("127.0.0.1:{admin_port}");
+    let status = support::eventually("devbridge status to show every type ACKed", 200, || {
+        let out = devbridge(&["status", "--admin", &admin]);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let acked = ["CDS", "EDS", "LDS", "RDS"].iter().all(|t| stdout.contains(&format!("    {t}  acked ")));
+        async move { (out.status.code() == Some(0) && acked).then_some(stdout) }
+    })
+    .await;
+    let lines: Vec<&str> = status.lines().collect();
+    assert_eq!(lines[0], format!("devbridge {} at {admin}: ready", env!("CARGO_PKG_VERSION")));
+    assert!(lines[1].starts_with(&format!("profile e2e ({profile}), loaded ")), "{status}");
+    assert!(
+        status.contains("envoys: 1 connected\n  dev-proxy (node.cluster dev-proxy, zone dev-local) from 127.0.0.1:"),
+        "{status}"
+    );
+    assert!(status.contains("\n    proxy dev-proxy\n"), "{status}");
+    let json = devbridge(&["status", "--admin", &admin, "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("--json prints JSON");
+    assert_eq!(json["envoys"][0]["proxy"], "dev-proxy");
+    assert_eq!(json["profile"]["name"], "e2e");
+
     let kill = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().unwrap();
     assert!(kill.success());
     let out = tokio::task::spawn_blocking(move || daemon.wait_with_output()).await.unwrap().unwrap();
@@ -214,6 +237,18 @@ endpoints = [{{ address = "{}" }}]
     // Envoy keeps serving its last config while devbridge is away.
     let r = http_get(listener, "demo.example.com", "/api/still", &[]).await.unwrap();
     assert_eq!(r.status, 200);
+}
+
+#[test]
+fn status_says_so_when_nothing_answers_at_the_admin_address() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let out = devbridge(&["status", "--admin", &addr]);
+    assert_eq!(out.status.code(), Some(69));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        format!("devbridge: no devbridge answers at {addr}; is `devbridge connect` running? (--admin)\n")
+    );
+    assert_eq!(out.stdout, b"");
 }
 
 /// `examples/demo/run.sh --once`, the README's demo, end to end.

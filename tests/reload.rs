@@ -71,7 +71,8 @@ async fn setup(file: &Path, follow: PathBuf) -> Setup {
     let xds = loopback_listener().await;
     let xds_port = xds.local_addr().unwrap().port();
     let options = Options { follow: Some(follow), ..Options::default() };
-    let daemon = Daemon::start_with(profile, xds, None, CancellationToken::new(), options).unwrap();
+    let admin = loopback_listener().await;
+    let daemon = Daemon::start_with(profile, xds, Some(admin), CancellationToken::new(), options).unwrap();
     let envoy = Envoy::start(&to_yaml(&bootstrap(&proxy, "127.0.0.1", xds_port))).await;
     let listener = SocketAddr::from(([127, 0, 0, 1], port));
     envoy.wait_listening(listener).await;
@@ -154,6 +155,12 @@ async fn edit_break_fix_rename_and_recreate_are_followed_without_failing_a_reque
     );
     assert_eq!(s.body("/new").await, (200, "one".into()));
     assert_eq!(status.borrow().reloads_failed, 1);
+    // The admin API shows it too.
+    let admin = s.daemon.admin_addr.unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&http_get(admin, "admin", "/status", &[]).await.unwrap().body).unwrap();
+    assert_eq!(json["reload"]["error"]["errors"], serde_json::json!(error.errors));
+    assert_eq!(json["reload"]["reloads_failed"], 1);
 
     // The fix replaces the error.
     write_atomically(&file, &s.profile(&direct("/new", "three")));

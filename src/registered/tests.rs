@@ -149,3 +149,15 @@ fn an_unreadable_state_file_starts_empty() {
     let (_, registry) = mk_registry(Some(state));
     assert_eq!(registry.all(), DiscoveredEndpoints::new());
 }
+
+#[test]
+fn get_and_report_show_what_is_registered() {
+    let (_publisher, registry) = mk_registry(None);
+    assert_eq!(registry.get("svc").unwrap(), vec![]);
+    assert_eq!(registry.report(), BTreeMap::from([("svc".to_string(), vec![])]));
+    registry.set("svc", &[mk_endpoint("127.0.0.1:9001")]).unwrap();
+    assert_eq!(registry.get("svc").unwrap(), vec![mk_endpoint("127.0.0.1:9001")]);
+    assert_eq!(registry.report(), BTreeMap::from([("svc".to_string(), vec![mk_endpoint("127.0.0.1:9001")])]));
+    assert_eq!(registry.get("fixed").unwrap_err().http_status(), 409);
+    assert_eq!(registry.get("nope").unwrap_err().http_status(), 404);
+}

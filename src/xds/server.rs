@@ -3,13 +3,14 @@
 //! Each stream is one task selecting over Envoy's requests, the published
 //! snapshots (a `watch` channel with one writer, the app) and shutdown. All
 //! protocol decisions are made by `StreamState`; this file only moves
-//! messages, matches the Envoy's node to a proxy, logs and counts.
+//! messages, matches the Envoy's node to a proxy, logs, counts, and
+//! reports the stream to the connected-Envoy [`StreamRegistry`].
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
@@ -28,10 +29,12 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::registry::{NodeInfo, StreamEntry, StreamInfo, StreamRegistry};
 use super::snapshot::Snapshot;
 use super::stream::{Event, StreamState};
 use crate::metrics::XdsMetrics;
 use crate::profile::Profile;
+use crate::profile::watch::now_ms;
 
 /// Largest request accepted from an Envoy. Requests are small (names and a
 /// node); anything near this is garbage.
@@ -42,10 +45,19 @@ pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 const RESPONSE_QUEUE: usize = 16;
 
 /// What the app publishes: the profile in force and each proxy's snapshot.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Published {
     pub profile: Option<Arc<Profile>>,
     pub snapshots: BTreeMap<String, Arc<Snapshot>>,
+    /// When the publisher published it: the start of the change-to-push
+    /// latency that streams measure.
+    pub changed_at: Instant,
+}
+
+impl Default for Published {
+    fn default() -> Self {
+        Self { profile: None, snapshots: BTreeMap::new(), changed_at: Instant::now() }
+    }
 }
 
 /// The ADS service handed to tonic.
@@ -53,6 +65,7 @@ pub struct Published {
 pub struct AdsService {
     published: watch::Receiver<Arc<Published>>,
     metrics: Arc<XdsMetrics>,
+    streams: Arc<StreamRegistry>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -64,7 +77,13 @@ impl AdsService {
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) -> Self {
-        Self { published, metrics, shutdown, tracker }
+        Self { published, metrics, streams: StreamRegistry::new(), shutdown, tracker }
+    }
+
+    /// Reports every stream to `streams` (by default, a registry of its own).
+    pub fn with_registry(mut self, streams: Arc<StreamRegistry>) -> Self {
+        self.streams = streams;
+        self
     }
 }
 
@@ -81,6 +100,7 @@ impl AggregatedDiscoveryService for AdsService {
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
         let peer = request.remote_addr();
         let (tx, rx) = mpsc::channel(RESPONSE_QUEUE);
+        let entry = self.streams.register(peer.map(|p| p.to_string()), now_ms());
         let stream = AdsStream {
             inbound: request.into_inner(),
             tx,
@@ -90,6 +110,10 @@ impl AggregatedDiscoveryService for AdsService {
             proxy: None,
             node: None,
             warned_unmatched: false,
+            unmatched: None,
+            nack_at_ms: [None; 4],
+            matched_change: Instant::now(),
+            entry,
         };
         let span = info_span!("ads", peer = %peer.map_or_else(|| "-".to_string(), |p| p.to_string()));
         self.tracker.spawn(stream.run(self.shutdown.clone()).instrument(span));
@@ -115,6 +139,13 @@ struct AdsStream {
     proxy: Option<String>,
     node: Option<Node>,
     warned_unmatched: bool,
+    /// Why this Envoy matches no proxy, for status.
+    unmatched: Option<String>,
+    /// Per type, when the NACK the protocol state holds arrived.
+    nack_at_ms: [Option<u64>; 4],
+    /// When the publication last matched against was published.
+    matched_change: Instant,
+    entry: StreamEntry,
 }
 
 impl AdsStream {
@@ -128,6 +159,8 @@ impl AdsStream {
 
     async fn serve(&mut self, shutdown: CancellationToken) -> &'static str {
         loop {
+            // Set when the responses were caused by a published change.
+            let mut caused_by: Option<Instant> = None;
             let responses = tokio::select! {
                 _ = shutdown.cancelled() => return "shutdown",
                 msg = self.inbound.message() => match msg {
@@ -142,7 +175,9 @@ impl AdsStream {
                     if changed.is_err() {
                         return "publisher stopped";
                     }
-                    self.on_published()
+                    let responses = self.on_published();
+                    caused_by = Some(self.matched_change);
+                    responses
                 }
             };
             for r in responses {
@@ -153,8 +188,28 @@ impl AdsStream {
                 if self.tx.send(Ok(r)).await.is_err() {
                     return "client gone";
                 }
+                if let Some(at) = caused_by {
+                    self.metrics.change_pushed(at.elapsed());
+                }
             }
+            self.report();
         }
+    }
+
+    /// Replaces this stream's entry in the registry with its current state.
+    fn report(&self) {
+        let node = self.node.as_ref().map(|n| NodeInfo {
+            id: n.id.clone(),
+            cluster: n.cluster.clone(),
+            zone: n.locality.as_ref().map(|l| l.zone.clone()).unwrap_or_default(),
+        });
+        let types = StreamInfo::types_from(&self.state, &self.nack_at_ms);
+        self.entry.update(|info| {
+            info.node = node;
+            info.proxy = self.proxy.clone();
+            info.unmatched = self.unmatched.clone();
+            info.types = types;
+        });
     }
 
     fn on_request(&mut self, req: DiscoveryRequest) -> Vec<DiscoveryResponse> {
@@ -177,6 +232,7 @@ impl AdsStream {
                 }
                 Event::Nack { ty, version, message } => {
                     self.metrics.nack(ty);
+                    self.nack_at_ms[ty.index()] = Some(now_ms());
                     warn!(proxy, r#type = ty.short(), %version, error = %message,
                         "Envoy rejected the configuration (NACK); it keeps its previous config, and this version will not be sent again");
                 }
@@ -201,6 +257,7 @@ impl AdsStream {
     /// snapshot to the protocol state.
     fn match_proxy(&mut self) -> Vec<DiscoveryResponse> {
         let published = self.published.borrow_and_update().clone();
+        self.matched_change = published.changed_at;
         let node = self.node.as_ref().expect("node is set before matching");
         let zone = node.locality.as_ref().map_or("", |l| l.zone.as_str());
         let candidates: Vec<String> = published
@@ -211,6 +268,18 @@ impl AdsStream {
         let found = match candidates.as_slice() {
             [one] => Some(one.clone()),
             _ => None,
+        };
+        self.unmatched = match (&found, &published.profile) {
+            (Some(_), _) => None,
+            (None, None) => Some("no profile is published yet".to_string()),
+            (None, Some(profile)) if candidates.is_empty() => Some(format!(
+                "no proxy of profile {} matches node.cluster {:?}, node.id {:?}, zone {:?}",
+                profile.name, node.cluster, node.id, zone
+            )),
+            (None, Some(_)) => Some(format!(
+                "the node states no zone and matches several proxies ({}); set node.locality.zone",
+                candidates.join(", ")
+            )),
         };
         match (&found, &published.profile) {
             (Some(p), _) if self.proxy.as_ref() != Some(p) => {

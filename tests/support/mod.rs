@@ -111,7 +111,7 @@ pub struct HttpResponse {
     pub body: String,
 }
 
-/// Sends one request with `Connection: close` and reads the answer up to the
+/// Sends one GET with `Connection: close` and reads the answer up to the
 /// end of its body (by Content-Length or chunked encoding), as HTTP clients
 /// do: waiting for EOF would wait out Envoy's delayed-close timeout (1 s),
 /// since Envoy waits for the client to close first.
@@ -121,13 +121,31 @@ pub async fn http_get(
     path: &str,
     headers: &[(&str, &str)],
 ) -> std::io::Result<HttpResponse> {
+    http_request(addr, "GET", host, path, headers, b"").await
+}
+
+/// Sends one request with `Connection: close` (and a body, when not empty)
+/// and reads the whole answer.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<HttpResponse> {
     let mut s = TcpStream::connect(addr).await?;
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
+    if !body.is_empty() {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).await?;
+    // A server may answer (413) and close before reading all of a large body.
+    let _ = s.write_all(body).await;
     tokio::time::timeout(Duration::from_secs(10), read_response(&mut s))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no complete answer in 10 s"))?

@@ -1,0 +1,222 @@
+//! The connected-Envoy registry: what each open ADS stream reports about
+//! itself, for `/status` and `devbridge status`.
+//!
+//! Each stream task owns a [`StreamEntry`] and replaces its [`StreamInfo`]
+//! after every step; dropping the entry (the task ending, however it ends)
+//! removes it. The lock is a plain mutex held only to copy a value in or
+//! out, never across an `.await`, so a slow admin client cannot stall a
+//! stream. Converting protocol state to a report is pure
+//! ([`TypeInfo::from_state`]).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use super::ResourceType;
+use super::stream::TypeState;
+
+/// An Envoy's identity, from the node of its first request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct NodeInfo {
+    pub id: String,
+    pub cluster: String,
+    pub zone: String,
+}
+
+/// Envoy's last rejection of a type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct NackInfo {
+    pub version: String,
+    /// Envoy's error text, as it sent it.
+    pub error: String,
+    /// When devbridge received it, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// One resource type on one stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct TypeInfo {
+    /// The version of the last response sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent: Option<String>,
+    /// The last version Envoy accepted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acked: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_nack: Option<NackInfo>,
+}
+
+impl TypeInfo {
+    /// The report of one type's protocol state; `nack_at_ms` is when the
+    /// stream saw the NACK that state holds (the pure state keeps no clock).
+    pub fn from_state(ts: &TypeState, nack_at_ms: Option<u64>) -> Self {
+        Self {
+            sent: ts.sent.as_ref().map(|s| s.version.clone()),
+            acked: ts.acked_version.clone(),
+            last_nack: ts.nack.as_ref().map(|n| NackInfo {
+                version: n.version.clone(),
+                error: n.message.clone(),
+                at_ms: nack_at_ms.unwrap_or_default(),
+            }),
+        }
+    }
+}
+
+/// What one ADS stream reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct StreamInfo {
+    /// Unique within this devbridge run.
+    pub stream: u64,
+    /// The Envoy's address as devbridge sees it.
+    pub peer: Option<String>,
+    /// `None` until a request names a node.
+    pub node: Option<NodeInfo>,
+    /// The proxy this Envoy is served, if it matched one.
+    pub proxy: Option<String>,
+    /// Why it is served nothing, when it matched no proxy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unmatched: Option<String>,
+    /// In milliseconds since the Unix epoch.
+    pub connected_at_ms: u64,
+    /// Per type, by its short name (`CDS`, `EDS`, `LDS`, `RDS`); a type
+    /// appears once Envoy asked for it.
+    pub types: BTreeMap<String, TypeInfo>,
+}
+
+impl StreamInfo {
+    /// The per-type reports of a stream's protocol state.
+    pub fn types_from(state: &super::stream::StreamState, nack_at_ms: &[Option<u64>; 4]) -> BTreeMap<String, TypeInfo> {
+        ResourceType::ALL
+            .into_iter()
+            .filter(|ty| state.type_state(*ty).subscription != super::stream::Subscription::None)
+            .map(|ty| (ty.short().to_string(), TypeInfo::from_state(state.type_state(ty), nack_at_ms[ty.index()])))
+            .collect()
+    }
+}
+
+/// Every open stream's latest report.
+#[derive(Debug, Default)]
+pub struct StreamRegistry {
+    next: AtomicU64,
+    streams: Mutex<BTreeMap<u64, StreamInfo>>,
+}
+
+impl StreamRegistry {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Adds a stream; it stays listed until the returned entry is dropped.
+    pub fn register(self: &Arc<Self>, peer: Option<String>, connected_at_ms: u64) -> StreamEntry {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let info = StreamInfo { stream: id, peer, connected_at_ms, ..Default::default() };
+        self.lock().insert(id, info);
+        StreamEntry { registry: self.clone(), id }
+    }
+
+    /// A copy of every open stream's report, oldest first.
+    pub fn all(&self) -> Vec<StreamInfo> {
+        self.lock().values().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<u64, StreamInfo>> {
+        // A panic elsewhere while holding it left a whole map: keep going.
+        self.streams.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A stream's place in the registry; removes it when dropped.
+#[derive(Debug)]
+pub struct StreamEntry {
+    registry: Arc<StreamRegistry>,
+    id: u64,
+}
+
+impl StreamEntry {
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Changes the report. `f` runs under the registry lock: keep it to
+    /// copying values in.
+    pub fn update(&self, f: impl FnOnce(&mut StreamInfo)) {
+        if let Some(info) = self.registry.lock().get_mut(&self.id) {
+            f(info);
+        }
+    }
+}
+
+impl Drop for StreamEntry {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xds::stream::{Nack, Sent, Subscription};
+
+    // TypeState has a private field, so it is built by assignment.
+    #[allow(clippy::field_reassign_with_default)]
+    fn mk_type_state(sent: &str, acked: Option<&str>, nack: Option<(&str, &str)>) -> TypeState {
+        let mut ts = TypeState::default();
+        ts.subscription = Subscription::Wildcard { legacy: true };
+        ts.sent = Some(Sent { version: sent.into(), nonce: "7".into(), names: Default::default() });
+        ts.acked_version = acked.map(String::from);
+        ts.nack = nack.map(|(v, m)| Nack { version: v.into(), nonce: "7".into(), message: m.into() });
+        ts
+    }
+
+    #[test]
+    fn a_nack_is_reported_with_envoys_text_and_when_it_came() {
+        let ts = mk_type_state("v2", Some("v1"), Some(("v2", "bad cluster")));
+        assert_eq!(
+            TypeInfo::from_state(&ts, Some(1234)),
+            TypeInfo {
+                sent: Some("v2".into()),
+                acked: Some("v1".into()),
+                last_nack: Some(NackInfo { version: "v2".into(), error: "bad cluster".into(), at_ms: 1234 }),
+            }
+        );
+    }
+
+    #[test]
+    fn an_entry_is_listed_until_it_is_dropped() {
+        let registry = StreamRegistry::new();
+        let a = registry.register(Some("127.0.0.1:1".into()), 10);
+        let b = registry.register(None, 20);
+        a.update(|i| i.proxy = Some("sidecar".into()));
+        assert_eq!(
+            registry.all(),
+            vec![
+                StreamInfo {
+                    stream: 1,
+                    peer: Some("127.0.0.1:1".into()),
+                    proxy: Some("sidecar".into()),
+                    connected_at_ms: 10,
+                    ..Default::default()
+                },
+                StreamInfo { stream: 2, connected_at_ms: 20, ..Default::default() },
+            ]
+        );
+        drop(a);
+        assert_eq!(registry.all().iter().map(|i| i.stream).collect::<Vec<_>>(), vec![b.id()]);
+        drop(b);
+        assert!(registry.is_empty());
+    }
+}
