@@ -31,4 +31,5 @@ pub mod publish;
 pub mod registered;
 pub mod settings;
 pub mod status;
+pub mod supervise;
 pub mod xds;

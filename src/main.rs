@@ -16,7 +16,8 @@ use tracing::{error, info, warn};
 
 /// Exit code for an invalid profile or usage (EX_USAGE / EX_DATAERR family).
 const EXIT_INVALID: u8 = 64;
-/// Exit code of `status` when no daemon answers (EX_UNAVAILABLE).
+/// Exit code when something needed is not there: no daemon answers
+/// `status`, no Envoy for `connect --envoy` (EX_UNAVAILABLE).
 const EXIT_UNAVAILABLE: u8 = 69;
 
 #[derive(Parser)]
@@ -51,6 +52,16 @@ enum Command {
         /// Admin HTTP listen address. Env: DEVBRIDGE_ADMIN_LISTEN. Default 127.0.0.1:18001.
         #[arg(long)]
         admin_listen: Option<SocketAddr>,
+        /// Also run the sidecar Envoy (OS-process runtime), supervised: restarted
+        /// when it exits, stopped on shutdown.
+        #[arg(long)]
+        envoy: bool,
+        /// With --envoy: the proxy that Envoy is (may be left out when the profile has one).
+        #[arg(long, requires = "envoy")]
+        proxy: Option<String>,
+        /// With --envoy: the Envoy binary (default: `envoy` on PATH, then next to devbridge).
+        #[arg(long, requires = "envoy")]
+        envoy_bin: Option<PathBuf>,
     },
     /// Validate a profile and print a summary; exit 64 on errors.
     Check { profile: String },
@@ -246,10 +257,29 @@ fn run(command: Command, flags: &Flags) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Connect { profile, .. } => {
+        Command::Connect { profile, envoy, proxy, envoy_bin, .. } => {
             let (p, location) = match load_located(&profile) {
                 Ok(p) => p,
                 Err(code) => return Ok(code),
+            };
+            // Check the sidecar can be run before anything starts.
+            let sidecar = if envoy {
+                let bin = match devbridge::supervise::find_envoy(envoy_bin.as_deref()) {
+                    Ok(bin) => bin,
+                    Err(e) => {
+                        eprintln!("devbridge: {e}");
+                        return Ok(ExitCode::from(EXIT_UNAVAILABLE));
+                    }
+                };
+                match devbridge::bootstrap::select_proxy(&p, proxy.as_deref()) {
+                    Ok(proxy) => Some((bin, proxy.clone())),
+                    Err(e) => {
+                        eprintln!("devbridge: {e}");
+                        return Ok(ExitCode::from(EXIT_INVALID));
+                    }
+                }
+            } else {
+                None
             };
             let settings = Settings::load(flags, Some(&p.listen))?;
             let follow = match location {
@@ -257,13 +287,18 @@ fn run(command: Command, flags: &Flags) -> anyhow::Result<ExitCode> {
                 load::Location::Embedded(_) => None,
             };
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            rt.block_on(connect(p, settings, follow))?;
+            rt.block_on(connect(p, settings, follow, sidecar))?;
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-async fn connect(profile: Profile, settings: Settings, follow: Option<PathBuf>) -> anyhow::Result<()> {
+async fn connect(
+    profile: Profile,
+    settings: Settings,
+    follow: Option<PathBuf>,
+    sidecar: Option<(PathBuf, devbridge::profile::Proxy)>,
+) -> anyhow::Result<()> {
     for (what, addr) in [("xDS", settings.xds_listen), ("admin", settings.admin_listen)] {
         if !addr.ip().is_loopback() {
             anyhow::bail!(
@@ -287,8 +322,42 @@ async fn connect(profile: Profile, settings: Settings, follow: Option<PathBuf>) 
         devbridge::app::Options { state_file: devbridge::registered::default_state_file(&profile.name), follow };
     let daemon = devbridge::app::Daemon::start_with(profile, xds, Some(admin), shutdown.clone(), options)?;
     info!(profile = %name, %file, xds = %daemon.xds_addr, admin = ?daemon.admin_addr, "devbridge connected; point Envoy at the xDS address (devbridge bootstrap)");
+    // The supervised Envoy's bootstrap lives in a private directory removed on exit.
+    let mut envoy_task = None;
+    let _envoy_dir = match sidecar {
+        Some((bin, proxy)) => {
+            let dir = tempfile::Builder::new()
+                .prefix("devbridge-envoy-")
+                .tempdir()
+                .context("cannot create a directory for Envoy's bootstrap")?;
+            let bootstrap = dir.path().join(format!("{}.yaml", proxy.name));
+            let (host, port) = devbridge::settings::reachable_xds_address(daemon.xds_addr);
+            let notes = Runtime::Process.notes(&name, &proxy.name, &format!("{host}:{port}"));
+            let text = devbridge::bootstrap::render(
+                &devbridge::bootstrap::bootstrap(&proxy, &host, port),
+                Format::Yaml,
+                &notes,
+            );
+            std::fs::write(&bootstrap, text).with_context(|| format!("cannot write {}", bootstrap.display()))?;
+            let cmd = devbridge::supervise::EnvoyCommand {
+                bin,
+                bootstrap,
+                admin_address_path: dir.path().join("envoy-admin-address"),
+            };
+            let span = tracing::info_span!("envoy", proxy = %proxy.name);
+            envoy_task = Some(tokio::spawn(tracing::Instrument::instrument(
+                devbridge::supervise::supervise(cmd, shutdown.clone()),
+                span,
+            )));
+            Some(dir)
+        }
+        None => None,
+    };
     tokio::spawn(signals(shutdown));
     daemon.wait().await?;
+    if let Some(task) = envoy_task {
+        let _ = task.await;
+    }
     info!("devbridge stopped");
     Ok(())
 }
