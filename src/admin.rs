@@ -91,8 +91,16 @@ impl AdminState {
 }
 
 /// Serves admin requests on an already-bound listener until `shutdown`.
-pub async fn serve(listener: TcpListener, state: AdminState, shutdown: CancellationToken) {
-    info!(addr = ?listener.local_addr().ok(), "admin server listening");
+/// How long a client has to finish the TLS handshake.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+pub async fn serve(
+    listener: TcpListener,
+    state: AdminState,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: CancellationToken,
+) {
+    info!(addr = ?listener.local_addr().ok(), tls = tls.is_some(), "admin server listening");
     let tracker = TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -107,25 +115,42 @@ pub async fn serve(listener: TcpListener, state: AdminState, shutdown: Cancellat
         };
         let state = state.clone();
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         tracker.spawn(async move {
-            let svc = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, req).await) }
-            });
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => if let Err(e) = r { debug!(%peer, error = %e, "admin connection error") },
-                _ = shutdown.cancelled() => {
-                    // Let a request in flight finish, then close.
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+            match tls {
+                None => connection(TokioIo::new(stream), state, peer, shutdown).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(DEFAULT_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => connection(TokioIo::new(tls_stream), state, peer, shutdown).await,
+                        Ok(Err(e)) => debug!(%peer, error = %e, "admin TLS handshake failed"),
+                        Err(_) => debug!(%peer, "admin TLS handshake timed out"),
+                    }
                 }
             }
         });
     }
     tracker.close();
     tracker.wait().await;
+}
+
+async fn connection<IO>(io: TokioIo<IO>, state: AdminState, peer: std::net::SocketAddr, shutdown: CancellationToken)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(handle(&state, req).await) }
+    });
+    let conn = http1::Builder::new().serve_connection(io, svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => if let Err(e) = r { debug!(%peer, error = %e, "admin connection error") },
+        _ = shutdown.cancelled() => {
+            // Let a request in flight finish, then close.
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }
 
 async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {

@@ -25,8 +25,10 @@ use crate::profile::Profile;
 use crate::profile::watch::ReloadStatus;
 use crate::publish::Publisher;
 use crate::registered::Registry;
+use crate::tls::{TlsError, TlsFiles};
 use crate::xds::registry::StreamRegistry;
 use crate::xds::server::AdsService;
+use crate::xds::server::XdsListener;
 use crate::xds::snapshot::SnapshotError;
 
 /// What a daemon does beyond serving its first profile.
@@ -38,6 +40,20 @@ pub struct Options {
     /// The profile file to follow for hot reload; `None` serves the first
     /// profile until the daemon stops.
     pub follow: Option<PathBuf>,
+    /// Serve xDS over mutual TLS with these files, and serve each Envoy
+    /// only the proxy its client certificate names.
+    pub tls: Option<TlsFiles>,
+    /// Serve the admin API over mutual TLS too (for a non-loopback address).
+    pub admin_tls: bool,
+}
+
+/// Why a daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// A running devbridge: xDS server, admin server and the publisher.
@@ -49,7 +65,10 @@ pub struct Daemon {
     pub streams: Arc<StreamRegistry>,
     /// Written by the reload task; read by the admin API.
     pub reload: watch::Sender<ReloadStatus>,
+    /// The xDS TCP address (unspecified, port 0, when serving on a Unix socket).
     pub xds_addr: SocketAddr,
+    /// The xDS Unix socket, when serving on one.
+    pub xds_socket: Option<PathBuf>,
     pub admin_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -64,17 +83,24 @@ impl Daemon {
         xds: TcpListener,
         admin: Option<TcpListener>,
         shutdown: CancellationToken,
-    ) -> Result<Self, SnapshotError> {
+    ) -> Result<Self, StartError> {
         Self::start_with(profile, xds, admin, shutdown, Options::default())
     }
 
     pub fn start_with(
         profile: Profile,
-        xds: TcpListener,
+        xds: impl Into<XdsListener>,
         admin: Option<TcpListener>,
         shutdown: CancellationToken,
         options: Options,
-    ) -> Result<Self, SnapshotError> {
+    ) -> Result<Self, StartError> {
+        let xds = xds.into();
+        // Bad TLS files stop the start, before anything listens.
+        let xds_tls = options.tls.as_ref().map(|f| f.acceptor(&[b"h2"])).transpose()?;
+        let admin_tls = match (&options.tls, options.admin_tls) {
+            (Some(files), true) => Some(files.acceptor(&[b"http/1.1"])?),
+            _ => None,
+        };
         let (reload, _) = watch::channel(ReloadStatus::loaded(profile.file.clone()));
         let publisher = Publisher::new(profile)?;
         let registry = Registry::open(publisher.clone(), options.state_file);
@@ -94,12 +120,21 @@ impl Daemon {
             ));
         }
         let rx = publisher.subscribe();
-        let xds_addr = xds.local_addr().expect("bound listener has an address");
+        let (xds_addr, xds_socket) = match &xds {
+            XdsListener::Tcp(l) => (l.local_addr().expect("bound listener has an address"), None),
+            XdsListener::Unix(l) => (
+                SocketAddr::from(([0, 0, 0, 0], 0)),
+                l.local_addr().ok().and_then(|a| a.as_pathname().map(PathBuf::from)),
+            ),
+        };
         let admin_addr = admin.as_ref().and_then(|a| a.local_addr().ok());
         let streams = StreamRegistry::new();
-        let service = AdsService::new(rx.clone(), metrics.clone(), shutdown.clone(), tracker.clone())
+        let mut service = AdsService::new(rx.clone(), metrics.clone(), shutdown.clone(), tracker.clone())
             .with_registry(streams.clone());
-        let xds_task = tokio::spawn(crate::xds::server::serve(xds, service, shutdown.clone()));
+        if xds_tls.is_some() {
+            service = service.requiring_identity();
+        }
+        let xds_task = tokio::spawn(crate::xds::server::serve(xds, service, xds_tls, shutdown.clone()));
         if let Some(admin) = admin {
             let state = crate::admin::AdminState {
                 published: rx,
@@ -109,9 +144,21 @@ impl Daemon {
                 reload: reload.subscribe(),
                 sources: Arc::new(crate::admin::NoSources),
             };
-            tracker.spawn(crate::admin::serve(admin, state, shutdown.clone()));
+            tracker.spawn(crate::admin::serve(admin, state, admin_tls, shutdown.clone()));
         }
-        Ok(Self { publisher, registry, metrics, streams, reload, xds_addr, admin_addr, shutdown, tracker, xds_task })
+        Ok(Self {
+            publisher,
+            registry,
+            metrics,
+            streams,
+            reload,
+            xds_addr,
+            xds_socket,
+            admin_addr,
+            shutdown,
+            tracker,
+            xds_task,
+        })
     }
 
     /// Serves a new profile and discovered endpoints. On error nothing

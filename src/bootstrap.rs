@@ -55,15 +55,53 @@ impl Runtime {
         }
     }
 
+    /// Where the proxy's client certificate is, as the sidecar sees it.
+    pub fn default_tls_dir(self, proxy: &str) -> String {
+        match self {
+            Runtime::Process => crate::certs::CertPaths::default_location()
+                .map(|p| p.client_dir(proxy).display().to_string())
+                .unwrap_or_else(|| format!("~/.config/devbridge/tls/proxies/{proxy}")),
+            _ => "/etc/devbridge/tls".into(),
+        }
+    }
+
+    /// The notes for a bootstrap, with or without TLS.
+    pub fn notes_with(self, profile: &str, proxy: &str, xds: &str, tls: Option<&ClientTls>) -> Vec<String> {
+        let Some(tls) = tls else { return self.notes(profile, proxy, xds) };
+        let mut out =
+            vec![format!("Envoy bootstrap for proxy {proxy:?} of profile {profile:?} ({self:?} runtime, mutual TLS).")];
+        out.push(format!("Envoy reaches devbridge at {xds} over TLS with the certificate in {}", tls.dir));
+        out.push(format!("(ca.pem, cert.pem, key.pem: `devbridge certs issue {proxy}`)."));
+        out.push("devbridge must serve TLS there: devbridge connect <profile> --tls --xds-listen <address>".into());
+        match self {
+            Runtime::Process => {}
+            Runtime::Docker => {
+                out.push("  docker run --add-host=host.docker.internal:host-gateway \\".into());
+                out.push(format!("    -v ~/.config/devbridge/tls/proxies/{proxy}:{}:ro ...", tls.dir));
+            }
+            Runtime::Compose => {
+                out.push("  extra_hosts: [\"host.docker.internal:host-gateway\"]".into());
+                out.push(format!("  volumes: [\"~/.config/devbridge/tls/proxies/{proxy}:{}:ro\"]", tls.dir));
+            }
+            Runtime::Minikube => {
+                out.push(format!(
+                    "  kubectl create secret generic {proxy}-devbridge-tls --from-file=~/.config/devbridge/tls/proxies/{proxy}"
+                ));
+                out.push(format!("  and mount that secret at {}.", tls.dir));
+            }
+        }
+        out.push("Envoy retries devbridge every 0.1 s to 1 s: a restart is picked up within about a second.".into());
+        out
+    }
+
     /// What the user must know to run this bootstrap, as comment lines.
     pub fn notes(self, profile: &str, proxy: &str, xds: &str) -> Vec<String> {
         let beyond_loopback = [
-            "devbridge listens on loopback only, and a container reaches the host from".to_string(),
-            "outside it. Listening beyond loopback needs TLS on the xDS port (the".to_string(),
-            "security work: `devbridge certs init`, then `devbridge connect --xds-listen`".to_string(),
-            "on the bridge address); until then run the sidecar on the host network".to_string(),
-            "(`--network host`, compose `network_mode: host`) with `--for process`,".to_string(),
-            "which keeps devbridge on 127.0.0.1.".to_string(),
+            "A container reaches the host from outside its loopback, and devbridge".to_string(),
+            "serves beyond loopback only over TLS: add --tls to this command (after".to_string(),
+            "`devbridge certs init` and `devbridge certs issue <proxy>`), or run the".to_string(),
+            "sidecar on the host network (`--network host`, compose `network_mode: host`)".to_string(),
+            "with `--for process`, which keeps devbridge on 127.0.0.1.".to_string(),
         ];
         let mut out = vec![format!("Envoy bootstrap for proxy {proxy:?} of profile {profile:?} ({self:?} runtime).")];
         match self {
@@ -85,8 +123,8 @@ impl Runtime {
                 out.push(format!("The pod reaches devbridge at {xds} (minikube's name for the host)."));
                 out.push("Mount this file from a ConfigMap: kubectl create configmap <name> --from-file=envoy.yaml=<this file>".into());
                 out.push("devbridge must listen on the host's address in minikube's network (e.g.".into());
-                out.push("192.168.49.1), beyond loopback, which needs TLS on the xDS port (the".into());
-                out.push("security work: `devbridge certs init`, then `devbridge connect --xds-listen`).".into());
+                out.push("192.168.49.1), beyond loopback, which it does only over TLS: add --tls to".into());
+                out.push("this command (after `devbridge certs init` and `devbridge certs issue <proxy>`).".into());
             }
         }
         out.push("Envoy retries devbridge every 0.1 s to 1 s: a restart is picked up within about a second.".into());
@@ -126,10 +164,43 @@ pub fn select_proxy<'a>(profile: &'a Profile, name: Option<&str>) -> Result<&'a 
 
 /// The bootstrap as a JSON value (Envoy reads it as YAML or JSON).
 pub fn bootstrap(proxy: &Proxy, xds_host: &str, xds_port: u16) -> Value {
-    let is_ip = xds_host.parse::<IpAddr>().is_ok();
+    bootstrap_with(proxy, &XdsTarget::Tcp { host: xds_host.to_string(), port: xds_port }, None)
+}
+
+/// How the sidecar reaches devbridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum XdsTarget {
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    /// A Unix domain socket (Envoy's `pipe` address).
+    Pipe {
+        path: String,
+    },
+}
+
+/// The client side of devbridge's mutual TLS, as the sidecar sees it: a
+/// directory holding `ca.pem`, `cert.pem` and `key.pem`
+/// (`devbridge certs issue <proxy>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTls {
+    pub dir: String,
+}
+
+/// The bootstrap for `proxy`, reaching devbridge at `target`, over mutual
+/// TLS when `tls` is given (the server certificate must name the host).
+pub fn bootstrap_with(proxy: &Proxy, target: &XdsTarget, tls: Option<&ClientTls>) -> Value {
+    let (address, kind, host) = match target {
+        XdsTarget::Tcp { host, port } => {
+            let kind = if host.parse::<IpAddr>().is_ok() { "STATIC" } else { "STRICT_DNS" };
+            (json!({ "socket_address": { "address": host, "port_value": port } }), kind, Some(host.as_str()))
+        }
+        XdsTarget::Pipe { path } => (json!({ "pipe": { "path": path } }), "STATIC", None),
+    };
     let mut xds_cluster = json!({
         "name": XDS_CLUSTER,
-        "type": if is_ip { "STATIC" } else { "STRICT_DNS" },
+        "type": kind,
         "connect_timeout": "1s",
         "typed_extension_protocol_options": {
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
@@ -143,13 +214,32 @@ pub fn bootstrap(proxy: &Proxy, xds_host: &str, xds_port: u16) -> Value {
         },
         "load_assignment": {
             "cluster_name": XDS_CLUSTER,
-            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": { "socket_address": {
-                "address": xds_host, "port_value": xds_port
-            }}}}]}]
+            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": address }}]}]
         }
     });
-    if !is_ip {
+    if kind == "STRICT_DNS" {
         xds_cluster["dns_lookup_family"] = json!("V4_PREFERRED");
+    }
+    if let Some(tls) = tls {
+        let file = |name: &str| json!({ "filename": format!("{}/{name}", tls.dir.trim_end_matches('/')) });
+        let mut validation = json!({ "trusted_ca": file("ca.pem") });
+        let mut context = json!({
+            "sni": host.unwrap_or("localhost"),
+            "common_tls_context": {
+                "alpn_protocols": ["h2"],
+                "tls_certificates": [{ "certificate_chain": file("cert.pem"), "private_key": file("key.pem") }],
+            }
+        });
+        // Check that the server certificate names the host dialled, not
+        // only that it chains to the CA.
+        if let Some(host) = host {
+            let san_type = if host.parse::<IpAddr>().is_ok() { "IP_ADDRESS" } else { "DNS" };
+            validation["match_typed_subject_alt_names"] =
+                json!([{ "san_type": san_type, "matcher": { "exact": host } }]);
+        }
+        context["common_tls_context"]["validation_context"] = validation;
+        context["@type"] = json!("type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext");
+        xds_cluster["transport_socket"] = json!({ "name": "envoy.transport_sockets.tls", "typed_config": context });
     }
     let ads = json!({ "ads": {}, "resource_api_version": "V3" });
     json!({

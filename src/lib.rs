@@ -24,6 +24,7 @@
 pub mod admin;
 pub mod app;
 pub mod bootstrap;
+pub mod certs;
 pub mod discovery;
 pub mod metrics;
 pub mod profile;
@@ -32,4 +33,5 @@ pub mod registered;
 pub mod settings;
 pub mod status;
 pub mod supervise;
+pub mod tls;
 pub mod xds;

@@ -62,6 +62,21 @@ enum Command {
         /// With --envoy: the Envoy binary (default: `envoy` on PATH, then next to devbridge).
         #[arg(long, requires = "envoy")]
         envoy_bin: Option<PathBuf>,
+        /// Serve xDS over mutual TLS with the certificates of `devbridge certs init`
+        /// (and the admin API too when it is not on loopback). Env: DEVBRIDGE_TLS.
+        #[arg(long)]
+        tls: bool,
+        /// Where `devbridge certs init` wrote them (default ~/.config/devbridge/tls).
+        #[arg(long)]
+        tls_dir: Option<PathBuf>,
+        /// Allow a non-loopback address without TLS: anyone who reaches it gets the
+        /// routing configuration. Logged at WARN on every start.
+        #[arg(long)]
+        insecure: bool,
+        /// Serve xDS on this Unix socket (mode 0600) instead of TCP; for Envoys on
+        /// this machine (`devbridge bootstrap --xds-socket`).
+        #[arg(long, conflicts_with_all = ["xds_listen", "tls"])]
+        xds_socket: Option<PathBuf>,
     },
     /// Validate a profile and print a summary; exit 64 on errors.
     Check { profile: String },
@@ -82,6 +97,23 @@ enum Command {
         out: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "yaml")]
         format: Format,
+        /// Reach devbridge over mutual TLS (`devbridge connect --tls`).
+        #[arg(long)]
+        tls: bool,
+        /// With --tls: the directory, as the sidecar sees it, holding the proxy's
+        /// ca.pem, cert.pem and key.pem (`devbridge certs issue <proxy>`). Default: the
+        /// proxy's directory under ~/.config/devbridge/tls for a process,
+        /// /etc/devbridge/tls in a container.
+        #[arg(long, requires = "tls")]
+        tls_dir: Option<String>,
+        /// Reach devbridge on this Unix socket (`devbridge connect --xds-socket`).
+        #[arg(long, conflicts_with = "xds_address")]
+        xds_socket: Option<String>,
+    },
+    /// Make the local CA and certificates for TLS between Envoy and devbridge.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
     },
     /// List the profiles found and where.
     Profiles,
@@ -96,6 +128,31 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Create the CA (once) and devbridge's server certificate, valid for
+    /// localhost, 127.0.0.1, ::1, host.docker.internal, host.minikube.internal
+    /// and every --san.
+    Init {
+        /// Another name or IP address devbridge is reached by (repeatable).
+        #[arg(long)]
+        san: Vec<String>,
+        /// Where to keep them (default ~/.config/devbridge/tls).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Issue a client certificate for one proxy: ca.pem, cert.pem, key.pem.
+    Issue {
+        proxy: String,
+        /// Write into this directory (default: ~/.config/devbridge/tls/proxies/<proxy>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Where the CA is (default ~/.config/devbridge/tls).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut flags = Flags {
@@ -105,9 +162,12 @@ fn main() -> ExitCode {
         ..Flags::default()
     };
     match &cli.command {
-        Command::Connect { xds_listen, admin_listen, .. } => {
+        Command::Connect { xds_listen, admin_listen, tls, tls_dir, insecure, .. } => {
             flags.xds_listen = *xds_listen;
             flags.admin_listen = *admin_listen;
+            flags.tls = tls.then_some(true);
+            flags.tls_dir = tls_dir.clone();
+            flags.insecure = insecure.then_some(true);
         }
         Command::Status { admin, .. } => flags.admin_listen = *admin,
         _ => {}
@@ -188,7 +248,7 @@ fn run(command: Command, flags: &Flags) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bootstrap { profile, proxy, xds_address, runtime, out, format } => {
+        Command::Bootstrap { profile, proxy, xds_address, runtime, out, format, tls, tls_dir, xds_socket } => {
             let p = match load_profile(&profile) {
                 Ok(p) => p,
                 Err(code) => return Ok(code),
@@ -211,9 +271,20 @@ fn run(command: Command, flags: &Flags) -> anyhow::Result<ExitCode> {
                     (runtime.xds_host(listen), listen.port())
                 }
             };
-            let notes = runtime.notes(&p.name, &proxy.name, &format!("{host}:{port}"));
-            let text =
-                devbridge::bootstrap::render(&devbridge::bootstrap::bootstrap(proxy, &host, port), format, &notes);
+            let target = match xds_socket {
+                Some(path) => devbridge::bootstrap::XdsTarget::Pipe { path },
+                None => devbridge::bootstrap::XdsTarget::Tcp { host: host.clone(), port },
+            };
+            let client_tls = tls.then(|| devbridge::bootstrap::ClientTls {
+                dir: tls_dir.unwrap_or_else(|| runtime.default_tls_dir(&proxy.name)),
+            });
+            let shown = match &target {
+                devbridge::bootstrap::XdsTarget::Pipe { path } => format!("unix:{path}"),
+                devbridge::bootstrap::XdsTarget::Tcp { .. } => format!("{host}:{port}"),
+            };
+            let notes = runtime.notes_with(&p.name, &proxy.name, &shown, client_tls.as_ref());
+            let value = devbridge::bootstrap::bootstrap_with(proxy, &target, client_tls.as_ref());
+            let text = devbridge::bootstrap::render(&value, format, &notes);
             match out {
                 Some(path) => {
                     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
@@ -257,7 +328,8 @@ fn run(command: Command, flags: &Flags) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Connect { profile, envoy, proxy, envoy_bin, .. } => {
+        Command::Certs { command } => certs(command),
+        Command::Connect { profile, envoy, proxy, envoy_bin, xds_socket, .. } => {
             let (p, location) = match load_located(&profile) {
                 Ok(p) => p,
                 Err(code) => return Ok(code),
@@ -287,7 +359,7 @@ fn run(command: Command, flags: &Flags) -> anyhow::Result<ExitCode> {
                 load::Location::Embedded(_) => None,
             };
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            rt.block_on(connect(p, settings, follow, sidecar))?;
+            rt.block_on(connect(p, settings, follow, sidecar, xds_socket))?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -298,17 +370,53 @@ async fn connect(
     settings: Settings,
     follow: Option<PathBuf>,
     sidecar: Option<(PathBuf, devbridge::profile::Proxy)>,
+    xds_socket: Option<PathBuf>,
 ) -> anyhow::Result<()> {
-    for (what, addr) in [("xDS", settings.xds_listen), ("admin", settings.admin_listen)] {
-        if !addr.ip().is_loopback() {
+    // Nothing answers beyond loopback without TLS, unless the user insists.
+    let exposed: Vec<(&str, SocketAddr)> = [("xDS", settings.xds_listen), ("admin", settings.admin_listen)]
+        .into_iter()
+        // An xDS Unix socket replaces the xDS TCP listener.
+        .filter(|(what, a)| {
+            let unused = *what == "xDS" && xds_socket.is_some();
+            !unused && !a.ip().is_loopback()
+        })
+        .collect();
+    for (what, addr) in &exposed {
+        if settings.tls {
+            continue;
+        }
+        if settings.insecure {
+            warn!(%addr, what, "serving without TLS beyond loopback (--insecure): anyone who reaches this address gets the routing configuration and the admin API");
+        } else {
             anyhow::bail!(
-                "refusing to serve {what} on {addr}: only loopback addresses are allowed until TLS is configured; use 127.0.0.1"
+                "refusing to serve {what} on {addr} without TLS: anyone who can reach it would get the routing configuration{}. Run `devbridge certs init` and add --tls, or listen on 127.0.0.1 (--insecure accepts the risk)",
+                if *what == "admin" { " and the admin API" } else { "" }
             );
         }
     }
-    let xds = tokio::net::TcpListener::bind(settings.xds_listen).await.with_context(|| {
-        format!("cannot listen for xDS on {}; is another devbridge running? (--xds-listen)", settings.xds_listen)
-    })?;
+    let tls_paths = settings
+        .tls_dir
+        .clone()
+        .map(devbridge::certs::CertPaths::new)
+        .or_else(devbridge::certs::CertPaths::default_location);
+    let tls = match (settings.tls, &tls_paths) {
+        (true, Some(paths)) => Some(devbridge::tls::TlsFiles::from_paths(paths)),
+        (true, None) => anyhow::bail!("--tls needs a certificate directory; pass --tls-dir"),
+        (false, _) => None,
+    };
+    let admin_tls = tls.is_some() && !settings.admin_listen.ip().is_loopback();
+    let xds: devbridge::xds::server::XdsListener = match &xds_socket {
+        Some(path) => devbridge::xds::server::bind_unix(path)?.into(),
+        None => tokio::net::TcpListener::bind(settings.xds_listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen for xDS on {}; is another devbridge running? (--xds-listen)",
+                    settings.xds_listen
+                )
+            })?
+            .into(),
+    };
     let admin = tokio::net::TcpListener::bind(settings.admin_listen)
         .await
         .with_context(|| format!("cannot listen for admin on {} (--admin-listen)", settings.admin_listen))?;
@@ -318,8 +426,12 @@ async fn connect(
     if follow.is_none() {
         info!(profile = %profile.name, "the profile is compiled in; edits are not followed (copy it into a profile directory to edit it)");
     }
-    let options =
-        devbridge::app::Options { state_file: devbridge::registered::default_state_file(&profile.name), follow };
+    let options = devbridge::app::Options {
+        state_file: devbridge::registered::default_state_file(&profile.name),
+        follow,
+        tls,
+        admin_tls,
+    };
     let daemon = devbridge::app::Daemon::start_with(profile, xds, Some(admin), shutdown.clone(), options)?;
     info!(profile = %name, %file, xds = %daemon.xds_addr, admin = ?daemon.admin_addr, "devbridge connected; point Envoy at the xDS address (devbridge bootstrap)");
     // The supervised Envoy's bootstrap lives in a private directory removed on exit.
@@ -360,6 +472,36 @@ async fn connect(
     }
     info!("devbridge stopped");
     Ok(())
+}
+
+fn certs(command: CertsCommand) -> anyhow::Result<ExitCode> {
+    let paths = |dir: Option<PathBuf>| {
+        dir.map(devbridge::certs::CertPaths::new)
+            .or_else(devbridge::certs::CertPaths::default_location)
+            .context("no config directory (set HOME or XDG_CONFIG_HOME, or pass --dir)")
+    };
+    match command {
+        CertsCommand::Init { san, dir } => {
+            let paths = paths(dir)?;
+            let report = devbridge::certs::init(&paths, &san)?;
+            if report.ca_created {
+                println!("created the CA: {}", paths.ca_cert().display());
+            } else {
+                println!("kept the CA: {}", paths.ca_cert().display());
+            }
+            println!("issued devbridge's server certificate: {}", paths.server_cert().display());
+            println!("  valid for: {}", report.server_names.join(", "));
+            println!("next: devbridge certs issue <proxy>, then devbridge connect <profile> --tls");
+        }
+        CertsCommand::Issue { proxy, out, dir } => {
+            let paths = paths(dir)?;
+            let written = devbridge::certs::issue(&paths, &proxy, out.as_deref())?;
+            println!("issued a client certificate for proxy {proxy:?} in {}", written.display());
+            println!("  ca.pem, cert.pem, key.pem (0600); mount it where the sidecar runs and pass that path to");
+            println!("  devbridge bootstrap <profile> --proxy {proxy} --tls --tls-dir <path>");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// First Ctrl-C or SIGTERM: graceful shutdown. Second: exit at once.

@@ -36,11 +36,25 @@ struct SourceLabels {
     source: String,
 }
 
+/// A connection refused during the TLS handshake.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TlsRefusal {
+    pub peer: String,
+    pub reason: String,
+    pub at_ms: u64,
+}
+
 #[derive(Debug)]
 pub struct XdsMetrics {
     pub streams_active: AtomicI64,
     pub streams_total: AtomicU64,
     pub unknown_nodes: AtomicU64,
+    /// Streams refused because the client certificate names another proxy.
+    pub identity_refused: AtomicU64,
+    /// TLS handshakes refused (no client certificate, another CA, plain text).
+    pub tls_refused: AtomicU64,
+    /// The last TLS refusal, for `/status`.
+    pub last_tls_refusal: std::sync::Mutex<Option<TlsRefusal>>,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
     pushes: [AtomicU64; 4],
@@ -57,6 +71,9 @@ impl Default for XdsMetrics {
             streams_active: AtomicI64::default(),
             streams_total: AtomicU64::default(),
             unknown_nodes: AtomicU64::default(),
+            identity_refused: AtomicU64::default(),
+            tls_refused: AtomicU64::default(),
+            last_tls_refusal: std::sync::Mutex::new(None),
             reloads_ok: AtomicU64::default(),
             reloads_failed: AtomicU64::default(),
             pushes: Default::default(),
@@ -70,6 +87,17 @@ impl Default for XdsMetrics {
 }
 
 impl XdsMetrics {
+    /// Records a refused TLS handshake; true when it is worth a WARN (a new
+    /// reason, or a minute since the last one), so a misconfigured Envoy
+    /// retrying every second does not flood the log.
+    pub fn tls_refused(&self, peer: String, reason: String, at_ms: u64) -> bool {
+        self.tls_refused.fetch_add(1, Ordering::Relaxed);
+        let mut last = self.last_tls_refusal.lock().unwrap_or_else(|p| p.into_inner());
+        let loud = last.as_ref().is_none_or(|l| l.reason != reason || at_ms.saturating_sub(l.at_ms) > 60_000);
+        *last = Some(TlsRefusal { peer, reason, at_ms });
+        loud
+    }
+
     /// A profile reload: served (`ok`) or rejected.
     pub fn reload(&self, ok: bool) {
         let counter = if ok { &self.reloads_ok } else { &self.reloads_failed };
@@ -133,6 +161,8 @@ struct Counts {
     streams_active: i64,
     streams_total: u64,
     unknown_nodes: u64,
+    identity_refused: u64,
+    tls_refused: u64,
     reloads: [(&'static str, u64); 2],
     per_type: [(&'static str, &'static str, [u64; 4]); 3],
 }
@@ -144,6 +174,8 @@ impl Counts {
             streams_active: m.streams_active.load(Ordering::Relaxed),
             streams_total: m.streams_total.load(Ordering::Relaxed),
             unknown_nodes: m.unknown_nodes.load(Ordering::Relaxed),
+            identity_refused: m.identity_refused.load(Ordering::Relaxed),
+            tls_refused: m.tls_refused.load(Ordering::Relaxed),
             reloads: [
                 ("ok", m.reloads_ok.load(Ordering::Relaxed)),
                 ("failed", m.reloads_failed.load(Ordering::Relaxed)),
@@ -177,6 +209,20 @@ impl Collector for Counts {
         counter.encode(encoder.encode_descriptor(
             "xds_unmatched_nodes",
             "Times an Envoy's node matched no proxy of the profile (it gets no configuration)",
+            None,
+            counter.metric_type(),
+        )?)?;
+        let counter = ConstCounter::new(self.identity_refused);
+        counter.encode(encoder.encode_descriptor(
+            "xds_identity_refused",
+            "ADS streams refused because the Envoy's client certificate names another proxy than its node claims",
+            None,
+            counter.metric_type(),
+        )?)?;
+        let counter = ConstCounter::new(self.tls_refused);
+        counter.encode(encoder.encode_descriptor(
+            "xds_tls_refused",
+            "Connections to the xDS port refused in the TLS handshake (no client certificate, another CA, plain text)",
             None,
             counter.metric_type(),
         )?)?;

@@ -29,6 +29,13 @@ pub struct Settings {
     /// A `RUST_LOG`-style filter, e.g. `info,devbridge=debug`.
     pub log: String,
     pub log_format: LogFormat,
+    /// Serve xDS over mutual TLS (and the admin API too when it is not on loopback).
+    pub tls: bool,
+    /// Where `devbridge certs init` put the CA and server certificate
+    /// (default `<config dir>/devbridge/tls`).
+    pub tls_dir: Option<PathBuf>,
+    /// Allow a non-loopback listen address without TLS (logged at WARN).
+    pub insecure: bool,
 }
 
 /// Values from the command line; `None` leaves the lower layers in force.
@@ -39,6 +46,9 @@ pub struct Flags {
     pub admin_listen: Option<SocketAddr>,
     pub log: Option<String>,
     pub log_format: Option<LogFormat>,
+    pub tls: Option<bool>,
+    pub tls_dir: Option<PathBuf>,
+    pub insecure: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +72,9 @@ impl Settings {
             .set_default("xds_listen", DEFAULT_XDS_LISTEN)?
             .set_default("admin_listen", DEFAULT_ADMIN_LISTEN)?
             .set_default("log", DEFAULT_LOG)?
-            .set_default("log_format", "text")?;
+            .set_default("log_format", "text")?
+            .set_default("tls", false)?
+            .set_default("insecure", false)?;
         match &flags.settings_file {
             Some(p) if !p.is_file() => return Err(SettingsError::Missing(p.clone())),
             Some(p) => b = b.add_source(config::File::from(p.as_path())),
@@ -78,12 +90,16 @@ impl Settings {
         }
         let mut c = b.build()?;
         // The environment sits above the profile; layer it on the merged result.
-        let env = config::Environment::with_prefix("DEVBRIDGE").try_parsing(false);
+        // Parsing lets DEVBRIDGE_TLS=true be a bool; listen addresses stay strings.
+        let env = config::Environment::with_prefix("DEVBRIDGE").try_parsing(true);
         let mut b = config::Config::builder().add_source(c.clone()).add_source(env);
         b = b.set_override_option("xds_listen", flags.xds_listen.map(|a| a.to_string()))?;
         b = b.set_override_option("admin_listen", flags.admin_listen.map(|a| a.to_string()))?;
         b = b.set_override_option("log", flags.log.clone())?;
         b = b.set_override_option("log_format", flags.log_format.map(|f| format!("{f:?}").to_lowercase()))?;
+        b = b.set_override_option("tls", flags.tls)?;
+        b = b.set_override_option("tls_dir", flags.tls_dir.as_ref().map(|p| p.display().to_string()))?;
+        b = b.set_override_option("insecure", flags.insecure)?;
         c = b.build()?;
         Ok(c.try_deserialize()?)
     }
@@ -130,6 +146,9 @@ mod tests {
                 admin_listen: "127.0.0.1:3001".parse().unwrap(), // flag over file
                 log: "debug".into(),                             // file over default
                 log_format: LogFormat::Json,                     // flag over default
+                tls: false,
+                tls_dir: None,
+                insecure: false,
             }
         );
     }

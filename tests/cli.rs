@@ -314,3 +314,55 @@ fn every_bootstrap_for_every_runtime_passes_envoy_validate() {
     assert!(yaml("compose").contains("extra_hosts: [\"host.docker.internal:host-gateway\"]"));
     assert!(yaml("minikube").contains("address: \"host.minikube.internal\""));
 }
+
+#[test]
+fn connect_refuses_a_non_loopback_address_without_tls() {
+    let out = devbridge(&["connect", "demo", "--xds-listen", "0.0.0.0:18999"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).lines().last().unwrap(),
+        "devbridge: refusing to serve xDS on 0.0.0.0:18999 without TLS: anyone who can reach it would get the routing configuration. Run `devbridge certs init` and add --tls, or listen on 127.0.0.1 (--insecure accepts the risk)"
+    );
+}
+
+/// `certs init` and `certs issue` write what `bootstrap --tls` points Envoy
+/// at, and Envoy accepts those bootstraps (TLS and Unix socket).
+#[test]
+fn certs_and_tls_bootstraps_pass_envoy_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    let init = devbridge(&["certs", "init", "--dir", tls.to_str().unwrap(), "--san", "devbridge.lan"]);
+    assert_eq!(init.status.code(), Some(0), "{}", String::from_utf8_lossy(&init.stderr));
+    let stdout = String::from_utf8(init.stdout).unwrap();
+    assert!(
+        stdout.contains(
+            "valid for: localhost, host.docker.internal, host.minikube.internal, 127.0.0.1, ::1, devbridge.lan"
+        ),
+        "{stdout}"
+    );
+    let issued = devbridge(&["certs", "issue", "dev-proxy", "--dir", tls.to_str().unwrap()]);
+    assert_eq!(issued.status.code(), Some(0));
+    let client = tls.join("proxies/dev-proxy");
+    for f in ["ca.pem", "cert.pem", "key.pem"] {
+        assert!(client.join(f).is_file(), "{f}");
+    }
+    let envoy = support::envoy_binary();
+    for (i, args) in [
+        vec!["--tls", "--tls-dir", client.to_str().unwrap()],
+        vec!["--for", "docker", "--tls", "--tls-dir", client.to_str().unwrap()],
+        vec!["--for", "minikube", "--tls", "--tls-dir", client.to_str().unwrap(), "--format", "json"],
+        vec!["--xds-socket", "/run/devbridge/xds.sock"],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let ext = if args.contains(&"json") { "json" } else { "yaml" };
+        let out = dir.path().join(format!("b{i}.{ext}"));
+        let mut all = vec!["bootstrap", "demo", "--out", out.to_str().unwrap()];
+        all.extend(args);
+        let written = devbridge(&all);
+        assert_eq!(written.status.code(), Some(0), "{}", String::from_utf8_lossy(&written.stderr));
+        let check = Command::new(&envoy).args(["--mode", "validate", "-c"]).arg(&out).output().unwrap();
+        assert!(check.status.success(), "{all:?}: {}", String::from_utf8_lossy(&check.stderr));
+    }
+}

@@ -48,6 +48,17 @@ pub struct Status {
     pub envoys: Vec<StreamInfo>,
     /// Each discovery source's state.
     pub sources: Vec<Value>,
+    /// Refusals at the xDS port: TLS handshakes and certificate identities.
+    pub refused: Refused,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Refused {
+    pub tls_handshakes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_tls: Option<crate::metrics::TlsRefusal>,
+    /// Envoys whose client certificate names another proxy than their node.
+    pub identity: u64,
 }
 
 pub fn build(state: &AdminState) -> Status {
@@ -69,6 +80,11 @@ pub fn build(state: &AdminState) -> Status {
         registered: state.registry.report(),
         envoys: state.streams.all(),
         sources: state.sources.status(),
+        refused: Refused {
+            tls_handshakes: state.metrics.tls_refused.load(std::sync::atomic::Ordering::Relaxed),
+            last_tls: state.metrics.last_tls_refusal.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            identity: state.metrics.identity_refused.load(std::sync::atomic::Ordering::Relaxed),
+        },
     }
 }
 

@@ -66,6 +66,9 @@ pub struct AdsService {
     published: watch::Receiver<Arc<Published>>,
     metrics: Arc<XdsMetrics>,
     streams: Arc<StreamRegistry>,
+    /// With mutual TLS: an Envoy is served only the proxy its client
+    /// certificate names.
+    require_identity: bool,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -77,7 +80,13 @@ impl AdsService {
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) -> Self {
-        Self { published, metrics, streams: StreamRegistry::new(), shutdown, tracker }
+        Self { published, metrics, streams: StreamRegistry::new(), require_identity: false, shutdown, tracker }
+    }
+
+    /// Serves each Envoy only the proxy its client certificate names.
+    pub fn requiring_identity(mut self) -> Self {
+        self.require_identity = true;
+        self
     }
 
     /// Reports every stream to `streams` (by default, a registry of its own).
@@ -99,6 +108,10 @@ impl AggregatedDiscoveryService for AdsService {
         request: Request<Streaming<DiscoveryRequest>>,
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
         let peer = request.remote_addr();
+        // The certificate was verified against devbridge's CA by the TLS layer.
+        let identity =
+            request.peer_certs().and_then(|certs| certs.first().and_then(|c| crate::certs::proxy_identity(c.as_ref())));
+        let identity = if self.require_identity { Some(identity) } else { None };
         let (tx, rx) = mpsc::channel(RESPONSE_QUEUE);
         let entry = self.streams.register(peer.map(|p| p.to_string()), now_ms());
         let stream = AdsStream {
@@ -111,6 +124,7 @@ impl AggregatedDiscoveryService for AdsService {
             node: None,
             warned_unmatched: false,
             unmatched: None,
+            identity,
             nack_at_ms: [None; 4],
             matched_change: Instant::now(),
             entry,
@@ -139,6 +153,9 @@ struct AdsStream {
     proxy: Option<String>,
     node: Option<Node>,
     warned_unmatched: bool,
+    /// With mutual TLS, the proxy the client certificate names (`Some(None)`:
+    /// it names none); `None` when identities are not checked.
+    identity: Option<Option<String>>,
     /// Why this Envoy matches no proxy, for status.
     unmatched: Option<String>,
     /// Per type, when the NACK the protocol state holds arrived.
@@ -269,6 +286,24 @@ impl AdsStream {
             [one] => Some(one.clone()),
             _ => None,
         };
+        // An Envoy may only be the proxy its certificate names.
+        let refused = match (&self.identity, &found) {
+            (Some(named), Some(p)) if named.as_deref() != Some(p.as_str()) => {
+                let named = named.clone().unwrap_or_else(|| "no proxy".to_string());
+                Some(format!("its client certificate names {named}, but its node claims proxy {p}"))
+            }
+            _ => None,
+        };
+        if let Some(why) = &refused {
+            if self.unmatched.as_ref() != Some(why) {
+                self.metrics.identity_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                warn!(node.id = %node.id, node.cluster = %node.cluster, reason = %why,
+                    "refusing Envoy: certificate and node identity disagree; it gets no configuration (issue it its own certificate with `devbridge certs issue <proxy>`)");
+            }
+            self.unmatched = refused.clone();
+            self.proxy = None;
+            return self.state.on_snapshot(None);
+        }
         self.unmatched = match (&found, &published.profile) {
             (Some(_), _) => None,
             (None, None) => Some("no profile is published yet".to_string()),
@@ -316,24 +351,133 @@ impl AdsStream {
     }
 }
 
+/// Where the xDS server listens.
+pub enum XdsListener {
+    Tcp(TcpListener),
+    /// A Unix domain socket (the OS-process runtime; mode 0600).
+    Unix(tokio::net::UnixListener),
+}
+
+impl From<TcpListener> for XdsListener {
+    fn from(l: TcpListener) -> Self {
+        XdsListener::Tcp(l)
+    }
+}
+
+impl From<tokio::net::UnixListener> for XdsListener {
+    fn from(l: tokio::net::UnixListener) -> Self {
+        XdsListener::Unix(l)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("{} exists and is not a socket; not replacing it", .0.display())]
+    NotASocket(std::path::PathBuf),
+    #[error("cannot listen on {}: {source}", path.display())]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+}
+
+/// Binds a Unix socket that only this user may use (mode 0600). A stale
+/// socket from an earlier run is replaced; any other file is left alone.
+pub fn bind_unix(path: &std::path::Path) -> Result<tokio::net::UnixListener, BindError> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let io = |source| BindError::Io { path: path.to_path_buf(), source };
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(BindError::NotASocket(path.to_path_buf()));
+        }
+        std::fs::remove_file(path).map_err(io)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(io)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    Ok(listener)
+}
+
+/// How long a client has to finish the TLS handshake.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves ADS on an already-bound listener until `shutdown` fires, then
-/// lets open streams end.
+/// lets open streams end. With `tls`, every TCP connection must complete a
+/// mutual-TLS handshake first; refusals are counted, kept for `/status`
+/// and logged, which tonic's own TLS would do silently.
 pub async fn serve(
-    listener: TcpListener,
+    listener: XdsListener,
     service: AdsService,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
-    let local: Option<SocketAddr> = listener.local_addr().ok();
-    // Without TCP_NODELAY a 40 KB push waits on Nagle and delayed ACKs (~40 ms).
-    let incoming =
-        TcpIncoming::from(listener).with_nodelay(Some(true)).with_keepalive(Some(DEFAULT_KEEPALIVE_INTERVAL));
-    info!(addr = ?local, "xDS server listening");
-    tonic::transport::Server::builder()
+    let metrics = service.metrics.clone();
+    let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(DEFAULT_KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(DEFAULT_KEEPALIVE_TIMEOUT))
         .add_service(
             AggregatedDiscoveryServiceServer::new(service).max_decoding_message_size(DEFAULT_MAX_REQUEST_BYTES),
-        )
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
-        .await
+        );
+    match (listener, tls) {
+        (XdsListener::Tcp(listener), None) => {
+            let local: Option<SocketAddr> = listener.local_addr().ok();
+            // Without TCP_NODELAY a 40 KB push waits on Nagle and delayed ACKs (~40 ms).
+            let incoming =
+                TcpIncoming::from(listener).with_nodelay(Some(true)).with_keepalive(Some(DEFAULT_KEEPALIVE_INTERVAL));
+            info!(addr = ?local, tls = false, "xDS server listening");
+            router.serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()).await
+        }
+        (XdsListener::Tcp(listener), Some(acceptor)) => {
+            info!(addr = ?listener.local_addr().ok(), tls = true, "xDS server listening");
+            let (tx, rx) = mpsc::channel(RESPONSE_QUEUE);
+            tokio::spawn(accept_tls(listener, acceptor, tx, metrics, shutdown.clone()));
+            router.serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown.cancelled_owned()).await
+        }
+        (XdsListener::Unix(listener), _) => {
+            // A Unix socket is protected by its 0600 mode; TLS is for TCP.
+            info!(socket = ?listener.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p.display().to_string())), "xDS server listening");
+            let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+            router.serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()).await
+        }
+    }
+}
+
+type TlsConn = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+/// Accepts TCP connections, runs each TLS handshake in its own task (a slow
+/// client stalls nobody), and hands the finished ones to tonic.
+async fn accept_tls(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    tx: mpsc::Sender<Result<TlsConn, std::io::Error>>,
+    metrics: Arc<XdsMetrics>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    debug!(error = %e, "xDS accept failed");
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let keepalive = socket2::TcpKeepalive::new().with_time(DEFAULT_KEEPALIVE_INTERVAL);
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        let (acceptor, tx, metrics) = (acceptor.clone(), tx.clone(), metrics.clone());
+        tokio::spawn(async move {
+            let reason = match tokio::time::timeout(DEFAULT_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(conn)) => {
+                    let _ = tx.send(Ok(conn)).await;
+                    return;
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no TLS handshake within {DEFAULT_HANDSHAKE_TIMEOUT:?}"),
+            };
+            if metrics.tls_refused(peer.to_string(), reason.clone(), now_ms()) {
+                warn!(%peer, %reason, "refused a connection to the xDS port: TLS handshake failed (does the Envoy present a certificate from `devbridge certs issue <proxy>`, over TLS?)");
+            } else {
+                debug!(%peer, %reason, "refused a connection to the xDS port: TLS handshake failed");
+            }
+        });
+    }
 }
