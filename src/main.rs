@@ -260,6 +260,7 @@ fn summary(p: &Profile) -> String {
             Source::Static(eps) => format!("{} endpoints", eps.len()),
             Source::Dns { hosts, .. } => hosts.iter().map(|(h, p)| format!("{h}:{p}")).collect::<Vec<_>>().join(", "),
             Source::Kubernetes(k) => format!("pods {:?} in {}", k.selector, k.namespaces.join(",")),
+            Source::KubernetesService(k) => format!("service {}/{}", k.namespace, k.service),
         };
         out.push_str(&format!("  cluster {} ({}): {detail}\n", c.name, c.source.kind()));
     }

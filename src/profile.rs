@@ -197,6 +197,8 @@ pub enum Source {
     Dns { hosts: Vec<(String, u16)>, lookup: DnsLookup },
     /// Pods found through the Kubernetes API.
     Kubernetes(KubernetesSource),
+    /// A Service's endpoints, from its EndpointSlices.
+    KubernetesService(KubernetesServiceSource),
 }
 
 impl Source {
@@ -205,6 +207,7 @@ impl Source {
             Source::Static(_) => "static",
             Source::Dns { .. } => "dns",
             Source::Kubernetes(_) => "kubernetes",
+            Source::KubernetesService(_) => "kubernetes_service",
         }
     }
 }
@@ -227,15 +230,38 @@ pub struct KubernetesSource {
     pub port: PortRef,
     pub address: AddressKind,
     pub host_network: bool,
+    /// Put each endpoint in its node's `topology.kubernetes.io/zone`
+    /// (needs read access to nodes).
+    pub node_zones: bool,
 }
 
+impl KubernetesSource {
+    /// Whether the source needs the nodes of the cluster: for their
+    /// addresses or their zones.
+    pub fn needs_nodes(&self) -> bool {
+        self.node_zones || self.address != AddressKind::Pod
+    }
+}
+
+/// The ready endpoints of a Service, from its `discovery.k8s.io/v1`
+/// EndpointSlices (for VPNs that route pod IPs).
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesServiceSource {
+    pub kubeconfig: Option<String>,
+    pub context: Option<String>,
+    pub namespace: String,
+    pub service: String,
+    /// The Service port's name, or the endpoints' (target) port number.
+    pub port: PortRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PortRef {
     Number(u16),
     Name(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum AddressKind {
     Pod,
     NodeInternal,

@@ -56,7 +56,9 @@ pub fn translate_proxy(
         parts.clusters.push(to_cluster(c));
         let eps: &[profile::Endpoint] = match &c.source {
             profile::Source::Static(eps) => eps,
-            profile::Source::Kubernetes(_) => discovered.get(&c.name).map_or(&[], Vec::as_slice),
+            profile::Source::Kubernetes(_) | profile::Source::KubernetesService(_) => {
+                discovered.get(&c.name).map_or(&[], Vec::as_slice)
+            }
             profile::Source::Dns { .. } => continue,
         };
         parts.endpoints.push(to_load_assignment(&c.name, eps));
@@ -111,7 +113,7 @@ pub fn to_cluster(c: &profile::Cluster) -> cluster::Cluster {
         ..Default::default()
     };
     match &c.source {
-        profile::Source::Static(_) | profile::Source::Kubernetes(_) => {
+        profile::Source::Static(_) | profile::Source::Kubernetes(_) | profile::Source::KubernetesService(_) => {
             out.cluster_discovery_type = Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32));
             out.eds_cluster_config = Some(EdsClusterConfig { eds_config: Some(ads()), service_name: String::new() });
         }
