@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! profile, discovered + registered endpoints ─▶ Publisher ─watch<Published>─▶ ADS stream tasks ─▶ Envoy
-//!                                                                  └────────▶ admin server
+//!                  ▲                                          ├────────▶ admin server
+//!     discovery ───┘ (EDS only)  ◀── profile changes ─────────┘
 //! ```
 //!
 //! The [`Publisher`] is the single writer of what is served; everything
@@ -13,11 +14,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::discovery::DiscoveredEndpoints;
+use crate::discovery::{self, DiscoveredEndpoints, Discovery, SourceStatus};
 use crate::metrics::XdsMetrics;
 use crate::profile::Profile;
 use crate::publish::Publisher;
@@ -30,6 +32,7 @@ pub struct Daemon {
     pub metrics: Arc<XdsMetrics>,
     pub xds_addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
+    discovery: Discovery,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     xds_task: JoinHandle<Result<(), tonic::transport::Error>>,
@@ -37,12 +40,23 @@ pub struct Daemon {
 
 impl Daemon {
     /// Translates `profile`, publishes it and starts serving on the given
-    /// (already bound) listeners.
+    /// (already bound) listeners, with discovery at its default timeouts.
     pub fn start(
         profile: Profile,
         xds: TcpListener,
         admin: Option<TcpListener>,
         shutdown: CancellationToken,
+    ) -> Result<Self, SnapshotError> {
+        Self::start_with(profile, xds, admin, shutdown, discovery::Options::default())
+    }
+
+    /// [`Daemon::start`] with discovery's timeouts and backoff given.
+    pub fn start_with(
+        profile: Profile,
+        xds: TcpListener,
+        admin: Option<TcpListener>,
+        shutdown: CancellationToken,
+        discovery: discovery::Options,
     ) -> Result<Self, SnapshotError> {
         let publisher = Publisher::new(profile)?;
         let rx = publisher.subscribe();
@@ -55,7 +69,18 @@ impl Daemon {
         if let Some(admin) = admin {
             tracker.spawn(crate::admin::serve(admin, rx, shutdown.clone()));
         }
-        Ok(Self { publisher, metrics, xds_addr, admin_addr, shutdown, tracker, xds_task })
+        let discovery = discovery::spawn(publisher.clone(), discovery, &tracker, shutdown.clone());
+        Ok(Self { publisher, metrics, xds_addr, admin_addr, discovery, shutdown, tracker, xds_task })
+    }
+
+    /// Each Kubernetes source's status (connected or degraded, counts,
+    /// skipped pods), updated on every change.
+    pub fn sources(&self) -> watch::Receiver<Vec<SourceStatus>> {
+        self.discovery.sources()
+    }
+
+    pub fn discovery(&self) -> &Discovery {
+        &self.discovery
     }
 
     /// Serves a new profile and discovered endpoints. On error nothing
