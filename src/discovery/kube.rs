@@ -3,7 +3,8 @@
 //!
 //! A client is made once per (kubeconfig, context) and shared by the watches
 //! on that API server. Making one may run an exec credential plugin (EKS,
-//! GKE, kubelogin), which blocks, so it runs on the blocking pool.
+//! GKE, kubelogin), which blocks, so it runs on the blocking pool (kube
+//! does the same when the plugin's token expires and is refreshed).
 //!
 //! A watch task runs kube's `watcher` (list, then watch from the list's
 //! resourceVersion, restarted by kube whenever the server ends a watch).
@@ -181,7 +182,12 @@ pub async fn run_watch(
     };
     let mut backoff = Backoff::new(&opts);
     loop {
-        let conn = match clients.get(watch.conn(), &opts).await {
+        // An exec plugin may take its time (a browser login): stay cancellable.
+        let got = tokio::select! {
+            _ = cancel.cancelled() => return,
+            got = clients.get(watch.conn(), &opts) => got,
+        };
+        let conn = match got {
             Ok(c) => c,
             Err(e) => {
                 if !send(Report::Failed(e)).await {
