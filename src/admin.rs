@@ -52,6 +52,49 @@ pub trait SourcesView: Send + Sync {
     fn status(&self) -> Vec<serde_json::Value>;
 }
 
+/// The Kubernetes discovery sources, as `/status` and `/readyz` see them.
+#[derive(Debug, Clone)]
+pub struct DiscoverySources(pub tokio::sync::watch::Receiver<Vec<crate::discovery::SourceStatus>>);
+
+impl SourcesView for DiscoverySources {
+    fn all_synced_once(&self) -> bool {
+        self.0.borrow().iter().all(|s| s.synced)
+    }
+
+    fn status(&self) -> Vec<serde_json::Value> {
+        use crate::discovery::SourceState;
+        let ms = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let now = std::time::SystemTime::now();
+        self.0
+            .borrow()
+            .iter()
+            .map(|s| {
+                let (state, since, error) = match &s.state {
+                    SourceState::Connecting => ("connecting", None, None),
+                    SourceState::Connected { since } => ("connected", Some(ms(*since)), None),
+                    SourceState::Degraded { error, since } => ("degraded", Some(ms(*since)), Some(error.clone())),
+                };
+                serde_json::json!({
+                    "name": s.name,
+                    "server": s.server,
+                    "clusters": s.clusters,
+                    "state": state,
+                    "since_ms": since,
+                    "error": error,
+                    "synced": s.synced,
+                    "last_event_ms": s.last_event.map(ms),
+                    "data_age_ms": s.data_age(now).map(|d| d.as_millis() as u64),
+                    "seen": s.seen,
+                    "selected": s.selected,
+                    "skipped": s.skipped.iter().map(|k| serde_json::json!({
+                        "cluster": k.cluster, "object": k.object, "reason": k.reason.to_string(),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect()
+    }
+}
+
 /// No discovery sources.
 #[derive(Debug, Default)]
 pub struct NoSources;

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! profile, discovered + registered endpoints ─▶ Publisher ─watch<Published>─▶ ADS stream tasks ─▶ Envoy
-//!                                                                  └────────▶ admin server
+//!                  ▲                                          ├────────▶ admin server
+//!     discovery ───┘ (EDS only)  ◀── profile changes ─────────┘
 //! ```
 //!
 //! The [`Publisher`] is the single writer of what is served; everything
@@ -19,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::discovery::DiscoveredEndpoints;
+use crate::discovery::{self, DiscoveredEndpoints, Discovery, SourceStatus};
 use crate::metrics::XdsMetrics;
 use crate::profile::Profile;
 use crate::profile::watch::ReloadStatus;
@@ -45,6 +46,8 @@ pub struct Options {
     pub tls: Option<TlsFiles>,
     /// Serve the admin API over mutual TLS too (for a non-loopback address).
     pub admin_tls: bool,
+    /// Discovery's timeouts and backoff.
+    pub discovery: discovery::Options,
 }
 
 /// Why a daemon could not start.
@@ -70,6 +73,7 @@ pub struct Daemon {
     /// The xDS Unix socket, when serving on one.
     pub xds_socket: Option<PathBuf>,
     pub admin_addr: Option<SocketAddr>,
+    discovery: Discovery,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     xds_task: JoinHandle<Result<(), tonic::transport::Error>>,
@@ -77,7 +81,7 @@ pub struct Daemon {
 
 impl Daemon {
     /// Translates `profile`, publishes it and starts serving on the given
-    /// (already bound) listeners.
+    /// (already bound) listeners, with discovery at its default timeouts.
     pub fn start(
         profile: Profile,
         xds: TcpListener,
@@ -119,6 +123,7 @@ impl Daemon {
                 span,
             ));
         }
+        let discovery = discovery::spawn(publisher.clone(), options.discovery, &tracker, shutdown.clone());
         let rx = publisher.subscribe();
         let (xds_addr, xds_socket) = match &xds {
             XdsListener::Tcp(l) => (l.local_addr().expect("bound listener has an address"), None),
@@ -142,7 +147,7 @@ impl Daemon {
                 streams: streams.clone(),
                 metrics: metrics.clone(),
                 reload: reload.subscribe(),
-                sources: Arc::new(crate::admin::NoSources),
+                sources: Arc::new(crate::admin::DiscoverySources(discovery.sources())),
             };
             tracker.spawn(crate::admin::serve(admin, state, admin_tls, shutdown.clone()));
         }
@@ -155,10 +160,21 @@ impl Daemon {
             xds_addr,
             xds_socket,
             admin_addr,
+            discovery,
             shutdown,
             tracker,
             xds_task,
         })
+    }
+
+    /// Each Kubernetes source's status (connected or degraded, counts,
+    /// skipped pods), updated on every change.
+    pub fn sources(&self) -> watch::Receiver<Vec<SourceStatus>> {
+        self.discovery.sources()
+    }
+
+    pub fn discovery(&self) -> &Discovery {
+        &self.discovery
     }
 
     /// Serves a new profile and discovered endpoints. On error nothing

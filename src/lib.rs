@@ -4,14 +4,15 @@
 //! ```text
 //!  profiles/*.toml ──parse+validate──▶ Profile ─┐
 //!                                               ├─ translate() ─▶ Snapshot per proxy
-//!  discovered endpoints (per cluster) ──────────┘                     │ watch
+//!  discovery (kube watch ─▶ index) ─────────────┘                     │ watch
 //!                                                                     ▼
 //!                                  ADS stream tasks (StreamState) ──gRPC──▶ Envoy
 //! ```
 //!
 //! # Layout
 //! - [`profile`]: the model, its TOML form, validation with located errors, lookup on disk.
-//! - [`discovery`]: endpoints found at run time, per cluster.
+//! - [`discovery`]: endpoints found at run time, per cluster: Kubernetes pods and
+//!   EndpointSlices, watched with `kube`, indexed by a pure index, published EDS-only.
 //! - [`xds`]: translation, snapshots, per-stream protocol state (pure) and the tonic server.
 //! - [`bootstrap`]: the Envoy bootstrap for a proxy.
 //! - [`settings`]: daemon-wide settings (listen addresses, logging), layered.

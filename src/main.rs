@@ -431,6 +431,7 @@ async fn connect(
         follow,
         tls,
         admin_tls,
+        discovery: Default::default(),
     };
     let daemon = devbridge::app::Daemon::start_with(profile, xds, Some(admin), shutdown.clone(), options)?;
     info!(profile = %name, %file, xds = %daemon.xds_addr, admin = ?daemon.admin_addr, "devbridge connected; point Envoy at the xDS address (devbridge bootstrap)");
@@ -552,6 +553,7 @@ fn summary(p: &Profile) -> String {
             Source::Static(eps) => format!("{} endpoints", eps.len()),
             Source::Dns { hosts, .. } => hosts.iter().map(|(h, p)| format!("{h}:{p}")).collect::<Vec<_>>().join(", "),
             Source::Kubernetes(k) => format!("pods {:?} in {}", k.selector, k.namespaces.join(",")),
+            Source::KubernetesService(k) => format!("service {}/{}", k.namespace, k.service),
             Source::Registered => "endpoints set through the admin API".to_string(),
         };
         out.push_str(&format!("  cluster {} ({}): {detail}\n", c.name, c.source.kind()));

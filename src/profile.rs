@@ -202,6 +202,8 @@ pub enum Source {
     /// Endpoints set at run time through the admin API (`PUT
     /// /v1/clusters/NAME/endpoints`), kept across restarts in a state file.
     Registered,
+    /// A Service's endpoints, from its EndpointSlices.
+    KubernetesService(KubernetesServiceSource),
 }
 
 impl Source {
@@ -211,6 +213,7 @@ impl Source {
             Source::Dns { .. } => "dns",
             Source::Kubernetes(_) => "kubernetes",
             Source::Registered => "registered",
+            Source::KubernetesService(_) => "kubernetes_service",
         }
     }
 }
@@ -233,15 +236,38 @@ pub struct KubernetesSource {
     pub port: PortRef,
     pub address: AddressKind,
     pub host_network: bool,
+    /// Put each endpoint in its node's `topology.kubernetes.io/zone`
+    /// (needs read access to nodes).
+    pub node_zones: bool,
 }
 
+impl KubernetesSource {
+    /// Whether the source needs the nodes of the cluster: for their
+    /// addresses or their zones.
+    pub fn needs_nodes(&self) -> bool {
+        self.node_zones || self.address != AddressKind::Pod
+    }
+}
+
+/// The ready endpoints of a Service, from its `discovery.k8s.io/v1`
+/// EndpointSlices (for VPNs that route pod IPs).
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesServiceSource {
+    pub kubeconfig: Option<String>,
+    pub context: Option<String>,
+    pub namespace: String,
+    pub service: String,
+    /// The Service port's name, or the endpoints' (target) port number.
+    pub port: PortRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PortRef {
     Number(u16),
     Name(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum AddressKind {
     Pod,
     NodeInternal,

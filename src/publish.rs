@@ -5,17 +5,23 @@
 //! API). Any change re-translates and publishes through a `watch` channel,
 //! but only when the result differs; a change whose translation fails is
 //! refused whole and leaves both the inputs and what is served untouched.
+//!
+//! Discovered endpoints take a shorter path: only the load assignments of
+//! the clusters whose endpoints changed are rebuilt, in the snapshots of the
+//! proxies that use them; listeners, routes and clusters are reused as they
+//! are. Edge pods come and go far more often than profiles change.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::discovery::DiscoveredEndpoints;
 use crate::profile::Profile;
 use crate::xds::server::Published;
 use crate::xds::snapshot::SnapshotError;
-use crate::xds::translate::translate;
+use crate::xds::translate::{translate, translate_endpoints};
 
 /// What translation reads.
 #[derive(Debug, Clone)]
@@ -55,9 +61,44 @@ impl Publisher {
         self.update(|i| i.profile = Arc::new(profile))
     }
 
-    /// Replaces the discovered endpoints.
+    /// Replaces the discovered endpoints. Rebuilds only the load
+    /// assignments that changed (see the module doc).
     pub fn set_discovered(&self, endpoints: Arc<DiscoveredEndpoints>) -> Result<bool, SnapshotError> {
-        self.update(|i| i.discovered = endpoints)
+        let mut inputs = self.inputs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Registered endpoints win over discovered ones of the same cluster.
+        let changed: BTreeSet<String> = inputs
+            .discovered
+            .keys()
+            .chain(endpoints.keys())
+            .filter(|c| inputs.discovered.get(*c) != endpoints.get(*c) && !inputs.registered.contains_key(*c))
+            .cloned()
+            .collect();
+        if changed.is_empty() {
+            inputs.discovered = endpoints;
+            return Ok(false);
+        }
+        let current = self.tx.borrow().clone();
+        if current.profile.as_ref().is_none_or(|p| !Arc::ptr_eq(p, &inputs.profile) && **p != *inputs.profile) {
+            // Not what `update` last published: translate everything.
+            drop(inputs);
+            return self.update(|i| i.discovered = endpoints);
+        }
+        let profile = inputs.profile.clone();
+        let registered = inputs.registered.clone();
+        let lookup = |name: &str| registered.get(name).or_else(|| endpoints.get(name)).map(Vec::as_slice);
+        let mut snapshots = current.snapshots.clone();
+        for (name, snapshot) in &current.snapshots {
+            let Some(proxy) = profile.proxies.get(name) else { continue };
+            let next = translate_endpoints(&profile, proxy, snapshot, &changed, &lookup)
+                .inspect_err(|e| warn!(error = %e, "endpoint update failed; keeping the previous configuration"))?;
+            if let Some(next) = next {
+                debug!(profile = %profile.name, proxy = %name, version = %next.version, "endpoints updated");
+                snapshots.insert(name.clone(), Arc::new(next));
+            }
+        }
+        inputs.discovered = endpoints.clone();
+        let published = Published { profile: Some(profile), snapshots, changed_at: std::time::Instant::now() };
+        Ok(self.send(published))
     }
 
     /// Replaces the endpoints registered through the admin API.
@@ -77,10 +118,15 @@ impl Publisher {
         let mut inputs = self.inputs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut next = inputs.clone();
         change(&mut next);
-        let mut published = build(&next)
+        let published = build(&next)
             .inspect_err(|e| warn!(error = %e, "translation failed; keeping the previous configuration"))?;
         *inputs = next;
-        let changed = self.tx.send_if_modified(|current| {
+        Ok(self.send(published))
+    }
+
+    /// Publishes when anything differs; returns whether it did.
+    fn send(&self, mut published: Published) -> bool {
+        self.tx.send_if_modified(|current| {
             let changed = current.profile != published.profile || current.snapshots != published.snapshots;
             if changed {
                 // Streams measure change-to-push latency from here.
@@ -88,20 +134,23 @@ impl Publisher {
                 *current = Arc::new(published);
             }
             changed
-        });
-        Ok(changed)
+        })
     }
 }
 
 fn build(inputs: &Inputs) -> Result<Published, SnapshotError> {
-    let endpoints: DiscoveredEndpoints = if inputs.registered.is_empty() {
-        (*inputs.discovered).clone()
+    let snapshots = if inputs.registered.is_empty() {
+        translate(&inputs.profile, &inputs.discovered)?
     } else {
-        inputs.discovered.iter().chain(inputs.registered.iter()).map(|(k, v)| (k.clone(), v.clone())).collect()
+        let endpoints: DiscoveredEndpoints =
+            inputs.discovered.iter().chain(inputs.registered.iter()).map(|(k, v)| (k.clone(), v.clone())).collect();
+        translate(&inputs.profile, &endpoints)?
     };
-    let snapshots = translate(&inputs.profile, &endpoints)?;
     for (proxy, s) in &snapshots {
         info!(profile = %inputs.profile.name, %proxy, version = %s.version, "snapshot built");
     }
     Ok(Published { profile: Some(inputs.profile.clone()), snapshots, changed_at: std::time::Instant::now() })
 }
+
+#[cfg(test)]
+mod tests;

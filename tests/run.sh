@@ -16,6 +16,6 @@ fi
 export DEVBRIDGE_ENVOY="$PWD/$venv/bin/envoy"
 echo "==> envoy: $("$DEVBRIDGE_ENVOY" --version | grep -m1 version | sed "s/.*version: //")"
 
-# Two test binaries drive real Envoys; two threads keep a 2-core machine responsive.
+# Three test binaries drive real Envoys; two threads keep a 2-core machine responsive.
 echo "==> cargo test"
 cargo test --locked -- --test-threads "${TEST_THREADS:-2}" "$@"

@@ -141,6 +141,7 @@ pub struct RawCluster {
     pub dns: Option<S<RawDns>>,
     pub kubernetes: Option<S<RawKubernetes>>,
     pub registered: Option<S<RawRegistered>>,
+    pub kubernetes_service: Option<S<RawKubernetesService>>,
     pub lb: Option<S<String>>,
     pub connect_timeout: Option<S<String>>,
     #[serde(default)]
@@ -187,6 +188,18 @@ pub struct RawKubernetes {
     pub port: S<RawPort>,
     pub address: Option<S<String>>,
     pub host_network: Option<bool>,
+    pub node_zones: Option<bool>,
+}
+
+/// A Service's endpoints, read from its `discovery.k8s.io/v1` EndpointSlices.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKubernetesService {
+    pub kubeconfig: Option<S<String>>,
+    pub context: Option<S<String>>,
+    pub namespace: Option<S<String>>,
+    pub service: S<String>,
+    pub port: S<RawPort>,
 }
 
 /// Endpoints set at run time through the admin API; the table has no keys.

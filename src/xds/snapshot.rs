@@ -5,6 +5,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster::ClusterDiscoveryType, cluster::DiscoveryType};
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
@@ -108,12 +109,16 @@ impl Resources {
             }
             map.insert(r.name.clone(), r);
         }
+        Ok(Self::from_map(map))
+    }
+
+    fn from_map(map: BTreeMap<String, Resource>) -> Self {
         let mut h = DefaultHasher::new();
         for (name, r) in &map {
             name.hash(&mut h);
             r.hash.hash(&mut h);
         }
-        Ok(Self { version: format!("{:016x}", h.finish()), items: map })
+        Self { version: format!("{:016x}", h.finish()), items: map }
     }
 
     pub fn names(&self) -> BTreeSet<String> {
@@ -143,6 +148,8 @@ pub enum SnapshotError {
     BadListener { listener: String, reason: String },
     #[error("two resources of type {type_url} are named {name:?}")]
     Duplicate { type_url: String, name: String },
+    #[error("load assignment {name:?} replaces none in the snapshot; only a full translation may add one")]
+    UnknownEndpoints { name: String },
 }
 
 /// Every resource one proxy should have.
@@ -151,7 +158,8 @@ pub struct Snapshot {
     pub proxy: String,
     /// A hash of the four type versions.
     pub version: String,
-    resources: [Resources; 4],
+    // Shared, so an endpoint change copies only the load assignments.
+    resources: [Arc<Resources>; 4],
 }
 
 impl Snapshot {
@@ -166,8 +174,32 @@ impl Snapshot {
             Resources::new(parts.listeners.iter().map(|l| Resource::new(&l.name, l)).collect())?,
             Resources::new(parts.routes.iter().map(|r| Resource::new(&r.name, r)).collect())?,
         ];
+        Ok(Self::assemble(proxy.into(), resources.map(Arc::new)))
+    }
+
+    fn assemble(proxy: String, resources: [Arc<Resources>; 4]) -> Self {
         let version = format!("{:016x}", hash_of(resources.iter().map(|r| &r.version).collect::<Vec<_>>()));
-        Ok(Self { proxy: proxy.into(), version, resources })
+        Self { proxy, version, resources }
+    }
+
+    /// This snapshot with some load assignments replaced and every other
+    /// resource reused as is: the EDS-only path for endpoint changes.
+    ///
+    /// Only load assignments the snapshot already has may be replaced. The
+    /// clusters, listeners and routes are the ones `build` checked, and the
+    /// set of load assignment names does not change, so the snapshot stays
+    /// consistent without checking it again.
+    pub fn with_endpoints(&self, updates: Vec<(ClusterLoadAssignment, u64)>) -> Result<Self, SnapshotError> {
+        let mut items = self.resources[ResourceType::Endpoint.index()].items.clone();
+        for (cla, hash) in updates {
+            let Some(slot) = items.get_mut(&cla.cluster_name) else {
+                return Err(SnapshotError::UnknownEndpoints { name: cla.cluster_name });
+            };
+            *slot = Resource::with_content_hash(&cla.cluster_name, &cla, hash);
+        }
+        let mut resources = self.resources.clone();
+        resources[ResourceType::Endpoint.index()] = Arc::new(Resources::from_map(items));
+        Ok(Self::assemble(self.proxy.clone(), resources))
     }
 
     pub fn resources(&self, t: ResourceType) -> &Resources {

@@ -6,7 +6,7 @@
 //! EDS for `static`, `kubernetes` and `registered` sources and STRICT/LOGICAL DNS for
 //! `dns`; a load assignment per EDS cluster, endpoints grouped by zone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,13 +51,26 @@ pub fn translate_proxy(
     proxy: &Proxy,
     discovered: &DiscoveredEndpoints,
 ) -> Result<Snapshot, SnapshotError> {
+    translate_proxy_with(profile, proxy, &|name| discovered.get(name).map(Vec::as_slice))
+}
+
+/// Endpoints found at run time, by cluster name.
+pub type Lookup<'a> = dyn Fn(&str) -> Option<&'a [profile::Endpoint]> + 'a;
+
+/// [`translate_proxy`] with the run-time endpoints behind a lookup, so
+/// callers holding several maps need not merge them first.
+pub fn translate_proxy_with<'a>(
+    profile: &Profile,
+    proxy: &Proxy,
+    discovered: &Lookup<'a>,
+) -> Result<Snapshot, SnapshotError> {
     let mut parts = SnapshotParts::default();
     for c in profile.clusters_of(proxy) {
         parts.clusters.push(to_cluster(c));
         let eps: &[profile::Endpoint] = match &c.source {
             profile::Source::Static(eps) => eps,
-            profile::Source::Kubernetes(_) | profile::Source::Registered => {
-                discovered.get(&c.name).map_or(&[], Vec::as_slice)
+            profile::Source::Kubernetes(_) | profile::Source::KubernetesService(_) | profile::Source::Registered => {
+                discovered(&c.name).unwrap_or_default()
             }
             profile::Source::Dns { .. } => continue,
         };
@@ -70,6 +83,30 @@ pub fn translate_proxy(
         parts.routes.push(to_route_configuration(port, &domains));
     }
     Snapshot::build(&proxy.name, parts)
+}
+
+/// The EDS-only path: `snapshot` (this proxy's, for this profile) with the
+/// load assignments of the `changed` run-time clusters rebuilt from
+/// `discovered`, every other resource reused. `None` when the proxy uses
+/// none of them. Listeners, routes and clusters are not translated again.
+pub fn translate_endpoints<'a>(
+    profile: &Profile,
+    proxy: &Proxy,
+    snapshot: &Snapshot,
+    changed: &BTreeSet<String>,
+    discovered: &Lookup<'a>,
+) -> Result<Option<Snapshot>, SnapshotError> {
+    let updates: Vec<_> = profile
+        .clusters_of(proxy)
+        .into_iter()
+        .filter(|c| changed.contains(&c.name))
+        .filter(|c| matches!(c.source, profile::Source::Kubernetes(_) | profile::Source::KubernetesService(_)))
+        .map(|c| to_load_assignment(&c.name, discovered(&c.name).unwrap_or_default()))
+        .collect();
+    if updates.is_empty() {
+        return Ok(None);
+    }
+    snapshot.with_endpoints(updates).map(Some)
 }
 
 fn ads() -> core::ConfigSource {
@@ -113,7 +150,10 @@ pub fn to_cluster(c: &profile::Cluster) -> cluster::Cluster {
         ..Default::default()
     };
     match &c.source {
-        profile::Source::Static(_) | profile::Source::Kubernetes(_) | profile::Source::Registered => {
+        profile::Source::Static(_)
+        | profile::Source::Kubernetes(_)
+        | profile::Source::KubernetesService(_)
+        | profile::Source::Registered => {
             out.cluster_discovery_type = Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32));
             out.eds_cluster_config = Some(EdsClusterConfig { eds_config: Some(ads()), service_name: String::new() });
         }

@@ -7,6 +7,8 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod ads;
+pub mod fake_kube;
+pub mod kube;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

@@ -1,5 +1,6 @@
-//! Clusters: exactly one endpoint source (static, dns, kubernetes or registered), the load
-//! balancing policy, timeouts, health checks and circuit breakers.
+//! Clusters: exactly one endpoint source (static, dns, kubernetes,
+//! kubernetes_service or registered), the load balancing policy, timeouts,
+//! health checks and circuit breakers.
 
 use super::*;
 
@@ -7,19 +8,29 @@ const LB_POLICIES: &[&str] = &["round_robin", "least_request", "random", "ring_h
 
 impl Cx<'_> {
     pub(super) fn cluster(&mut self, name: &S<String>, c: RawCluster, key: &str) -> Option<Cluster> {
-        let sources = [c.static_.is_some(), c.dns.is_some(), c.kubernetes.is_some(), c.registered.is_some()];
-        let source = match (c.static_, c.dns, c.kubernetes, c.registered) {
-            (Some(s), None, None, None) => self.static_source(s.into_inner(), &format!("{key}.static")),
-            (None, Some(d), None, None) => self.dns_source(d, &format!("{key}.dns")),
-            (None, None, Some(k), None) => self.kube_source(k.into_inner(), &format!("{key}.kubernetes")),
-            (None, None, None, Some(_)) => Some(Source::Registered),
+        let sources = [
+            c.static_.is_some(),
+            c.dns.is_some(),
+            c.kubernetes.is_some(),
+            c.kubernetes_service.is_some(),
+            c.registered.is_some(),
+        ];
+        let source = match (c.static_, c.dns, c.kubernetes, c.kubernetes_service, c.registered) {
+            (Some(s), None, None, None, None) => self.static_source(s.into_inner(), &format!("{key}.static")),
+            (None, Some(d), None, None, None) => self.dns_source(d, &format!("{key}.dns")),
+            (None, None, Some(k), None, None) => self.kube_source(k.into_inner(), &format!("{key}.kubernetes")),
+            (None, None, None, Some(k), None) => {
+                self.kube_service_source(k.into_inner(), &format!("{key}.kubernetes_service"))
+            }
+            (None, None, None, None, Some(_)) => Some(Source::Registered),
             _ => {
                 let n = sources.iter().filter(|s| **s).count();
                 self.err(
                     name.span(),
                     key,
                     format!(
-                        "has {n} sources; expected exactly one of [{key}.static], [{key}.dns], [{key}.kubernetes] or [{key}.registered]"
+                        "has {n} sources; expected exactly one of [{key}.static], [{key}.dns], \
+                         [{key}.kubernetes], [{key}.kubernetes_service] or [{key}.registered]"
                     ),
                 );
                 None
@@ -167,25 +178,7 @@ impl Cx<'_> {
             );
             ok = false;
         }
-        let port = match k.port.get_ref() {
-            RawPort::Number(n) if (1..=65535).contains(n) => Some(PortRef::Number(*n as u16)),
-            RawPort::Name(n) if is_port_name(n) => Some(PortRef::Name(n.clone())),
-            other => {
-                let shown = match other {
-                    RawPort::Number(n) => n.to_string(),
-                    RawPort::Name(n) => format!("{n:?}"),
-                };
-                self.err(
-                    k.port.span(),
-                    format!("{key}.port"),
-                    format!(
-                        "{shown} is not a container port; expected a number 1-65535 \
-                         or a port name (up to 15 lowercase letters, digits, '-')"
-                    ),
-                );
-                None
-            }
-        };
+        let port = self.port(&k.port, &format!("{key}.port"), "a container port");
         let address = match &k.address {
             None => Some(AddressKind::Pod),
             Some(v) => {
@@ -205,8 +198,68 @@ impl Cx<'_> {
             port: port?,
             address: address?,
             host_network: k.host_network.unwrap_or(true),
+            node_zones: k.node_zones.unwrap_or(false),
         };
         ok.then_some(Source::Kubernetes(source))
+    }
+
+    fn kube_service_source(&mut self, k: RawKubernetesService, key: &str) -> Option<Source> {
+        let mut ok = true;
+        let namespace = match &k.namespace {
+            None => "default".to_string(),
+            Some(ns) => {
+                if !is_dns_label(ns.get_ref()) {
+                    self.err(
+                        ns.span(),
+                        format!("{key}.namespace"),
+                        format!("{:?} is not a valid namespace (a DNS label)", ns.get_ref()),
+                    );
+                    ok = false;
+                }
+                ns.get_ref().clone()
+            }
+        };
+        // Service names are RFC 1035 labels: they also start with a letter.
+        let service = k.service.get_ref();
+        if !is_dns_label(service) || !service.starts_with(|c: char| c.is_ascii_lowercase()) {
+            self.err(
+                k.service.span(),
+                format!("{key}.service"),
+                format!("{service:?} is not a service name (a DNS label starting with a letter)"),
+            );
+            ok = false;
+        }
+        let port = self.port(&k.port, &format!("{key}.port"), "a service port");
+        let source = KubernetesServiceSource {
+            kubeconfig: k.kubeconfig.map(S::into_inner),
+            context: k.context.map(S::into_inner),
+            namespace,
+            service: k.service.into_inner(),
+            port: port?,
+        };
+        ok.then_some(Source::KubernetesService(source))
+    }
+
+    fn port(&mut self, port: &S<RawPort>, key: &str, what: &str) -> Option<PortRef> {
+        match port.get_ref() {
+            RawPort::Number(n) if (1..=65535).contains(n) => Some(PortRef::Number(*n as u16)),
+            RawPort::Name(n) if is_port_name(n) => Some(PortRef::Name(n.clone())),
+            other => {
+                let shown = match other {
+                    RawPort::Number(n) => n.to_string(),
+                    RawPort::Name(n) => format!("{n:?}"),
+                };
+                self.err(
+                    port.span(),
+                    key,
+                    format!(
+                        "{shown} is not {what}; expected a number 1-65535 \
+                         or a port name (up to 15 lowercase letters, digits, '-')"
+                    ),
+                );
+                None
+            }
+        }
     }
 
     fn health_check(&mut self, h: S<RawHealthCheck>, key: &str) -> Option<HealthCheck> {

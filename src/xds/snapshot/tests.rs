@@ -191,3 +191,31 @@ fn resource_packs_its_message_with_the_type_url() {
     assert_eq!(r.body, Any { type_url: ROUTE_TYPE_URL.into(), value: rc.encode_to_vec() });
     assert_eq!(r.name, "routes_8080");
 }
+
+#[test]
+fn replacing_a_load_assignment_equals_building_with_it() {
+    let first = Snapshot::build("p", mk_parts(&["a", "b"], &[8080])).expect("consistent");
+    let built = Snapshot::build(
+        "p",
+        SnapshotParts { endpoints: vec![mk_cla("a", 9001), mk_cla("b", 9000)], ..mk_parts(&["a", "b"], &[8080]) },
+    )
+    .expect("consistent");
+
+    let replaced = first.with_endpoints(vec![mk_cla("a", 9001)]).expect("a is in the snapshot");
+
+    assert_eq!(replaced, built);
+    let [cds, _, lds, rds] = versions(&first);
+    let [cds2, eds2, lds2, rds2] = versions(&replaced);
+    assert_eq!((cds2, lds2, rds2), (cds, lds, rds), "only the EDS version changes");
+    assert_ne!(eds2, versions(&first)[1]);
+}
+
+#[test]
+fn replacing_a_load_assignment_the_snapshot_lacks_is_rejected() {
+    let first = Snapshot::build("p", mk_parts(&["a"], &[8080])).expect("consistent");
+
+    assert_eq!(
+        first.with_endpoints(vec![mk_cla("z", 9001)]),
+        Err(SnapshotError::UnknownEndpoints { name: "z".into() })
+    );
+}

@@ -1,4 +1,4 @@
-//! Clusters: sources (static, dns, kubernetes) and their options.
+//! Clusters: sources (static, dns, kubernetes, kubernetes_service) and their options.
 
 use super::*;
 
@@ -13,7 +13,7 @@ fn cluster_without_a_source_is_rejected() {
     assert_eq!(
         errors,
         ["t.toml:1:11: clusters.edge: has 0 sources; expected exactly one of [clusters.edge.static], \
-             [clusters.edge.dns], [clusters.edge.kubernetes] or [clusters.edge.registered]"]
+             [clusters.edge.dns], [clusters.edge.kubernetes], [clusters.edge.kubernetes_service] or [clusters.edge.registered]"]
     );
 }
 
@@ -30,7 +30,7 @@ fn cluster_with_two_sources_is_rejected() {
     assert_eq!(
         errors,
         ["t.toml:1:11: clusters.edge: has 2 sources; expected exactly one of [clusters.edge.static], \
-             [clusters.edge.dns], [clusters.edge.kubernetes] or [clusters.edge.registered]"]
+             [clusters.edge.dns], [clusters.edge.kubernetes], [clusters.edge.kubernetes_service] or [clusters.edge.registered]"]
     );
 }
 
@@ -236,7 +236,113 @@ fn kubernetes_source_is_parsed_with_defaults() {
             port: PortRef::Name("http".into()),
             address: AddressKind::Pod,
             host_network: true,
+            node_zones: false,
         })
+    );
+}
+
+#[test]
+fn kubernetes_source_takes_node_addresses_and_zones() {
+    let p = mk_profile(
+        r#"
+        [clusters.edge.kubernetes]
+        kubeconfig = "/tmp/kubeconfig"
+        context = "staging"
+        namespaces = ["edge", "edge-canary"]
+        selector = "app=edge-envoy"
+        field_selector = "spec.nodeName!=bad"
+        port = 8080
+        address = "node-external"
+        host_network = false
+        node_zones = true
+        "#,
+    );
+    let want = KubernetesSource {
+        kubeconfig: Some("/tmp/kubeconfig".into()),
+        context: Some("staging".into()),
+        namespaces: vec!["edge".into(), "edge-canary".into()],
+        selector: "app=edge-envoy".into(),
+        field_selector: Some("spec.nodeName!=bad".into()),
+        port: PortRef::Number(8080),
+        address: AddressKind::NodeExternal,
+        host_network: false,
+        node_zones: true,
+    };
+    assert_eq!(p.clusters["edge"].source, Source::Kubernetes(want.clone()));
+    assert!(want.needs_nodes());
+}
+
+#[test]
+fn kubernetes_service_source_is_parsed_with_defaults() {
+    let p = mk_profile(
+        r#"
+        [clusters.films.kubernetes_service]
+        service = "films"
+        port = "http"
+        "#,
+    );
+    assert_eq!(
+        p.clusters["films"].source,
+        Source::KubernetesService(KubernetesServiceSource {
+            kubeconfig: None,
+            context: None,
+            namespace: "default".into(),
+            service: "films".into(),
+            port: PortRef::Name("http".into()),
+        })
+    );
+}
+
+#[test]
+fn kubernetes_service_source_fields_are_checked() {
+    let errors = mk_errors(
+        r#"
+        [clusters.a.kubernetes_service]
+        namespace = "Films"
+        service = "9films"
+        port = 70000
+        "#,
+    );
+    assert_eq!(
+        errors,
+        [
+            r#"t.toml:2:13: clusters.a.kubernetes_service.namespace: "Films" is not a valid namespace (a DNS label)"#,
+            r#"t.toml:3:11: clusters.a.kubernetes_service.service: "9films" is not a service name (a DNS label starting with a letter)"#,
+            r#"t.toml:4:8: clusters.a.kubernetes_service.port: 70000 is not a service port; expected a number 1-65535 or a port name (up to 15 lowercase letters, digits, '-')"#,
+        ]
+    );
+}
+
+#[test]
+fn kubernetes_service_source_rejects_pod_selection_keys() {
+    let errors = mk_errors(
+        r#"
+        [clusters.a.kubernetes_service]
+        service = "films"
+        selector = "app=films"
+        port = 80
+        "#,
+    );
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("unknown field `selector`"), "{errors:?}");
+}
+
+#[test]
+fn cluster_with_pods_and_service_sources_is_rejected() {
+    let errors = mk_errors(
+        r#"
+        [clusters.edge.kubernetes]
+        selector = "app=edge"
+        port = 80
+        [clusters.edge.kubernetes_service]
+        service = "edge"
+        port = 80
+        "#,
+    );
+    assert_eq!(
+        errors,
+        ["t.toml:1:11: clusters.edge: has 2 sources; expected exactly one of [clusters.edge.static], \
+             [clusters.edge.dns], [clusters.edge.kubernetes], [clusters.edge.kubernetes_service] or [clusters.edge.registered]"]
     );
 }
 

@@ -1,0 +1,254 @@
+//! Discovery benchmark: how long a pod change takes to reach Envoy,
+//! measured, not asserted. Run with `cargo bench --bench discovery`.
+//!
+//! Pod events go through the in-process fake API server
+//! (tests/support/fake_kube.rs) and kube's real client, over loopback:
+//!
+//! 1. A 10-pod edge cluster, 200 readiness flips of one pod: event in the
+//!    API server -> published (discovery's local work: decode, index, EDS-only
+//!    publish) -> EDS response at an ADS client (tonic, ACKing like Envoy)
+//!    -> and, with a real Envoy instead, Envoy's ACK of it.
+//! 2. A 10,000-pod edge cluster, one pod flipping: the same through the
+//!    fake server, and the local work alone (index apply + EDS-only publish,
+//!    no I/O).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use devbridge::app::Daemon;
+use devbridge::bootstrap::{bootstrap, to_yaml};
+use devbridge::discovery::DiscoveredEndpoints;
+use devbridge::discovery::index::objects::{Object, PodInfo};
+use devbridge::discovery::index::{Change, Index};
+use devbridge::discovery::plan::Plan;
+use devbridge::profile::Profile;
+use devbridge::publish::Publisher;
+use devbridge::xds::ResourceType;
+use devbridge::xds::translate::to_load_assignment;
+use envoy_types::pb::envoy::config::core::v3::{Locality, Node};
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use k8s_openapi::api::core::v1::Pod;
+use support::ads::AdsClient;
+use support::fake_kube::{FakeKube, Kind, pod};
+use support::kube::{TOKEN, mk_profile};
+use tokio_util::sync::CancellationToken;
+
+const EVENTS: usize = 200;
+const EDGE: &str = r#"
+[clusters.edge.kubernetes]
+kubeconfig = "{kc}"
+namespace = "edge"
+selector = "app=edge-envoy"
+port = "http"
+"#;
+
+fn stats(label: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+    println!(
+        "{label:<52} n={:<4} p50 {:>8.3} ms   p99 {:>8.3} ms   max {:>8.3} ms",
+        samples.len(),
+        pick(0.5).as_secs_f64() * 1e3,
+        pick(0.99).as_secs_f64() * 1e3,
+        samples.last().unwrap().as_secs_f64() * 1e3
+    );
+}
+
+/// Pod `i` of the edge: loopback addresses only (nothing connects to them).
+fn edge_pod(i: usize, ready: bool) -> serde_json::Value {
+    let ip = format!("127.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, (i & 255).max(1));
+    pod("edge", &format!("edge-{i}"), &[("app", "edge-envoy")], &ip, &[("http", 8000 + (i % 1000) as u16)], ready)
+}
+
+fn request(type_url: &str, names: Vec<String>, ack_of: Option<&DiscoveryResponse>) -> DiscoveryRequest {
+    DiscoveryRequest {
+        type_url: type_url.into(),
+        resource_names: names,
+        version_info: ack_of.map(|r| r.version_info.clone()).unwrap_or_default(),
+        response_nonce: ack_of.map(|r| r.nonce.clone()).unwrap_or_default(),
+        node: Some(Node {
+            id: "bench".into(),
+            cluster: "sidecar".into(),
+            locality: Some(Locality { zone: "dev-local".into(), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Subscribes to everything like Envoy and ACKs each response.
+async fn subscribe_all(c: &mut AdsClient, port: u16) {
+    for (ty, names) in [
+        (ResourceType::Cluster, vec![]),
+        (ResourceType::Endpoint, vec!["edge".to_string()]),
+        (ResourceType::Listener, vec![]),
+        (ResourceType::Route, vec![format!("routes_{port}")]),
+    ] {
+        c.send(request(ty.type_url(), names.clone(), None)).await;
+        let r = c.recv().await;
+        c.send(request(ty.type_url(), names, Some(&r))).await;
+    }
+}
+
+/// Records when each publish happens.
+fn publish_times(daemon: &Daemon) -> tokio::sync::mpsc::UnboundedReceiver<Instant> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut published = daemon.publisher.subscribe();
+    tokio::spawn(async move {
+        while published.changed().await.is_ok() {
+            let _ = tx.send(Instant::now());
+        }
+    });
+    rx
+}
+
+struct Setup {
+    fake: FakeKube,
+    daemon: Daemon,
+    port: u16,
+    profile: Profile,
+    _dir: tempfile::TempDir,
+}
+
+async fn mk_setup(pods: usize) -> Setup {
+    let fake = FakeKube::start_new(TOKEN).await;
+    for i in 0..pods {
+        fake.apply(Kind::Pods, edge_pod(i, true));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let profile = mk_profile(port, &fake.kubeconfig(dir.path()), &["edge"], EDGE);
+    let listener = support::loopback_listener().await;
+    let daemon = Daemon::start_with(
+        profile.clone(),
+        listener,
+        None,
+        CancellationToken::new(),
+        devbridge::app::Options::default(),
+    )
+    .unwrap();
+    let eds_of = |d: &Daemon| support::kube::served(d, "edge").len();
+    support::eventually("the edge pods to be served", 2000, || async { (eds_of(&daemon) == pods).then_some(()) }).await;
+    Setup { fake, daemon, port, profile, _dir: dir }
+}
+
+/// Flips pod 0's readiness `EVENTS` times; per event, the time to the
+/// publish and to the EDS response at an ADS client.
+async fn through_client(s: &Setup, label: &str) {
+    let mut client = AdsClient::connect(&s.daemon).await;
+    subscribe_all(&mut client, s.port).await;
+    let mut published = publish_times(&s.daemon);
+    let (mut to_publish, mut to_client, mut bytes) = (Vec::new(), Vec::new(), 0);
+    for i in 0..EVENTS {
+        let t = Instant::now();
+        s.fake.apply(Kind::Pods, edge_pod(0, i % 2 == 1));
+        let r = client.recv().await;
+        to_client.push(t.elapsed());
+        to_publish.push(published.recv().await.unwrap() - t);
+        assert!(r.type_url.ends_with("ClusterLoadAssignment"), "only EDS changes: got {}", r.type_url);
+        bytes = r.resources.iter().map(|a| a.value.len()).sum();
+        client.send(request(&r.type_url, vec!["edge".into()], Some(&r))).await;
+    }
+    stats(&format!("{label}: pod event -> published"), to_publish);
+    stats(&format!("{label}: pod event -> EDS at an ADS client"), to_client);
+    println!("{label}: EDS response {bytes} bytes");
+}
+
+/// The same flips with a real Envoy: time to its ACK of the EDS update.
+async fn through_envoy(s: &Setup) {
+    let Ok(_) = std::panic::catch_unwind(support::envoy_binary) else {
+        println!("(no Envoy binary: set DEVBRIDGE_ENVOY or run tests/run.sh for the Envoy ACK figures)");
+        return;
+    };
+    let proxy = s.profile.proxies["sidecar"].clone();
+    let xds_port = s.daemon.xds_addr.port();
+    let envoy = support::Envoy::start(&to_yaml(&bootstrap(&proxy, "127.0.0.1", xds_port))).await;
+    envoy.wait_configured().await;
+    let acks = || s.daemon.metrics.acks(ResourceType::Endpoint);
+    // Let the initial EDS exchange finish, so the first ACK counted is ours.
+    support::eventually("Envoy's first EDS ACK", 400, || async { (acks() > 0).then_some(()) }).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut to_ack = Vec::new();
+    for i in 0..EVENTS {
+        let before = acks();
+        let t = Instant::now();
+        // Pod 0 is Ready after the client run: flip it to not Ready first.
+        s.fake.apply(Kind::Pods, edge_pod(0, i % 2 == 1));
+        let deadline = t + Duration::from_secs(10);
+        while acks() == before {
+            assert!(Instant::now() < deadline, "no EDS ACK from Envoy within 10 s");
+            tokio::task::yield_now().await;
+        }
+        to_ack.push(t.elapsed());
+    }
+    stats("10 pods: pod event -> Envoy ACK (real Envoy)", to_ack);
+}
+
+/// Index apply + EDS-only publish of one changed pod among `n`, no I/O.
+fn local_work(n: usize) {
+    let profile = mk_profile(18888, "/nonexistent", &["edge"], EDGE);
+    let publisher = Publisher::new(profile.clone()).unwrap();
+    let mut index = Index::default();
+    index.set_plan(Plan::from_profile(&profile));
+    let key = index.plan().watches().into_keys().next().unwrap();
+    let info = |i: usize, ready: bool| {
+        let pod: Pod = serde_json::from_value(edge_pod(i, ready)).unwrap();
+        Object::Pod(PodInfo::from_pod(&pod))
+    };
+    index.apply(&key, Change::Init);
+    for i in 0..n {
+        index.apply(&key, Change::InitApply(info(i, true)));
+    }
+    index.apply(&key, Change::InitDone);
+    let mut sent: Arc<DiscoveredEndpoints> = Arc::new(index.discovered());
+    publisher.set_discovered(sent.clone()).unwrap();
+    let (mut apply, mut publish) = (Vec::new(), Vec::new());
+    for i in 0..EVENTS {
+        let object = info(0, i % 2 == 1);
+        let t = Instant::now();
+        let changed = index.apply(&key, Change::Apply(object));
+        let next: DiscoveredEndpoints = sent
+            .iter()
+            .map(|(c, eps)| (c.clone(), if changed.contains(c) { index.endpoints(c) } else { eps.clone() }))
+            .collect();
+        apply.push(t.elapsed());
+        let t2 = Instant::now();
+        sent = Arc::new(next);
+        assert!(publisher.set_discovered(sent.clone()).unwrap());
+        publish.push(t2.elapsed());
+    }
+    let eps = index.endpoints("edge");
+    let build: Vec<Duration> = (0..50)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(to_load_assignment("edge", &eps));
+            t.elapsed()
+        })
+        .collect();
+    let total: Vec<Duration> = apply.iter().zip(&publish).map(|(a, b)| *a + *b).collect();
+    stats(&format!("{n} pods: index apply + endpoint list (local)"), apply);
+    stats(&format!("{n} pods: EDS-only publish (local)"), publish);
+    stats(&format!("{n} pods: one pod changed, local work in all"), total);
+    stats(&format!("{n} pods: of which building the load assignment"), build);
+}
+
+fn main() {
+    println!(
+        "devbridge discovery benchmark ({EVENTS} events per figure; {} cores)",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let small = mk_setup(10).await;
+        through_client(&small, "10 pods").await;
+        through_envoy(&small).await;
+        drop(small);
+        let large = mk_setup(10_000).await;
+        through_client(&large, "10000 pods").await;
+    });
+    local_work(10);
+    local_work(10_000);
+}

@@ -1,0 +1,322 @@
+//! The edge to the Kubernetes API: clients and watches. All the I/O of
+//! discovery is here; what the events mean is decided by the index.
+//!
+//! A client is made once per (kubeconfig, context) and shared by the watches
+//! on that API server. Making one may run an exec credential plugin (EKS,
+//! GKE, kubelogin), which blocks, so it runs on the blocking pool (kube
+//! does the same when the plugin's token expires and is refreshed).
+//!
+//! A watch task runs kube's `watcher` (list, then watch from the list's
+//! resourceVersion, restarted by kube whenever the server ends a watch).
+//! On any error it reports, waits out a backoff and starts over with a fresh
+//! list: the index swaps that list in whole, so nothing is lost in between,
+//! and the first completed list is the proof that the source is back.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use std::pin::Pin;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::watcher;
+use kube::{Api, Client, Config};
+use tokio::sync::{Notify, OnceCell, mpsc};
+use tokio_stream::{Stream, StreamExt};
+use tokio_util::sync::CancellationToken;
+
+use super::Options;
+use super::index::Change;
+use super::index::objects::{NodeInfo, Object, PodInfo, SERVICE_NAME_LABEL, SliceInfo};
+use super::plan::{Conn, WatchKey};
+
+/// Why a source cannot be read. Messages name the server and say what to check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KubeError {
+    #[error("cannot use kubeconfig {path}: {reason}")]
+    Kubeconfig { path: String, reason: String },
+    #[error("cannot load {conn} from the kubeconfig (KUBECONFIG or ~/.kube/config): {reason}")]
+    Context { conn: String, reason: String },
+    #[error("cannot make a client for {server}: {reason}")]
+    Client { server: String, reason: String },
+    #[error("is the VPN up? the API server {server} did not answer: {reason}")]
+    Unreachable { server: String, reason: String },
+    #[error(
+        "the API server {server} refused to let us {verb} {resource} ({code}): {message}; \
+         see examples/rbac.yaml for the minimal role"
+    )]
+    Forbidden { server: String, verb: &'static str, resource: &'static str, code: u16, message: String },
+    #[error("the API server {server} failed the request ({code}): {message}")]
+    Api { server: String, code: u16, message: String },
+    #[error("the API server {server} said the watch's resourceVersion is too old (410 Gone); relisting")]
+    Gone { server: String },
+}
+
+impl KubeError {
+    /// A routine relist, not trouble.
+    pub fn is_gone(&self) -> bool {
+        matches!(self, Self::Gone { .. })
+    }
+}
+
+/// A client and the address it talks to (for messages; never credentials).
+#[derive(Clone)]
+pub struct Connection {
+    pub client: Client,
+    pub server: String,
+}
+
+/// One client per API server, made on first use. The mutex guards only
+/// the map; connecting happens in the cell, outside it.
+#[derive(Clone, Default)]
+pub struct Clients {
+    cells: Arc<Mutex<std::collections::BTreeMap<Conn, Arc<OnceCell<Connection>>>>>,
+}
+
+impl Clients {
+    async fn get(&self, conn: &Conn, opts: &Options) -> Result<Connection, KubeError> {
+        let cell = {
+            let mut cells = self.cells.lock().unwrap_or_else(|p| p.into_inner());
+            cells.entry(conn.clone()).or_default().clone()
+        };
+        cell.get_or_try_init(|| connect(conn.clone(), opts.clone())).await.cloned()
+    }
+
+    /// Forgets clients no watch uses any more.
+    pub fn retain(&self, keep: impl Fn(&Conn) -> bool) {
+        self.cells.lock().unwrap_or_else(|p| p.into_inner()).retain(|c, _| keep(c));
+    }
+}
+
+/// Loads the kubeconfig and makes a client, off the async workers.
+async fn connect(conn: Conn, opts: Options) -> Result<Connection, KubeError> {
+    let handle = tokio::runtime::Handle::current();
+    let task = tokio::task::spawn_blocking(move || {
+        let kc_opts = KubeConfigOptions { context: conn.context.clone(), cluster: None, user: None };
+        let mut config = match &conn.kubeconfig {
+            Some(path) => {
+                let path = expand_home(path);
+                let kc = Kubeconfig::read_from(&path)
+                    .map_err(|e| KubeError::Kubeconfig { path: path.clone(), reason: e.to_string() })?;
+                handle
+                    .block_on(Config::from_custom_kubeconfig(kc, &kc_opts))
+                    .map_err(|e| KubeError::Kubeconfig { path, reason: e.to_string() })?
+            }
+            None => handle
+                .block_on(Config::from_kubeconfig(&kc_opts))
+                .map_err(|e| KubeError::Context { conn: conn.to_string(), reason: e.to_string() })?,
+        };
+        config.connect_timeout = Some(opts.connect_timeout);
+        config.read_timeout = Some(opts.read_timeout);
+        config.write_timeout = Some(opts.read_timeout);
+        let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
+        // Building the client runs an exec plugin, if the user has one.
+        let client = Client::try_from(config)
+            .map_err(|e| KubeError::Client { server: server.clone(), reason: e.to_string() })?;
+        Ok(Connection { client, server })
+    });
+    task.await.map_err(|e| KubeError::Client { server: "(unknown)".into(), reason: e.to_string() })?
+}
+
+fn expand_home(path: &str) -> String {
+    match (path.strip_prefix("~/"), std::env::var("HOME")) {
+        (Some(rest), Ok(home)) => format!("{home}/{rest}"),
+        _ => path.to_string(),
+    }
+}
+
+/// What a watch task tells the discovery loop.
+#[derive(Debug)]
+pub enum Report {
+    Change(Change),
+    Failed(KubeError),
+    /// The task's client is ready; `server` is for messages.
+    Server(String),
+}
+
+/// A report from one watch task (`id` tells a stopped task's late reports apart).
+#[derive(Debug)]
+pub struct Msg {
+    pub watch: WatchKey,
+    pub id: u64,
+    pub report: Report,
+}
+
+/// Exponential backoff between attempts, reset by a completed list.
+struct Backoff {
+    next: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(opts: &Options) -> Self {
+        Self { next: opts.backoff_min, min: opts.backoff_min, max: opts.backoff_max }
+    }
+    fn next(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+    fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+/// Runs one watch until cancelled. `relist` forces a fresh list (after a
+/// clock jump); errors are reported and retried after a backoff.
+pub async fn run_watch(
+    watch: WatchKey,
+    id: u64,
+    clients: Clients,
+    opts: Options,
+    tx: mpsc::Sender<Msg>,
+    relist: Arc<Notify>,
+    cancel: CancellationToken,
+) {
+    let send = |report: Report| {
+        let tx = tx.clone();
+        let watch = watch.clone();
+        async move { tx.send(Msg { watch, id, report }).await.is_ok() }
+    };
+    let mut backoff = Backoff::new(&opts);
+    loop {
+        // An exec plugin may take its time (a browser login): stay cancellable.
+        let got = tokio::select! {
+            _ = cancel.cancelled() => return,
+            got = clients.get(watch.conn(), &opts) => got,
+        };
+        let conn = match got {
+            Ok(c) => c,
+            Err(e) => {
+                if !send(Report::Failed(e)).await {
+                    return;
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(backoff.next()) => continue,
+                }
+            }
+        };
+        if !send(Report::Server(conn.server.clone())).await {
+            return;
+        }
+        let mut stream = events(&watch, &conn.client, &opts);
+        let failed = loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = relist.notified() => break false,
+                ev = stream.next() => match ev {
+                    Some(Ok(change)) => {
+                        if change == Change::InitDone {
+                            backoff.reset();
+                        }
+                        if !send(Report::Change(change)).await {
+                            return;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let e = describe(&e, &conn.server, &watch);
+                        let gone = e.is_gone();
+                        if !send(Report::Failed(e)).await {
+                            return;
+                        }
+                        break !gone;
+                    }
+                    // kube's watcher never ends; if it does, start over.
+                    None => break true,
+                },
+            }
+        };
+        if failed {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(backoff.next()) => {}
+            }
+        }
+    }
+}
+
+type Events = Pin<Box<dyn Stream<Item = Result<Change, watcher::Error>> + Send>>;
+
+fn events(watch: &WatchKey, client: &Client, opts: &Options) -> Events {
+    // Whole seconds; the server ends each watch after this and kube resumes
+    // it from the last resourceVersion (no relist).
+    let timeout = u32::try_from(opts.watch_timeout.as_secs().max(1)).unwrap_or(u32::MAX);
+    let cfg = watcher::Config::default().timeout(timeout);
+    fn map<K>(e: watcher::Event<K>, f: impl Fn(&K) -> Object) -> Change {
+        match e {
+            watcher::Event::Init => Change::Init,
+            watcher::Event::InitApply(o) => Change::InitApply(f(&o)),
+            watcher::Event::InitDone => Change::InitDone,
+            watcher::Event::Apply(o) => Change::Apply(f(&o)),
+            watcher::Event::Delete(o) => Change::Delete(f(&o)),
+        }
+    }
+    match watch {
+        WatchKey::Pods { namespace, selector, field_selector, .. } => {
+            let mut cfg = cfg.labels(selector);
+            if let Some(fs) = field_selector {
+                cfg = cfg.fields(fs);
+            }
+            let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+            Box::pin(watcher(api, cfg).map(|r| r.map(|e| map(e, |p| Object::Pod(PodInfo::from_pod(p))))))
+        }
+        WatchKey::Slices { namespace, service, .. } => {
+            let api: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
+            let cfg = cfg.labels(&format!("{SERVICE_NAME_LABEL}={service}"));
+            Box::pin(watcher(api, cfg).map(|r| r.map(|e| map(e, |s| Object::Slice(SliceInfo::from_slice(s))))))
+        }
+        WatchKey::Nodes { .. } => {
+            let api: Api<Node> = Api::all(client.clone());
+            Box::pin(watcher(api, cfg).map(|r| r.map(|e| map(e, |n| Object::Node(NodeInfo::from_node(n))))))
+        }
+    }
+}
+
+/// Turns a watcher error into what the user should know, with a hint.
+fn describe(e: &watcher::Error, server: &str, watch: &WatchKey) -> KubeError {
+    let server = server.to_string();
+    let (verb, client_err) = match e {
+        watcher::Error::InitialListFailed(c) => ("list", c),
+        watcher::Error::WatchStartFailed(c) | watcher::Error::WatchFailed(c) => ("watch", c),
+        watcher::Error::WatchError(status) if status.code == 410 => return KubeError::Gone { server },
+        watcher::Error::WatchError(status) => {
+            return KubeError::Api { server, code: status.code, message: status.message.clone() };
+        }
+        watcher::Error::NoResourceVersion => {
+            return KubeError::Api { server, code: 0, message: "the list had no resourceVersion".into() };
+        }
+    };
+    let resource = match watch {
+        WatchKey::Pods { .. } => "pods",
+        WatchKey::Slices { .. } => "endpointslices",
+        WatchKey::Nodes { .. } => "nodes",
+    };
+    match client_err {
+        // Some servers answer a too-old watch with HTTP 410 rather than a
+        // watch event; kube would then retry the same version forever.
+        kube::Error::Api(s) if s.code == 410 => KubeError::Gone { server },
+        kube::Error::Api(s) if s.code == 401 || s.code == 403 => {
+            KubeError::Forbidden { server, verb, resource, code: s.code, message: s.message.clone() }
+        }
+        kube::Error::Api(s) => KubeError::Api { server, code: s.code, message: s.message.clone() },
+        other => KubeError::Unreachable { server, reason: error_chain(other) },
+    }
+}
+
+/// The error and its causes on one line ("service error: connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
