@@ -185,6 +185,8 @@ impl AdsStream {
                     Ok(None) => return "closed by Envoy",
                     Err(status) => {
                         debug!(code = ?status.code(), message = status.message(), "ADS stream error");
+                        // Tell the client why its stream ends (e.g. a request over the size limit).
+                        let _ = self.tx.try_send(Err(status));
                         return "stream error";
                     }
                 },

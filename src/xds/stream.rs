@@ -301,3 +301,6 @@ fn next_subscription(current: &Subscription, names: &[String]) -> Subscription {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fuzz;
