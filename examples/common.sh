@@ -6,8 +6,9 @@
 #   work              a private directory for logs, bootstraps and state,
 #                     removed on exit
 #   once              1 when the script was given --once
-# and provides: start (run in the background, stopped on exit), wait_for
-# (bounded polling), show (print a request and its answer), need_free_ports.
+# and provides: start (run in the background, stopped on exit), start_envoy
+# (an Envoy from `devbridge bootstrap`), wait_for (bounded polling), show
+# (print a request and its answer), need_free_ports.
 # Every process started is stopped on exit (SIGTERM, SIGKILL after 10 s); on
 # failure the tail of every log is printed.
 set -euo pipefail
@@ -40,6 +41,16 @@ export XDG_STATE_HOME="$work/state"
 
 pids=()
 start() { "$@" & pids+=($!); }
+
+# start_envoy PROFILE PROXY: writes the proxy's bootstrap with `devbridge
+# bootstrap` and runs Envoy on it, with one worker thread so that round robin
+# is visible request by request (each worker keeps its own turn).
+start_envoy() {
+  local profile=$1 proxy=$2
+  "$devbridge" bootstrap "$profile" --proxy "$proxy" --out "$work/$proxy.yaml" 2>/dev/null
+  start "$envoy" -c "$work/$proxy.yaml" --disable-hot-restart --concurrency 1 -l info \
+    --log-path "$work/envoy-$proxy.log"
+}
 
 cleanup() {
   local code=$?

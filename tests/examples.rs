@@ -120,7 +120,7 @@ fn every_example_profile_is_valid() {
         }
     }
     checked.sort();
-    assert_eq!(checked, ["examples/pyservice/pyservice.toml"]);
+    assert_eq!(checked, ["examples/front-proxy/front-proxy.toml", "examples/pyservice/pyservice.toml"]);
 }
 
 // ------------------------------------------------------------------ seed 002
@@ -258,4 +258,32 @@ fn pyservice_bootstraps_for_every_runtime_pass_envoy_validate() {
             .unwrap();
         assert!(valid.status.success(), "{runtime}: {}", String::from_utf8_lossy(&valid.stdout));
     }
+}
+
+// ------------------------------------------------------------------ seed 004
+
+#[test]
+fn front_proxy_routes_by_path_to_dns_named_services_in_turn_and_counts_for_prometheus() {
+    let stdout = run_example("examples/front-proxy/run.sh");
+    let got = answers(&stdout);
+    let films = |by: &str| {
+        format!(r#"{{"served_by": "{by}", "films": [{{"id": "1", "name": "Anand", "language": "Hindi"}}]}}"#)
+    };
+    // Round robin over the two instances: which one goes first varies.
+    let first = if got[0] == films("films-1") { "films-1" } else { "films-2" };
+    let second = if first == "films-1" { "films-2" } else { "films-1" };
+    assert_eq!(
+        got,
+        [
+            films(first),
+            films(second),
+            films(first),
+            films(second),
+            r#"{"served_by": "ratings-1", "ratings": [{"id": "1", "name": "Anand", "rating": "5"}]}"#.to_string(),
+            "404".to_string(),
+            r#"envoy_cluster_upstream_rq_total{envoy_cluster_name="films"} 4"#.to_string(),
+            r#"envoy_cluster_upstream_rq_total{envoy_cluster_name="ratings"} 1"#.to_string(),
+        ],
+        "{stdout}"
+    );
 }
