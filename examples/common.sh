@@ -91,8 +91,19 @@ wait_for() {
 # http_ok URL [curl args]: the URL answers 2xx.
 http_ok() { local url=$1; shift; curl -fsS --max-time 2 -o /dev/null "$@" "$url"; }
 
-# show CURL-ARGS...: prints the command, then the answer.
-show() { echo "\$ curl $*"; curl -sS --max-time 5 "$@"; }
+# show CURL-ARGS...: prints the command (quoted so that it can be pasted),
+# then the answer.
+show() {
+  local line="\$ curl" a
+  for a in "$@"; do
+    case "$a" in
+      *[!A-Za-z0-9_./:=@%+-]*) line+=" '$a'" ;;
+      *) line+=" $a" ;;
+    esac
+  done
+  echo "$line"
+  curl -sS --max-time 5 "$@"
+}
 
 # need_free_ports PORT...: fails early, naming the port, when one is taken.
 need_free_ports() {

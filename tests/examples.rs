@@ -120,7 +120,14 @@ fn every_example_profile_is_valid() {
         }
     }
     checked.sort();
-    assert_eq!(checked, ["examples/front-proxy/front-proxy.toml", "examples/pyservice/pyservice.toml"]);
+    assert_eq!(
+        checked,
+        [
+            "examples/front-proxy/front-proxy.toml",
+            "examples/pyservice/pyservice.toml",
+            "examples/runtime-endpoints/runtime-endpoints.toml",
+        ]
+    );
 }
 
 // ------------------------------------------------------------------ seed 002
@@ -283,6 +290,35 @@ fn front_proxy_routes_by_path_to_dns_named_services_in_turn_and_counts_for_prome
             "404".to_string(),
             r#"envoy_cluster_upstream_rq_total{envoy_cluster_name="films"} 4"#.to_string(),
             r#"envoy_cluster_upstream_rq_total{envoy_cluster_name="ratings"} 1"#.to_string(),
+        ],
+        "{stdout}"
+    );
+}
+
+// ------------------------------------------------------------------ seed 003
+
+#[test]
+fn runtime_endpoints_added_removed_and_cycled_through_with_their_tags() {
+    let stdout = run_example("examples/runtime-endpoints/run.sh");
+    let got = answers(&stdout);
+    let up = |i: usize| format!("200 upstream-{i} (127.0.0.1:830{i})");
+    assert_eq!(
+        got[..7],
+        ["503 no healthy upstream", "200", &up(1), &up(1), "200", "503 no healthy upstream", "200"],
+        "{stdout}"
+    );
+    // Six requests over three endpoints: each once, then again in the same order.
+    let cycle = &got[7..13];
+    let mut first_turn = cycle[..3].to_vec();
+    first_turn.sort();
+    assert_eq!(first_turn, [up(1), up(2), up(3)], "{stdout}");
+    assert_eq!(cycle[3..], cycle[..3], "{stdout}");
+    assert_eq!(
+        got[13..],
+        [
+            r#"127.0.0.1:8301 zone=us-central1-a weight=50 envoy.lb={"canary": "false"}"#,
+            r#"127.0.0.1:8302 zone=us-central1-b weight=50 envoy.lb={"canary": "false"}"#,
+            r#"127.0.0.1:8303 zone=us-central1-b weight=50 envoy.lb={"canary": "true"}"#,
         ],
         "{stdout}"
     );
