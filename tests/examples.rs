@@ -126,6 +126,7 @@ fn every_example_profile_is_valid() {
             "examples/front-proxy/front-proxy.toml",
             "examples/pyservice/pyservice.toml",
             "examples/runtime-endpoints/runtime-endpoints.toml",
+            "examples/scaled-service/scaled-service.toml",
         ]
     );
 }
@@ -322,4 +323,24 @@ fn runtime_endpoints_added_removed_and_cycled_through_with_their_tags() {
         ],
         "{stdout}"
     );
+}
+
+// ------------------------------------------------------------------ seed 000
+
+#[test]
+fn scaled_service_edge_cycles_through_every_replica_after_scaling() {
+    let stdout = run_example("examples/scaled-service/run.sh");
+    let got = answers(&stdout);
+    let replica = |i: usize| {
+        format!(
+            r#"{{"hostname": "usersvc-{i}", "msg": "user health check OK", "ok": true, "resolvedname": "127.0.0.1:850{i}"}}"#
+        )
+    };
+    assert_eq!(got[..3], [replica(1), replica(1), replica(1)], "{stdout}");
+    let cycle = &got[3..];
+    assert_eq!(cycle.len(), 6, "{stdout}");
+    let mut first_turn = cycle[..3].to_vec();
+    first_turn.sort();
+    assert_eq!(first_turn, [replica(1), replica(2), replica(3)], "{stdout}");
+    assert_eq!(cycle[3..], cycle[..3], "{stdout}");
 }
