@@ -144,6 +144,11 @@ pub fn to_cluster(c: &profile::Cluster) -> cluster::Cluster {
         out.health_checks.push(core::HealthCheck {
             timeout: Some(duration(hc.timeout)),
             interval: Some(duration(hc.interval)),
+            // Envoy checks a cluster that has had no traffic yet only every
+            // 60 s by default; a sidecar's upstreams often have none for a
+            // while, and a check failed at start-up (the peer not up yet)
+            // would stand for a minute. Check at the interval asked for.
+            no_traffic_interval: Some(duration(hc.interval)),
             healthy_threshold: Some(u32v(hc.healthy_threshold)),
             unhealthy_threshold: Some(u32v(hc.unhealthy_threshold)),
             health_checker: Some(core::health_check::HealthChecker::HttpHealthCheck(

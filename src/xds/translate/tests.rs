@@ -136,6 +136,7 @@ endpoints = [{{ address = "10.0.0.1:443" }}]
         health_checks: vec![core::HealthCheck {
             timeout: ms(500),
             interval: ms(3000),
+            no_traffic_interval: ms(3000),
             healthy_threshold: u32s(2),
             unhealthy_threshold: u32s(3),
             health_checker: Some(HealthChecker::HttpHealthCheck(HttpHealthCheck {
