@@ -127,6 +127,7 @@ fn every_example_profile_is_valid() {
             "examples/pyservice/pyservice.toml",
             "examples/runtime-endpoints/runtime-endpoints.toml",
             "examples/scaled-service/scaled-service.toml",
+            "examples/sidecar-in-out/sidecar-in-out.toml",
         ]
     );
 }
@@ -343,4 +344,43 @@ fn scaled_service_edge_cycles_through_every_replica_after_scaling() {
     first_turn.sort();
     assert_eq!(first_turn, [replica(1), replica(2), replica(3)], "{stdout}");
     assert_eq!(cycle[3..], cycle[..3], "{stdout}");
+}
+
+// ------------------------------------------------------------------ seed 001
+
+#[test]
+fn sidecar_in_out_passes_trace_headers_to_the_backend_and_reports_spans_and_stats() {
+    let stdout = run_example("examples/sidecar-in-out/run.sh");
+    let got = answers(&stdout);
+    assert_eq!(got.len(), 10, "{stdout}");
+    let mut traces = Vec::new();
+    for answer in &got[..5] {
+        // frontend: trace T request R; backend says: backend: trace T request R
+        let words: Vec<&str> = answer.split_whitespace().collect();
+        let (trace, request) = (words[2], words[4].trim_end_matches(';'));
+        assert_eq!(trace.len(), 16, "a 64-bit B3 trace id: {answer}");
+        assert!(trace.chars().all(|c| c.is_ascii_hexdigit()), "{answer}");
+        assert_eq!(
+            *answer,
+            format!(
+                "frontend: trace {trace} request {request}; backend says: backend: trace {trace} request {request}"
+            ),
+            "the backend sees the frontend's trace"
+        );
+        traces.push(trace);
+    }
+    traces.sort();
+    traces.dedup();
+    assert_eq!(traces.len(), 5, "each request its own trace:\n{stdout}");
+    assert_eq!(
+        got[5..],
+        [
+            "backend SERVER backend",
+            "frontend SERVER 127.0.0.1:8601",
+            "frontend SERVER backend",
+            r#"envoy_cluster_upstream_rq_total{envoy_cluster_name="backend"} 5"#,
+            r#"envoy_cluster_health_check_healthy{envoy_cluster_name="backend"} 1"#,
+        ],
+        "{stdout}"
+    );
 }
