@@ -30,6 +30,8 @@ pub struct Profile {
     /// Keyed by `host:port`.
     pub domains: BTreeMap<String, Domain>,
     pub clusters: BTreeMap<String, Cluster>,
+    /// Where every proxy reports trace spans, when set.
+    pub tracing: Option<Tracing>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -177,6 +179,24 @@ pub struct Redirect {
     pub code: u16,
 }
 
+/// Tracing for every HTTP connection manager of every proxy: Envoy starts
+/// or continues a trace (B3 headers, `x-request-id`) and reports its spans
+/// to a Zipkin-compatible collector (Zipkin itself, Jaeger's Zipkin port).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tracing {
+    pub zipkin: Zipkin,
+    /// Share of requests that start a trace, in percent (0-100).
+    pub sampling: f64,
+}
+
+/// A Zipkin collector: the profile cluster that reaches it and the path
+/// spans are POSTed to (Zipkin API v2, JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Zipkin {
+    pub cluster: String,
+    pub path: String,
+}
+
 /// A named set of endpoints and the policy for using them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cluster {
@@ -316,8 +336,10 @@ pub struct UpstreamTls {
 }
 
 impl Profile {
-    /// The clusters a proxy's routes use, each once, by name.
+    /// The clusters a proxy's routes use, and the tracing collector's, each
+    /// once, by name.
     pub fn clusters_of(&self, proxy: &Proxy) -> Vec<&Cluster> {
+        let collector = self.tracing.as_ref().map(|t| t.zipkin.cluster.as_str());
         let mut names: Vec<&str> = proxy
             .domains
             .iter()
@@ -328,6 +350,7 @@ impl Profile {
                 _ => None,
             })
             .flatten()
+            .chain(collector)
             .collect();
         names.sort_unstable();
         names.dedup();

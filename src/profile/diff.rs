@@ -13,6 +13,8 @@ pub struct ProfileDiff {
     pub clusters: NameDiff,
     /// Routes are counted per domain; a route is identified by its match.
     pub routes: Counts,
+    /// `[tracing]` was added, removed or changed.
+    pub tracing: bool,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -55,6 +57,7 @@ impl ProfileDiff {
             domains: NameDiff::of(&strip(old), &strip(new)),
             clusters: NameDiff::of(&old.clusters, &new.clusters),
             routes,
+            tracing: old.tracing != new.tracing,
         }
     }
 
@@ -102,6 +105,7 @@ impl std::fmt::Display for ProfileDiff {
             self.clusters.describe("clusters"),
             self.domains.describe("domains"),
             self.proxies.describe("proxies"),
+            self.tracing.then(|| "tracing".to_string()),
         ]
         .into_iter()
         .flatten()
@@ -161,6 +165,14 @@ endpoints = []
             }
         );
         assert_eq!(d.to_string(), "routes +1, clusters -old ~edge");
+    }
+
+    #[test]
+    fn a_tracing_change_is_named() {
+        let old = mk_profile("");
+        let new = mk_profile("[tracing]\nzipkin = { cluster = \"edge\", path = \"/api/v2/spans\" }\n");
+        assert_eq!(ProfileDiff::between(&old, &new).to_string(), "tracing");
+        assert!(ProfileDiff::between(&new, &new).is_empty());
     }
 
     #[test]

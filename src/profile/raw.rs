@@ -25,6 +25,21 @@ pub struct RawProfile {
     pub domains: Vec<RawDomain>,
     #[serde(default)]
     pub clusters: BTreeMap<S<String>, RawCluster>,
+    pub tracing: Option<S<RawTracing>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    pub zipkin: S<RawZipkin>,
+    pub sampling: Option<S<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawZipkin {
+    pub cluster: S<String>,
+    pub path: S<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,7 +7,8 @@
 //! This file holds the error types, the entry point, the walk over the whole
 //! profile and the checks shared by every section; the sections themselves
 //! live in `clusters` (sources, health checks), `routes` (domains, matches,
-//! actions, shadowing) and `proxies` (zones, domains served, node identity).
+//! actions, shadowing), `proxies` (zones, domains served, node identity) and
+//! `tracing` (the span collector).
 //! All of them add methods to the one `Cx` that collects errors.
 
 mod clusters;
@@ -15,6 +16,7 @@ mod proxies;
 mod routes;
 #[cfg(test)]
 mod tests;
+mod tracing;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -160,6 +162,7 @@ impl Cx<'_> {
         }
 
         let proxies = self.proxies(raw.proxies, &zones, &domain_names);
+        let tracing = raw.tracing.and_then(|t| self.tracing(t, &cluster_names));
 
         Profile {
             name,
@@ -170,6 +173,7 @@ impl Cx<'_> {
             proxies,
             domains,
             clusters,
+            tracing,
         }
     }
 

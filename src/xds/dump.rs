@@ -274,6 +274,9 @@ pub fn dump_listener(l: &listener::Listener) -> Value {
                     }
                     let filters: Vec<&str> = h.http_filters.iter().map(|f| f.name.as_str()).collect();
                     hm.insert("http_filters".into(), json!(filters));
+                    if let Some(t) = &h.tracing {
+                        hm.insert("tracing".into(), dump_tracing(t));
+                    }
                     Value::Object(hm)
                 }
                 Err(e) => json!({ "filter": f.name, "error": e }),
@@ -281,6 +284,24 @@ pub fn dump_listener(l: &listener::Listener) -> Value {
         }
     }
     m.insert("http_connection_managers".into(), json!(managers));
+    Value::Object(m)
+}
+
+fn dump_tracing(t: &hcm::http_connection_manager::Tracing) -> Value {
+    use envoy_types::pb::envoy::config::trace::v3::{ZipkinConfig, tracing::http::ConfigType};
+    let mut m = Map::new();
+    if let Some(p) = &t.provider {
+        let zipkin = match &p.config_type {
+            Some(ConfigType::TypedConfig(any)) => decode::<ZipkinConfig>(any),
+            None => Err("no provider configuration".into()),
+        };
+        let provider = match zipkin {
+            Ok(z) => json!({ "cluster": z.collector_cluster, "path": z.collector_endpoint }),
+            Err(e) => json!({ "name": p.name, "error": e }),
+        };
+        m.insert("zipkin".into(), provider);
+    }
+    put(&mut m, "sampling", t.random_sampling.as_ref().map_or(Value::Null, |p| json!(p.value)));
     Value::Object(m)
 }
 

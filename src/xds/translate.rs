@@ -5,6 +5,8 @@
 //! a virtual host per domain on that port; the clusters its routes name,
 //! EDS for `static`, `kubernetes` and `registered` sources and STRICT/LOGICAL DNS for
 //! `dns`; a load assignment per EDS cluster, endpoints grouped by zone.
+//! With `[tracing]`, every connection manager reports spans to the Zipkin
+//! collector, whose cluster every proxy then gets.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -15,11 +17,13 @@ use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::endpoint::v3 as endpoint;
 use envoy_types::pb::envoy::config::listener::v3 as listener;
 use envoy_types::pb::envoy::config::route::v3 as route;
+use envoy_types::pb::envoy::config::trace::v3 as trace;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3 as upstream_http;
 use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
+use envoy_types::pb::envoy::r#type::v3 as percent;
 use envoy_types::pb::google::protobuf as pbwk;
 use envoy_types::util::pack_any;
 
@@ -79,7 +83,7 @@ pub fn translate_proxy_with<'a>(
     for port in proxy.ports(profile) {
         let domains: Vec<&profile::Domain> =
             proxy.domains.iter().filter_map(|d| profile.domains.get(d)).filter(|d| d.port == port).collect();
-        parts.listeners.push(to_listener(proxy, port));
+        parts.listeners.push(to_listener(proxy, port, profile.tracing.as_ref()));
         parts.routes.push(to_route_configuration(port, &domains));
     }
     Snapshot::build(&proxy.name, parts)
@@ -180,6 +184,11 @@ pub fn to_cluster(c: &profile::Cluster) -> cluster::Cluster {
         out.health_checks.push(core::HealthCheck {
             timeout: Some(duration(hc.timeout)),
             interval: Some(duration(hc.interval)),
+            // Envoy checks a cluster that has had no traffic yet only every
+            // 60 s by default; a sidecar's upstreams often have none for a
+            // while, and a check failed at start-up (the peer not up yet)
+            // would stand for a minute. Check at the interval asked for.
+            no_traffic_interval: Some(duration(hc.interval)),
             healthy_threshold: Some(u32v(hc.healthy_threshold)),
             unhealthy_threshold: Some(u32v(hc.unhealthy_threshold)),
             health_checker: Some(core::health_check::HealthChecker::HttpHealthCheck(
@@ -302,7 +311,29 @@ pub fn to_load_assignment(cluster: &str, eps: &[profile::Endpoint]) -> (endpoint
     (cla, std::hash::Hasher::finish(&h))
 }
 
-fn to_listener(proxy: &Proxy, port: u16) -> listener::Listener {
+/// Zipkin tracing for a connection manager: B3 headers are started or
+/// continued, and spans are POSTed as Zipkin v2 JSON to the collector.
+pub fn to_tracing(t: &profile::Tracing) -> hcm::http_connection_manager::Tracing {
+    use trace::zipkin_config::CollectorEndpointVersion;
+    let zipkin = trace::ZipkinConfig {
+        collector_cluster: t.zipkin.cluster.clone(),
+        collector_endpoint: t.zipkin.path.clone(),
+        collector_endpoint_version: CollectorEndpointVersion::HttpJson as i32,
+        // Each hop reports its own client and server spans.
+        shared_span_context: Some(pbwk::BoolValue { value: false }),
+        ..Default::default()
+    };
+    hcm::http_connection_manager::Tracing {
+        random_sampling: Some(percent::Percent { value: t.sampling }),
+        provider: Some(trace::tracing::Http {
+            name: "envoy.tracers.zipkin".into(),
+            config_type: Some(trace::tracing::http::ConfigType::TypedConfig(pack_any(zipkin))),
+        }),
+        ..Default::default()
+    }
+}
+
+fn to_listener(proxy: &Proxy, port: u16, tracing: Option<&profile::Tracing>) -> listener::Listener {
     let manager = hcm::HttpConnectionManager {
         stat_prefix: format!("ingress_{port}"),
         codec_type: hcm::http_connection_manager::CodecType::Auto as i32,
@@ -315,6 +346,7 @@ fn to_listener(proxy: &Proxy, port: u16) -> listener::Listener {
             config_type: Some(hcm::http_filter::ConfigType::TypedConfig(pack_any(Router::default()))),
             ..Default::default()
         }],
+        tracing: tracing.map(to_tracing),
         ..Default::default()
     };
     listener::Listener {

@@ -236,7 +236,7 @@ impl Cx<'_> {
         ok.then_some(out)
     }
 
-    fn cluster_ref(&mut self, c: &S<String>, key: &str, clusters: &BTreeSet<String>) -> bool {
+    pub(super) fn cluster_ref(&mut self, c: &S<String>, key: &str, clusters: &BTreeSet<String>) -> bool {
         if clusters.contains(c.get_ref()) {
             return true;
         }

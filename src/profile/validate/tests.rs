@@ -4,6 +4,7 @@
 
 mod clusters;
 mod routes;
+mod tracing;
 
 use super::*;
 

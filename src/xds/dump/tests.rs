@@ -49,6 +49,34 @@ fn a_listener_shows_its_address_stat_prefix_and_route_configuration() {
 }
 
 #[test]
+fn a_listener_with_tracing_shows_the_zipkin_collector_and_sampling() {
+    let dump = mk_dump(
+        r#"
+[tracing]
+zipkin = { cluster = "zipkin", path = "/api/v2/spans" }
+sampling = 50
+[clusters.zipkin.static]
+"#,
+    );
+    assert_eq!(
+        resource(&dump, "listeners", "listener_8080"),
+        json!({
+            "address": "127.0.0.1:8080",
+            "http_connection_managers": [{
+                "stat_prefix": "ingress_8080",
+                "rds": "routes_8080",
+                "http_filters": ["envoy.filters.http.router"],
+                "tracing": { "zipkin": { "cluster": "zipkin", "path": "/api/v2/spans" }, "sampling": 50.0 }
+            }]
+        })
+    );
+    assert_eq!(
+        resource(&dump, "clusters", "zipkin"),
+        json!({ "type": "EDS", "lb": "ROUND_ROBIN", "connect_timeout": "1s" })
+    );
+}
+
+#[test]
 fn every_type_is_listed_with_its_version() {
     let dump = mk_dump("");
     for ty in ["clusters", "endpoints", "listeners", "routes"] {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::xds::snapshot::ResourceType;
+use prost::Message;
 
 mod routes;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{
@@ -135,6 +136,7 @@ endpoints = [{{ address = "10.0.0.1:443" }}]
         health_checks: vec![core::HealthCheck {
             timeout: ms(500),
             interval: ms(3000),
+            no_traffic_interval: ms(3000),
             healthy_threshold: u32s(2),
             unhealthy_threshold: u32s(3),
             health_checker: Some(HealthChecker::HttpHealthCheck(HttpHealthCheck {
@@ -354,6 +356,58 @@ fn each_proxy_gets_only_its_own_clusters_and_listeners() {
     assert_eq!(contents("p"), [vec!["a"], vec!["a"], vec!["listener_8080"], vec!["routes_8080"]]);
     assert_eq!(contents("q"), [vec!["b"], vec!["b"], vec!["listener_9090"], vec!["routes_9090"]]);
     assert_ne!(snapshots["p"].version, snapshots["q"].version);
+}
+
+#[test]
+fn tracing_reaches_every_connection_manager_and_every_proxy_gets_the_collector() {
+    let profile = mk_profile(&format!(
+        r#"{TWO_PROXIES}
+[tracing]
+zipkin = {{ cluster = "zipkin", path = "/api/v2/spans" }}
+sampling = 25
+[clusters.zipkin.static]
+endpoints = [{{ address = "127.0.0.1:9411" }}]
+"#
+    ));
+    let zipkin = trace::ZipkinConfig {
+        collector_cluster: "zipkin".into(),
+        collector_endpoint: "/api/v2/spans".into(),
+        collector_endpoint_version: trace::zipkin_config::CollectorEndpointVersion::HttpJson as i32,
+        shared_span_context: Some(pbwk::BoolValue { value: false }),
+        ..Default::default()
+    };
+    let expected = hcm::http_connection_manager::Tracing {
+        random_sampling: Some(percent::Percent { value: 25.0 }),
+        provider: Some(trace::tracing::Http {
+            name: "envoy.tracers.zipkin".into(),
+            config_type: Some(trace::tracing::http::ConfigType::TypedConfig(pack_any(zipkin))),
+        }),
+        ..Default::default()
+    };
+
+    let snapshots = translate(&profile, &DiscoveredEndpoints::new()).expect("consistent");
+
+    for (proxy, port, own) in [("p", 8080, "a"), ("q", 9090, "b")] {
+        let s = &snapshots[proxy];
+        let l = decode::<listener::Listener>(s, ResourceType::Listener, &listener_name(port));
+        let Some(listener::filter::ConfigType::TypedConfig(any)) = &l.filter_chains[0].filters[0].config_type else {
+            panic!("{proxy}: no typed config");
+        };
+        let manager = hcm::HttpConnectionManager::decode(any.value.as_slice()).expect("decodes");
+        assert_eq!(manager.tracing, Some(expected.clone()), "{proxy}");
+        assert_eq!(names(s, ResourceType::Cluster), [own, "zipkin"], "{proxy} gets the collector");
+        assert_eq!(names(s, ResourceType::Endpoint), [own, "zipkin"], "{proxy} gets the collector's endpoints");
+    }
+}
+
+#[test]
+fn without_tracing_a_connection_manager_has_none() {
+    let snapshots = translate(&mk_profile(TWO_PROXIES), &DiscoveredEndpoints::new()).expect("consistent");
+    let l = decode::<listener::Listener>(&snapshots["p"], ResourceType::Listener, "listener_8080");
+    let Some(listener::filter::ConfigType::TypedConfig(any)) = &l.filter_chains[0].filters[0].config_type else {
+        panic!("no typed config");
+    };
+    assert_eq!(hcm::HttpConnectionManager::decode(any.value.as_slice()).expect("decodes").tracing, None);
 }
 
 /// Every proxy's type versions and snapshot version.
