@@ -175,7 +175,7 @@ pub fn render(s: &StatusView, addr: &str) -> String {
     } else {
         out.push_str("sources:\n");
         for src in &s.sources {
-            render_source(&mut out, src);
+            render_source(&mut out, src, s.now_ms);
         }
     }
 
@@ -226,23 +226,36 @@ fn render_envoy(out: &mut String, e: &StreamInfo, now: u64) {
 
 /// A source is shown by its `name`, `kind` and `state`, then any other
 /// fields as `key=value`: their shape belongs to discovery.
-fn render_source(out: &mut String, src: &Value) {
-    let field = |k: &str| src.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-    let mut line = format!("  {}", if field("name").is_empty() { "?".to_string() } else { field("name") });
-    if !field("kind").is_empty() {
-        let _ = write!(line, " ({})", field("kind"));
+fn render_source(out: &mut String, src: &Value, now: u64) {
+    let text = |k: &str| src.get(k).and_then(Value::as_str).map(str::to_string);
+    let num = |k: &str| src.get(k).and_then(Value::as_u64);
+    let mut line = format!("  {}: {}", text("name").unwrap_or_else(|| "?".into()), text("state").unwrap_or_default());
+    if let Some(since) = num("since_ms") {
+        let _ = write!(line, " since {}", ago(now, since));
     }
-    if !field("state").is_empty() {
-        let _ = write!(line, ": {}", field("state"));
-    }
-    if let Some(obj) = src.as_object() {
-        for (k, v) in obj.iter().filter(|(k, _)| !["name", "kind", "state"].contains(&k.as_str())) {
-            let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-            let _ = write!(line, " {k}={v}");
+    if text("state").as_deref() == Some("degraded") {
+        match num("data_age_ms") {
+            Some(ms) => {
+                let old = ago(now, now.saturating_sub(ms)).trim_end_matches(" ago").to_string();
+                let _ = write!(line, " (serving the last known endpoints, {old} old)");
+            }
+            None => line.push_str(" (no data yet)"),
         }
+    }
+    let _ = write!(line, "; {} seen, {} selected", num("seen").unwrap_or(0), num("selected").unwrap_or(0));
+    if let Some(clusters) = src.get("clusters").and_then(Value::as_array) {
+        let names: Vec<&str> = clusters.iter().filter_map(Value::as_str).collect();
+        let _ = write!(line, "; clusters {}", names.join(", "));
     }
     out.push_str(&line);
     out.push('\n');
+    if let Some(error) = text("error") {
+        let _ = writeln!(out, "    error: {error}");
+    }
+    for skip in src.get("skipped").and_then(Value::as_array).into_iter().flatten() {
+        let f = |k: &str| skip.get(k).and_then(Value::as_str).unwrap_or("?");
+        let _ = writeln!(out, "    skipped {} for {}: {}", f("object"), f("cluster"), f("reason"));
+    }
 }
 
 fn endpoint(e: &EndpointView) -> String {

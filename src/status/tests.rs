@@ -108,7 +108,14 @@ fn a_failed_reload_shows_every_located_error() {
 #[test]
 fn sources_and_registered_endpoints_are_listed() {
     let status = mk_status(json!({
-        "sources": [{ "name": "edge", "kind": "kubernetes", "state": "connected", "age_ms": 1200, "endpoints": 3 }],
+        "sources": [
+            { "name": "pods \"app=edge\" in edge via context staging", "clusters": ["edge"], "state": "connected",
+              "since_ms": NOW - 120_000, "synced": true, "data_age_ms": 0, "seen": 4, "selected": 3,
+              "skipped": [{ "cluster": "edge", "object": "edge/e4", "reason": "has no container port \"http\"" }] },
+            { "name": "nodes via context staging", "clusters": ["edge"], "state": "degraded",
+              "since_ms": NOW - 30_000, "error": "the API server did not answer; is the VPN up?",
+              "synced": true, "data_age_ms": 30_000, "seen": 2, "selected": 2, "skipped": [] },
+        ],
         "registered": {
             "api": [
                 { "address": "127.0.0.1:9001", "zone": "z1", "weight": 2 },
@@ -122,7 +129,10 @@ fn sources_and_registered_endpoints_are_listed() {
         text.lines().skip_while(|l| !l.starts_with("sources")).collect::<Vec<_>>(),
         [
             "sources:",
-            "  edge (kubernetes): connected age_ms=1200 endpoints=3",
+            "  pods \"app=edge\" in edge via context staging: connected since 2m 0s ago; 4 seen, 3 selected; clusters edge",
+            "    skipped edge/e4 for edge: has no container port \"http\"",
+            "  nodes via context staging: degraded since 30s ago (serving the last known endpoints, 30s old); 2 seen, 2 selected; clusters edge",
+            "    error: the API server did not answer; is the VPN up?",
             "registered endpoints:",
             "  api: 127.0.0.1:9001 (zone z1, weight 2), 127.0.0.1:9002 (canary=true)",
             "  empty: none",
