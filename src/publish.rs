@@ -9,9 +9,13 @@
 //! Discovered endpoints take a shorter path: only the load assignments of
 //! the clusters whose endpoints changed are rebuilt, in the snapshots of the
 //! proxies that use them; listeners, routes and clusters are reused as they
-//! are. Edge pods come and go far more often than profiles change.
+//! are. Edge pods come and go far more often than profiles change, and an
+//! edge may have thousands of pods: each load assignment is packed once for
+//! every proxy, reusing the encoding of the endpoints that did not change
+//! ([`LoadAssignmentCache`]), and whether anything changed is decided by
+//! snapshot versions, not by comparing every resource's bytes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
@@ -19,9 +23,11 @@ use tracing::{debug, info, warn};
 
 use crate::discovery::DiscoveredEndpoints;
 use crate::profile::Profile;
+use crate::xds::Snapshot;
+use crate::xds::load_assignment::LoadAssignmentCache;
 use crate::xds::server::Published;
 use crate::xds::snapshot::SnapshotError;
-use crate::xds::translate::{translate, translate_endpoints};
+use crate::xds::translate::{translate, translate_endpoints, translate_load_assignments};
 
 /// What translation reads.
 #[derive(Debug, Clone)]
@@ -37,6 +43,8 @@ pub struct Publisher {
     tx: watch::Sender<Arc<Published>>,
     // Held only while translating, never across an await.
     inputs: Mutex<Inputs>,
+    /// The EDS-only path's encoded endpoints. Locked only while `inputs` is.
+    load_assignments: Mutex<LoadAssignmentCache>,
 }
 
 impl Publisher {
@@ -45,7 +53,7 @@ impl Publisher {
         let inputs = Inputs { profile: Arc::new(profile), discovered: Arc::default(), registered: Arc::default() };
         let published = build(&inputs)?;
         let (tx, _) = watch::channel(Arc::new(published));
-        Ok(Arc::new(Self { tx, inputs: Mutex::new(inputs) }))
+        Ok(Arc::new(Self { tx, inputs: Mutex::new(inputs), load_assignments: Mutex::default() }))
     }
 
     pub fn subscribe(&self) -> watch::Receiver<Arc<Published>> {
@@ -86,10 +94,15 @@ impl Publisher {
         let profile = inputs.profile.clone();
         let registered = inputs.registered.clone();
         let lookup = |name: &str| registered.get(name).or_else(|| endpoints.get(name)).map(Vec::as_slice);
+        let updated = {
+            let mut cache = self.load_assignments.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            cache.retain(|c| endpoints.contains_key(c));
+            translate_load_assignments(&profile, &changed, &lookup, &mut cache)
+        };
         let mut snapshots = current.snapshots.clone();
         for (name, snapshot) in &current.snapshots {
             let Some(proxy) = profile.proxies.get(name) else { continue };
-            let next = translate_endpoints(&profile, proxy, snapshot, &changed, &lookup)
+            let next = translate_endpoints(&profile, proxy, snapshot, &updated)
                 .inspect_err(|e| warn!(error = %e, "endpoint update failed; keeping the previous configuration"))?;
             if let Some(next) = next {
                 debug!(profile = %profile.name, proxy = %name, version = %next.version, "endpoints updated");
@@ -127,7 +140,8 @@ impl Publisher {
     /// Publishes when anything differs; returns whether it did.
     fn send(&self, mut published: Published) -> bool {
         self.tx.send_if_modified(|current| {
-            let changed = current.profile != published.profile || current.snapshots != published.snapshots;
+            let changed = !same_profile(&current.profile, &published.profile)
+                || !same_snapshots(&current.snapshots, &published.snapshots);
             if changed {
                 // Streams measure change-to-push latency from here.
                 published.changed_at = std::time::Instant::now();
@@ -136,6 +150,20 @@ impl Publisher {
             changed
         })
     }
+}
+
+fn same_profile(a: &Option<Arc<Profile>>, b: &Option<Arc<Profile>>) -> bool {
+    match (a, b) {
+        // The EDS-only path publishes the profile it found published.
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+        (a, b) => a.is_none() && b.is_none(),
+    }
+}
+
+/// Compares versions (see [`Snapshot::same_version`]). Besides being cheap,
+/// this does not mistake metadata maps encoded in another order for a change.
+fn same_snapshots(a: &BTreeMap<String, Arc<Snapshot>>, b: &BTreeMap<String, Arc<Snapshot>>) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|((n, s), (m, t))| n == m && (Arc::ptr_eq(s, t) || s.same_version(t)))
 }
 
 fn build(inputs: &Inputs) -> Result<Published, SnapshotError> {

@@ -88,6 +88,12 @@ impl Resource {
         Self::with_hash(name, msg, msg.encode_to_vec(), hash_of(content))
     }
 
+    /// [`with_content_hash`](Self::with_content_hash) for a message the
+    /// caller encoded itself (`load_assignment.rs` splices load assignments).
+    pub fn from_encoded<M: Name>(name: impl Into<String>, value: Vec<u8>, content: impl Hash) -> Self {
+        Self { name: name.into(), body: Any { type_url: M::type_url(), value }, hash: hash_of(content) }
+    }
+
     fn with_hash<M: Name>(name: impl Into<String>, _msg: &M, value: Vec<u8>, hash: u64) -> Self {
         Self { name: name.into(), body: Any { type_url: M::type_url(), value }, hash }
     }
@@ -190,16 +196,32 @@ impl Snapshot {
     /// set of load assignment names does not change, so the snapshot stays
     /// consistent without checking it again.
     pub fn with_endpoints(&self, updates: Vec<(ClusterLoadAssignment, u64)>) -> Result<Self, SnapshotError> {
+        self.with_load_assignments(
+            updates.iter().map(|(cla, hash)| Resource::with_content_hash(&cla.cluster_name, cla, hash)),
+        )
+    }
+
+    /// [`with_endpoints`](Self::with_endpoints) with the load assignments
+    /// already packed.
+    pub fn with_load_assignments(&self, updates: impl IntoIterator<Item = Resource>) -> Result<Self, SnapshotError> {
         let mut items = self.resources[ResourceType::Endpoint.index()].items.clone();
-        for (cla, hash) in updates {
-            let Some(slot) = items.get_mut(&cla.cluster_name) else {
-                return Err(SnapshotError::UnknownEndpoints { name: cla.cluster_name });
+        for r in updates {
+            let Some(slot) = items.get_mut(&r.name) else {
+                return Err(SnapshotError::UnknownEndpoints { name: r.name });
             };
-            *slot = Resource::with_content_hash(&cla.cluster_name, &cla, hash);
+            *slot = r;
         }
         let mut resources = self.resources.clone();
         resources[ResourceType::Endpoint.index()] = Arc::new(Resources::from_map(items));
         Ok(Self::assemble(self.proxy.clone(), resources))
+    }
+
+    /// Whether `other` serves the same resources. Versions hash every
+    /// resource's content hash, so this compares two strings where `==`
+    /// compares every resource's bytes (megabytes with large endpoint sets);
+    /// it is also what streams go by (equal versions are not sent again).
+    pub fn same_version(&self, other: &Snapshot) -> bool {
+        self.proxy == other.proxy && self.version == other.version
     }
 
     pub fn resources(&self, t: ResourceType) -> &Resources {

@@ -8,7 +8,9 @@
 //! With `[tracing]`, every connection manager reports spans to the Zipkin
 //! collector, whose cluster every proxy then gets.
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +29,8 @@ use envoy_types::pb::envoy::r#type::v3 as percent;
 use envoy_types::pb::google::protobuf as pbwk;
 use envoy_types::util::pack_any;
 
-use super::snapshot::{Snapshot, SnapshotError, SnapshotParts};
+use super::load_assignment::LoadAssignmentCache;
+use super::snapshot::{Resource, Snapshot, SnapshotError, SnapshotParts};
 use crate::discovery::DiscoveredEndpoints;
 use crate::profile::{self, Profile, Proxy};
 
@@ -89,28 +92,40 @@ pub fn translate_proxy_with<'a>(
     Snapshot::build(&proxy.name, parts)
 }
 
-/// The EDS-only path: `snapshot` (this proxy's, for this profile) with the
-/// load assignments of the `changed` run-time clusters rebuilt from
-/// `discovered`, every other resource reused. `None` when the proxy uses
-/// none of them. Listeners, routes and clusters are not translated again.
-pub fn translate_endpoints<'a>(
+/// The EDS-only path, first step: the load assignments of the `changed`
+/// run-time clusters some proxy uses, packed once for all of them, reusing
+/// the encoding of unchanged endpoints kept in `cache`.
+pub fn translate_load_assignments<'a>(
+    profile: &Profile,
+    changed: &BTreeSet<String>,
+    discovered: &Lookup<'a>,
+    cache: &mut LoadAssignmentCache,
+) -> BTreeMap<String, Resource> {
+    let used: BTreeMap<&str, &profile::Cluster> =
+        profile.proxies.values().flat_map(|p| profile.clusters_of(p)).map(|c| (c.name.as_str(), c)).collect();
+    used.into_values()
+        .filter(|c| changed.contains(&c.name))
+        .filter(|c| matches!(c.source, profile::Source::Kubernetes(_) | profile::Source::KubernetesService(_)))
+        .map(|c| (c.name.clone(), cache.to_resource(&c.name, discovered(&c.name).unwrap_or_default())))
+        .collect()
+}
+
+/// The EDS-only path, second step: `snapshot` (this proxy's, for this
+/// profile) with the load assignments it uses among `updated` replaced,
+/// every other resource reused. `None` when the proxy uses none of them.
+/// Listeners, routes and clusters are not translated again.
+pub fn translate_endpoints(
     profile: &Profile,
     proxy: &Proxy,
     snapshot: &Snapshot,
-    changed: &BTreeSet<String>,
-    discovered: &Lookup<'a>,
+    updated: &BTreeMap<String, Resource>,
 ) -> Result<Option<Snapshot>, SnapshotError> {
-    let updates: Vec<_> = profile
-        .clusters_of(proxy)
-        .into_iter()
-        .filter(|c| changed.contains(&c.name))
-        .filter(|c| matches!(c.source, profile::Source::Kubernetes(_) | profile::Source::KubernetesService(_)))
-        .map(|c| to_load_assignment(&c.name, discovered(&c.name).unwrap_or_default()))
-        .collect();
+    let updates: Vec<Resource> =
+        profile.clusters_of(proxy).into_iter().filter_map(|c| updated.get(&c.name)).cloned().collect();
     if updates.is_empty() {
         return Ok(None);
     }
-    snapshot.with_endpoints(updates).map(Some)
+    snapshot.with_load_assignments(updates).map(Some)
 }
 
 fn ads() -> core::ConfigSource {
@@ -283,16 +298,14 @@ fn to_metadata(labels: &BTreeMap<String, String>) -> Option<core::Metadata> {
 
 /// The load assignment for an EDS cluster, one locality per zone (endpoints
 /// without a zone share the empty locality), with a hash of its inputs.
+/// The EDS-only path encodes the same message by splicing
+/// (`load_assignment.rs`); the two must group and order alike.
 pub fn to_load_assignment(cluster: &str, eps: &[profile::Endpoint]) -> (endpoint::ClusterLoadAssignment, u64) {
     let mut sorted: Vec<&profile::Endpoint> = eps.iter().collect();
     sorted.sort();
     let mut by_zone: BTreeMap<Option<&str>, Vec<endpoint::LbEndpoint>> = BTreeMap::new();
     for e in &sorted {
-        by_zone.entry(e.zone.as_deref()).or_default().push(lb_endpoint(
-            socket_address(e.addr.ip(), e.addr.port()),
-            e.weight,
-            to_metadata(&e.metadata),
-        ));
+        by_zone.entry(e.zone.as_deref()).or_default().push(to_lb_endpoint(e));
     }
     let cla = endpoint::ClusterLoadAssignment {
         cluster_name: cluster.to_string(),
@@ -306,9 +319,32 @@ pub fn to_load_assignment(cluster: &str, eps: &[profile::Endpoint]) -> (endpoint
             .collect(),
         ..Default::default()
     };
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    std::hash::Hash::hash(&(cluster, &sorted), &mut h);
-    (cla, std::hash::Hasher::finish(&h))
+    (cla, content_hash(cluster, sorted.iter().map(|e| endpoint_hash(e))))
+}
+
+/// One endpoint of a load assignment.
+pub(super) fn to_lb_endpoint(e: &profile::Endpoint) -> endpoint::LbEndpoint {
+    lb_endpoint(socket_address(e.addr.ip(), e.addr.port()), e.weight, to_metadata(&e.metadata))
+}
+
+/// The version-defining hash of a load assignment: its cluster and the
+/// hashes of its endpoints (see [`endpoint_hash`]) in sorted order. From the
+/// model rather than the encoding, whose metadata maps encode in varying
+/// order; per endpoint so the EDS-only path can reuse the hashes of the
+/// endpoints that did not change.
+pub(super) fn content_hash(cluster: &str, endpoint_hashes: impl Iterator<Item = u64>) -> u64 {
+    let mut h = DefaultHasher::new();
+    cluster.hash(&mut h);
+    for e in endpoint_hashes {
+        h.write_u64(e);
+    }
+    h.finish()
+}
+
+pub(super) fn endpoint_hash(e: &profile::Endpoint) -> u64 {
+    let mut h = DefaultHasher::new();
+    e.hash(&mut h);
+    h.finish()
 }
 
 /// Zipkin tracing for a connection manager: B3 headers are started or

@@ -1,0 +1,99 @@
+//! The spliced load assignment decodes to what `to_load_assignment` builds,
+//! on the first build and after endpoints come, go and change.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::xds::translate::to_load_assignment;
+
+fn mk_endpoint(addr: &str, zone: Option<&str>, weight: Option<u32>, labels: &[(&str, &str)]) -> Endpoint {
+    Endpoint {
+        addr: addr.parse().unwrap(),
+        zone: zone.map(str::to_string),
+        weight,
+        metadata: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+    }
+}
+
+/// Zones (and none), weights, several metadata labels, out of order.
+fn mk_endpoints() -> Vec<Endpoint> {
+    vec![
+        mk_endpoint("10.0.0.3:80", Some("b"), None, &[("app", "edge")]),
+        mk_endpoint("10.0.0.1:80", Some("a"), Some(1), &[]),
+        mk_endpoint("10.0.0.2:8080", Some("a"), Some(5), &[("app", "edge"), ("canary", "true"), ("version", "v2")]),
+        mk_endpoint("[fd00::1]:443", None, None, &[("app", "edge"), ("pod", "edge-0")]),
+        mk_endpoint("10.0.0.9:80", None, Some(3), &[]),
+        mk_endpoint("10.0.0.4:80", Some("a"), None, &[("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")]),
+    ]
+}
+
+/// What the message path packs: the resource the cache must reproduce.
+fn mk_expected(cluster: &str, eps: &[Endpoint]) -> (endpoint::ClusterLoadAssignment, Resource) {
+    let (cla, hash) = to_load_assignment(cluster, eps);
+    let resource = Resource::with_content_hash(cluster, &cla, hash);
+    (cla, resource)
+}
+
+fn assert_same(cluster: &str, eps: &[Endpoint], got: &Resource) {
+    let (cla, expected) = mk_expected(cluster, eps);
+    let decoded = endpoint::ClusterLoadAssignment::decode(got.body.value.as_slice()).expect("decodes");
+    assert_eq!(decoded, cla);
+    assert_eq!((&got.name, &got.body.type_url, got.hash), (&expected.name, &expected.body.type_url, expected.hash));
+}
+
+#[test]
+fn spliced_load_assignment_decodes_to_the_message_built_the_old_way() {
+    let eps = mk_endpoints();
+    let got = LoadAssignmentCache::default().to_resource("edge", &eps);
+    assert_same("edge", &eps, &got);
+}
+
+#[test]
+fn spliced_load_assignment_is_the_prost_encoding_when_no_map_has_two_entries() {
+    let eps: Vec<Endpoint> = mk_endpoints().into_iter().filter(|e| e.metadata.len() <= 1).collect();
+    let got = LoadAssignmentCache::default().to_resource("edge", &eps);
+    let (_, expected) = mk_expected("edge", &eps);
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn no_endpoints_is_a_load_assignment_with_only_the_cluster_name() {
+    let got = LoadAssignmentCache::default().to_resource("edge", &[]);
+    assert_eq!(got, mk_expected("edge", &[]).1);
+}
+
+#[test]
+fn later_builds_reuse_unchanged_endpoints_and_keep_only_the_last_ones() {
+    let mut cache = LoadAssignmentCache::default();
+    let mut eps = mk_endpoints();
+    cache.to_resource("edge", &eps);
+
+    // One endpoint changes (a label), one goes, one comes.
+    eps[0].metadata.insert("ready".into(), "false".into());
+    eps.remove(1);
+    eps.push(mk_endpoint("10.0.0.5:80", Some("c"), Some(2), &[("app", "edge"), ("pod", "edge-5")]));
+    let got = cache.to_resource("edge", &eps);
+    assert_same("edge", &eps, &got);
+
+    let mut sorted = eps.clone();
+    sorted.sort();
+    let cached: Vec<Endpoint> = cache.clusters["edge"].iter().map(|e| e.endpoint.clone()).collect();
+    assert_eq!(cached, sorted, "the cache holds exactly the endpoints of the last build");
+
+    let got = cache.to_resource("edge", &eps[..2]);
+    assert_same("edge", &eps[..2], &got);
+    assert_eq!(cache.clusters["edge"].len(), 2);
+}
+
+#[test]
+fn clusters_share_no_entries_and_retain_drops_them() {
+    let mut cache = LoadAssignmentCache::default();
+    let eps = mk_endpoints();
+    cache.to_resource("edge", &eps);
+    let got = cache.to_resource("films", &eps[..3]);
+    assert_same("films", &eps[..3], &got);
+    assert_eq!(cache.clusters["edge"].len(), eps.len());
+
+    cache.retain(|c| c == "films");
+    assert_eq!(cache.clusters.keys().collect::<Vec<_>>(), ["films"]);
+}
