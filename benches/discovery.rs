@@ -46,18 +46,6 @@ selector = "app=edge-envoy"
 port = "http"
 "#;
 
-fn stats(label: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    println!(
-        "{label:<52} n={:<4} p50 {:>8.3} ms   p99 {:>8.3} ms   max {:>8.3} ms",
-        samples.len(),
-        pick(0.5).as_secs_f64() * 1e3,
-        pick(0.99).as_secs_f64() * 1e3,
-        samples.last().unwrap().as_secs_f64() * 1e3
-    );
-}
-
 /// Pod `i` of the edge: loopback addresses only (nothing connects to them).
 fn edge_pod(i: usize, ready: bool) -> serde_json::Value {
     let ip = format!("127.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, (i & 255).max(1));
@@ -153,8 +141,8 @@ async fn through_client(s: &Setup, label: &str) {
         bytes = r.resources.iter().map(|a| a.value.len()).sum();
         client.send(request(&r.type_url, vec!["edge".into()], Some(&r))).await;
     }
-    stats(&format!("{label}: pod event -> published"), to_publish);
-    stats(&format!("{label}: pod event -> EDS at an ADS client"), to_client);
+    support::report(&format!("{label}: pod event -> published"), to_publish);
+    support::report(&format!("{label}: pod event -> EDS at an ADS client"), to_client);
     println!("{label}: EDS response {bytes} bytes");
 }
 
@@ -185,7 +173,7 @@ async fn through_envoy(s: &Setup) {
         }
         to_ack.push(t.elapsed());
     }
-    stats("10 pods: pod event -> Envoy ACK (real Envoy)", to_ack);
+    support::report("10 pods: pod event -> Envoy ACK (real Envoy)", to_ack);
 }
 
 /// Index apply + EDS-only publish of one changed pod among `n`, no I/O.
@@ -242,11 +230,11 @@ fn local_work(n: usize) {
         })
         .collect();
     let total: Vec<Duration> = apply.iter().zip(&publish).map(|(a, b)| *a + *b).collect();
-    stats(&format!("{n} pods: index apply + endpoint list (local)"), apply);
-    stats(&format!("{n} pods: EDS-only publish (local)"), publish);
-    stats(&format!("{n} pods: one pod changed, local work in all"), total);
-    stats(&format!("{n} pods: of which packing the load assignment"), pack);
-    stats(&format!("{n} pods: (a full translation's load assignment)"), build);
+    support::report(&format!("{n} pods: index apply + endpoint list (local)"), apply);
+    support::report(&format!("{n} pods: EDS-only publish (local)"), publish);
+    support::report(&format!("{n} pods: one pod changed, local work in all"), total);
+    support::report(&format!("{n} pods: of which packing the load assignment"), pack);
+    support::report(&format!("{n} pods: (a full translation's load assignment)"), build);
 }
 
 fn main() {

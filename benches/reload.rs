@@ -70,17 +70,6 @@ fn write_renamed(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-fn stats(label: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    println!(
-        "{label:<46} n={:<4} p50 {:>8.3} ms   p99 {:>8.3} ms",
-        samples.len(),
-        pick(0.5).as_secs_f64() * 1e3,
-        pick(0.99).as_secs_f64() * 1e3
-    );
-}
-
 async fn stat(envoy: &Envoy, name: &str) -> u64 {
     let r =
         http_get(envoy.admin, "admin", &format!("/stats?filter=^{}$", name.replace('.', "\\.")), &[]).await.unwrap();
@@ -160,9 +149,9 @@ fn main() {
             "reload benchmark: {EDITS} edits (write + rename), one RDS change each; {} cores",
             std::thread::available_parallelism().map_or(1, |n| n.get())
         );
-        stats("devbridge: edit -> push sent", push);
-        stats("devbridge: edit -> Envoy ACK", ack);
-        stats("devbridge: edit -> Envoy stats show it", seen);
-        stats("Envoy's own file watch: edit -> stats show it", file_seen);
+        support::report("devbridge: edit -> push sent", push);
+        support::report("devbridge: edit -> Envoy ACK", ack);
+        support::report("devbridge: edit -> Envoy stats show it", seen);
+        support::report("Envoy's own file watch: edit -> stats show it", file_seen);
     });
 }

