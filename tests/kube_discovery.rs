@@ -5,8 +5,7 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use devbridge::app::Daemon;
 use devbridge::discovery::index::{SkipReason, Skipped};
@@ -28,35 +27,8 @@ port = "http"
 const LABELS: &[(&str, &str)] = &[("app", "edge-envoy")];
 
 /// Every log line of this test binary, at debug level and above.
-fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let writer = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_env_filter("debug")
-            .with_ansi(false)
-            .with_writer(move || LogWriter(writer.clone()))
-            .finish();
-        let _ = tracing::subscriber::set_global_default(subscriber);
-        buf
-    })
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogWriter {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn logged() -> String {
-    String::from_utf8_lossy(&logs().lock().unwrap()).into_owned()
+    support::logs::captured("debug")
 }
 
 struct Setup {
@@ -68,7 +40,7 @@ struct Setup {
 }
 
 async fn mk_setup(names: &[&str], clusters: &str, objects: Vec<(Kind, serde_json::Value)>) -> Setup {
-    logs();
+    logged();
     let fake = FakeKube::start_new(TOKEN).await;
     for (kind, o) in objects {
         fake.apply(kind, o);

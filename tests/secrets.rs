@@ -5,9 +5,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
-
 use devbridge::app::{Daemon, Options};
 use devbridge::certs::{CertPaths, init, issue};
 use devbridge::profile::parse_profile;
@@ -20,33 +17,6 @@ use tokio_util::sync::CancellationToken;
 /// Delivered only by the exec plugin, never written in the kubeconfig.
 const EXEC_TOKEN: &str = "exec-plugin-token-51d0c3aa-do-not-log";
 
-fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let writer = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_env_filter("trace")
-            .with_ansi(false)
-            .with_writer(move || LogWriter(writer.clone()))
-            .finish();
-        let _ = tracing::subscriber::set_global_default(subscriber);
-        buf
-    })
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogWriter {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The base64 body of a PEM file: what a leaked key would show.
 fn pem_body(path: &std::path::Path) -> String {
     std::fs::read_to_string(path).unwrap().lines().filter(|l| !l.starts_with("-----")).collect::<Vec<_>>().join("")
@@ -54,7 +24,7 @@ fn pem_body(path: &std::path::Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_from_exec_plugins_and_private_keys_reach_no_log_status_or_dump() {
-    logs();
+    support::logs::captured("trace");
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeKube::start_new(EXEC_TOKEN).await;
     fake.apply(Kind::Pods, pod("edge", "e1", &[("app", "edge")], "127.0.0.1", &[("http", 9001)], true));
@@ -127,7 +97,7 @@ async fn tokens_from_exec_plugins_and_private_keys_reach_no_log_status_or_dump()
     .unwrap();
     assert_eq!(bad_put.status, 409, "{}", bad_put.body);
     seen.push_str(&bad_put.body);
-    seen.push_str(&String::from_utf8_lossy(&logs().lock().unwrap()));
+    seen.push_str(&support::logs::captured("trace"));
     assert!(seen.contains("edge"), "the search covers real output");
 
     assert!(!seen.contains(EXEC_TOKEN), "the exec plugin's token leaked");

@@ -9,6 +9,7 @@
 pub mod ads;
 pub mod fake_kube;
 pub mod kube;
+pub mod logs;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
