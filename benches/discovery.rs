@@ -29,10 +29,8 @@ use devbridge::publish::Publisher;
 use devbridge::xds::ResourceType;
 use devbridge::xds::load_assignment::LoadAssignmentCache;
 use devbridge::xds::translate::to_load_assignment;
-use envoy_types::pb::envoy::config::core::v3::{Locality, Node};
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use k8s_openapi::api::core::v1::Pod;
-use support::ads::AdsClient;
+use support::ads::{AdsClient, envoy_request};
 use support::fake_kube::{FakeKube, Kind, pod};
 use support::kube::{TOKEN, mk_profile};
 use tokio_util::sync::CancellationToken;
@@ -52,22 +50,6 @@ fn edge_pod(i: usize, ready: bool) -> serde_json::Value {
     pod("edge", &format!("edge-{i}"), &[("app", "edge-envoy")], &ip, &[("http", 8000 + (i % 1000) as u16)], ready)
 }
 
-fn request(type_url: &str, names: Vec<String>, ack_of: Option<&DiscoveryResponse>) -> DiscoveryRequest {
-    DiscoveryRequest {
-        type_url: type_url.into(),
-        resource_names: names,
-        version_info: ack_of.map(|r| r.version_info.clone()).unwrap_or_default(),
-        response_nonce: ack_of.map(|r| r.nonce.clone()).unwrap_or_default(),
-        node: Some(Node {
-            id: "bench".into(),
-            cluster: "sidecar".into(),
-            locality: Some(Locality { zone: "dev-local".into(), ..Default::default() }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 /// Subscribes to everything like Envoy and ACKs each response.
 async fn subscribe_all(c: &mut AdsClient, port: u16) {
     for (ty, names) in [
@@ -76,9 +58,9 @@ async fn subscribe_all(c: &mut AdsClient, port: u16) {
         (ResourceType::Listener, vec![]),
         (ResourceType::Route, vec![format!("routes_{port}")]),
     ] {
-        c.send(request(ty.type_url(), names.clone(), None)).await;
+        c.send(envoy_request("sidecar", ty.type_url(), names.clone(), None)).await;
         let r = c.recv().await;
-        c.send(request(ty.type_url(), names, Some(&r))).await;
+        c.send(envoy_request("sidecar", ty.type_url(), names, Some(&r))).await;
     }
 }
 
@@ -139,7 +121,7 @@ async fn through_client(s: &Setup, label: &str) {
         to_publish.push(published.recv().await.unwrap() - t);
         assert!(r.type_url.ends_with("ClusterLoadAssignment"), "only EDS changes: got {}", r.type_url);
         bytes = r.resources.iter().map(|a| a.value.len()).sum();
-        client.send(request(&r.type_url, vec!["edge".into()], Some(&r))).await;
+        client.send(envoy_request("sidecar", &r.type_url, vec!["edge".into()], Some(&r))).await;
     }
     support::report(&format!("{label}: pod event -> published"), to_publish);
     support::report(&format!("{label}: pod event -> EDS at an ADS client"), to_client);

@@ -20,9 +20,7 @@ use devbridge::app::Daemon;
 use devbridge::discovery::DiscoveredEndpoints;
 use devbridge::profile::{Profile, parse_profile};
 use devbridge::xds::translate::translate;
-use envoy_types::pb::envoy::config::core::v3::{Locality, Node};
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
-use support::ads::AdsClient;
+use support::ads::{AdsClient, envoy_request};
 use tokio_util::sync::CancellationToken;
 
 const DOMAINS: usize = 50;
@@ -71,22 +69,6 @@ fn time<T>(n: usize, mut f: impl FnMut() -> T) -> Vec<Duration> {
         .collect()
 }
 
-fn request(type_url: &str, names: Vec<String>, ack_of: Option<&DiscoveryResponse>) -> DiscoveryRequest {
-    DiscoveryRequest {
-        type_url: type_url.into(),
-        resource_names: names,
-        version_info: ack_of.map(|r| r.version_info.clone()).unwrap_or_default(),
-        response_nonce: ack_of.map(|r| r.nonce.clone()).unwrap_or_default(),
-        node: Some(Node {
-            id: "bench".into(),
-            cluster: "p".into(),
-            locality: Some(Locality { zone: "dev-local".into(), ..Default::default() }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 /// Subscribes to everything like Envoy and ACKs each response.
 async fn subscribe_all(c: &mut AdsClient, profile: &Profile) {
     let cds = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
@@ -96,9 +78,9 @@ async fn subscribe_all(c: &mut AdsClient, profile: &Profile) {
     let clusters: Vec<String> = profile.clusters.keys().cloned().collect();
     let routes: Vec<String> = (0..PORTS).map(|p| format!("routes_{}", 20000 + p)).collect();
     for (ty, names) in [(cds, vec![]), (eds, clusters), (lds, vec![]), (rds, routes)] {
-        c.send(request(ty, names.clone(), None)).await;
+        c.send(envoy_request("p", ty, names.clone(), None)).await;
         let r = c.recv().await;
-        c.send(request(ty, names, Some(&r))).await;
+        c.send(envoy_request("p", ty, names, Some(&r))).await;
     }
 }
 
@@ -139,7 +121,7 @@ fn main() {
             assert!(r.type_url.ends_with("ClusterLoadAssignment"), "only EDS changes: got {}", r.type_url);
             bytes = r.resources.iter().map(|a| a.value.len()).sum();
             let names = r.resources.len();
-            client.send(request(&r.type_url, a.clusters.keys().cloned().collect(), Some(&r))).await;
+            client.send(envoy_request("p", &r.type_url, a.clusters.keys().cloned().collect(), Some(&r))).await;
             assert_eq!(names, 1, "only the changed load assignment is sent");
         }
         support::report("publish: translate + diff + hand-off", publish);

@@ -134,9 +134,6 @@ impl AdminState {
 }
 
 /// Serves admin requests on an already-bound listener until `shutdown`.
-/// How long a client has to finish the TLS handshake.
-pub const DEFAULT_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 pub async fn serve(
     listener: TcpListener,
     state: AdminState,
@@ -163,7 +160,7 @@ pub async fn serve(
             match tls {
                 None => connection(TokioIo::new(stream), state, peer, shutdown).await,
                 Some(acceptor) => {
-                    match tokio::time::timeout(DEFAULT_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    match tokio::time::timeout(crate::tls::DEFAULT_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => connection(TokioIo::new(tls_stream), state, peer, shutdown).await,
                         Ok(Err(e)) => debug!(%peer, error = %e, "admin TLS handshake failed"),
                         Err(_) => debug!(%peer, "admin TLS handshake timed out"),

@@ -13,6 +13,9 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::certs::CertPaths;
 
+/// How long a client has to finish the TLS handshake, on every listener.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {}: {source}; create it with `devbridge certs init`", path.display())]
@@ -57,11 +60,6 @@ impl TlsFiles {
             .map_err(|e| TlsError::Config(e.to_string()))?;
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
-    }
-
-    /// Parses every file, so a bad one is reported before anything listens.
-    pub fn check(&self) -> Result<(), TlsError> {
-        self.load().map(|_| ())
     }
 
     fn load(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>, rustls::RootCertStore), TlsError> {

@@ -45,10 +45,10 @@ cluster = "c1"
 [[domains]]
 name = "two.test:10002"
 [[domains.routes]]
-cluster = "c2"
-[[domains.routes]]
 prefix = "/shared"
 cluster = "c1"
+[[domains.routes]]
+cluster = "c2"
 
 [clusters.c1]
 connect_timeout = "{timeout}"
@@ -58,11 +58,6 @@ endpoints = [{{ address = "127.0.0.1:9101" }}]
 [clusters.c2.static]
 endpoints = [{{ address = "127.0.0.1:9102" }}, {{ address = "127.0.0.1:9103" }}]
 "#
-    );
-    // The shadow check would reject `/shared` after a catch-all; put it first.
-    src = src.replace(
-        "[[domains.routes]]\ncluster = \"c2\"\n[[domains.routes]]\nprefix = \"/shared\"\ncluster = \"c1\"",
-        "[[domains.routes]]\nprefix = \"/shared\"\ncluster = \"c1\"\n[[domains.routes]]\ncluster = \"c2\"",
     );
     if extra_proxy {
         src.push_str("\n[proxies.ghost]\nzone = \"dev-local\"\ndomains = [\"one.test:10001\"]\n");

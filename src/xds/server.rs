@@ -35,6 +35,7 @@ use super::stream::{Event, StreamState};
 use crate::metrics::XdsMetrics;
 use crate::profile::Profile;
 use crate::profile::watch::now_ms;
+use crate::tls::DEFAULT_HANDSHAKE_TIMEOUT;
 
 /// Largest request accepted from an Envoy. Requests are small (names and a
 /// node); anything near this is garbage.
@@ -395,9 +396,6 @@ pub fn bind_unix(path: &std::path::Path) -> Result<tokio::net::UnixListener, Bin
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
     Ok(listener)
 }
-
-/// How long a client has to finish the TLS handshake.
-pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves ADS on an already-bound listener until `shutdown` fires, then
 /// lets open streams end. With `tls`, every TCP connection must complete a

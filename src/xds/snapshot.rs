@@ -290,7 +290,7 @@ pub fn listener_route_names(l: &Listener) -> Result<Vec<String>, SnapshotError> 
     Ok(names)
 }
 
-fn hash_of(v: impl Hash) -> u64 {
+pub(crate) fn hash_of(v: impl Hash) -> u64 {
     // DefaultHasher::new() uses fixed keys: stable within a build, which is
     // all a version needs (Envoy only compares versions for equality).
     let mut h = DefaultHasher::new();

@@ -342,9 +342,7 @@ pub(super) fn content_hash(cluster: &str, endpoint_hashes: impl Iterator<Item = 
 }
 
 pub(super) fn endpoint_hash(e: &profile::Endpoint) -> u64 {
-    let mut h = DefaultHasher::new();
-    e.hash(&mut h);
-    h.finish()
+    super::snapshot::hash_of(e)
 }
 
 /// Zipkin tracing for a connection manager: B3 headers are started or

@@ -9,6 +9,30 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
+/// A request as Envoy sends it from proxy `node_cluster` in zone
+/// `dev-local`, ACKing `ack_of` when given.
+pub fn envoy_request(
+    node_cluster: &str,
+    type_url: &str,
+    names: Vec<String>,
+    ack_of: Option<&DiscoveryResponse>,
+) -> DiscoveryRequest {
+    use envoy_types::pb::envoy::config::core::v3::{Locality, Node};
+    DiscoveryRequest {
+        type_url: type_url.into(),
+        resource_names: names,
+        version_info: ack_of.map(|r| r.version_info.clone()).unwrap_or_default(),
+        response_nonce: ack_of.map(|r| r.nonce.clone()).unwrap_or_default(),
+        node: Some(Node {
+            id: "bench".into(),
+            cluster: node_cluster.into(),
+            locality: Some(Locality { zone: "dev-local".into(), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 pub struct AdsClient {
     pub tx: mpsc::Sender<DiscoveryRequest>,
     pub rx: Streaming<DiscoveryResponse>,
