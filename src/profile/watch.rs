@@ -89,10 +89,8 @@ pub async fn follow(
     metrics: Arc<XdsMetrics>,
     shutdown: CancellationToken,
 ) {
-    let current = publisher.current().profile.clone();
     let mut r = Reloader {
         last_read: std::fs::read(&path).ok().map(|b| hash(&b)),
-        current,
         path,
         publisher,
         status,
@@ -141,8 +139,6 @@ struct Reloader {
     metrics: Arc<XdsMetrics>,
     /// Hash of the last content read, good or bad.
     last_read: Option<u64>,
-    /// The profile being served.
-    current: Option<Arc<Profile>>,
     /// A problem not reported yet, and when to report it.
     pending: Option<(Instant, Vec<String>)>,
 }
@@ -229,16 +225,16 @@ impl Reloader {
 
     fn serve(&mut self, profile: Profile) {
         self.pending = None;
-        let summary = match &self.current {
+        // What is served now is the publisher's; the diff is against it.
+        let summary = match &self.publisher.current().profile {
             Some(old) => ProfileDiff::between(old, &profile).to_string(),
             None => "first profile".to_string(),
         };
-        let profile = Arc::new(profile);
-        match self.publisher.set_profile((*profile).clone()) {
+        let name = profile.name.clone();
+        match self.publisher.set_profile(profile) {
             Ok(_) => {
                 self.metrics.reload(true);
-                info!(profile = %profile.name, file = %self.path.display(), change = %summary, "profile reloaded");
-                self.current = Some(profile);
+                info!(profile = %name, file = %self.path.display(), change = %summary, "profile reloaded");
                 self.status.send_modify(|s| {
                     s.loaded_at_ms = now_ms();
                     s.reloads_ok += 1;
