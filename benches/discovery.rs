@@ -20,12 +20,12 @@ use std::time::{Duration, Instant};
 
 use devbridge::app::Daemon;
 use devbridge::bootstrap::{bootstrap, to_yaml};
-use devbridge::discovery::DiscoveredEndpoints;
 use devbridge::discovery::index::objects::{Object, PodInfo};
 use devbridge::discovery::index::{Change, Index};
 use devbridge::discovery::plan::Plan;
+use devbridge::model::{Discovered, EndpointSet};
 use devbridge::profile::Profile;
-use devbridge::publish::Publisher;
+use devbridge::publish::Builder;
 use devbridge::xds::ResourceType;
 use devbridge::xds::load_assignment::LoadAssignmentCache;
 use devbridge::xds::translate::to_load_assignment;
@@ -67,7 +67,7 @@ async fn subscribe_all(c: &mut AdsClient, port: u16) {
 /// Records when each publish happens.
 fn publish_times(daemon: &Daemon) -> tokio::sync::mpsc::UnboundedReceiver<Instant> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut published = daemon.publisher.subscribe();
+    let mut published = daemon.published();
     tokio::spawn(async move {
         while published.changed().await.is_ok() {
             let _ = tx.send(Instant::now());
@@ -161,7 +161,7 @@ async fn through_envoy(s: &Setup) {
 /// Index apply + EDS-only publish of one changed pod among `n`, no I/O.
 fn local_work(n: usize) {
     let profile = mk_profile(18888, "/nonexistent", &["edge"], EDGE);
-    let publisher = Publisher::new(profile.clone()).unwrap();
+    let mut builder = Builder::new(Arc::new(profile.clone()), Arc::default()).unwrap();
     let mut index = Index::default();
     index.set_plan(Plan::from_profile(&profile));
     let key = index.plan().watches().into_keys().next().unwrap();
@@ -174,21 +174,24 @@ fn local_work(n: usize) {
         index.apply(&key, Change::InitApply(info(i, true)));
     }
     index.apply(&key, Change::InitDone);
-    let mut sent: Arc<DiscoveredEndpoints> = Arc::new(index.discovered());
-    publisher.set_discovered(sent.clone()).unwrap();
+    let all = index.plan().clusters.keys().cloned().collect();
+    let mut sent = Arc::new(Discovered { endpoints: index.discovered(), changed: all, generation: 1 });
+    builder.set_discovered(sent.clone()).unwrap();
     let (mut apply, mut publish) = (Vec::new(), Vec::new());
     for i in 0..EVENTS {
         let object = info(0, i % 2 == 1);
         let t = Instant::now();
-        let changed = index.apply(&key, Change::Apply(object));
-        let next: DiscoveredEndpoints = sent
+        let changed: std::collections::BTreeSet<String> =
+            index.apply(&key, Change::Apply(object)).into_iter().collect();
+        let next: EndpointSet = sent
+            .endpoints
             .iter()
-            .map(|(c, eps)| (c.clone(), if changed.contains(c) { index.endpoints(c) } else { eps.clone() }))
+            .map(|(c, eps)| (c.clone(), if changed.contains(c) { index.endpoints(c).into() } else { eps.clone() }))
             .collect();
         apply.push(t.elapsed());
         let t2 = Instant::now();
-        sent = Arc::new(next);
-        assert!(publisher.set_discovered(sent.clone()).unwrap());
+        sent = Arc::new(Discovered { endpoints: next, changed, generation: sent.generation + 1 });
+        assert!(builder.set_discovered(sent.clone()).unwrap().is_some());
         publish.push(t2.elapsed());
     }
     let eps = index.endpoints("edge");

@@ -3,10 +3,11 @@
 //!
 //! 1. validate: parse + validate a large profile (TOML text -> model).
 //! 2. translate: model -> every Snapshot (all four types, hashed, checked).
-//! 3. push: `Daemon::publish` of a profile differing in one endpoint ->
-//!    the EDS response arriving at a real gRPC client (tonic, envoy-types)
-//!    over loopback, the client having ACKed everything like Envoy does;
-//!    split into publish (full re-translation) and the stream + wire share.
+//! 3. push: the builder's step for a profile differing in one endpoint,
+//!    handed to the ADS server as the builder task does -> the EDS response
+//!    arriving at a real gRPC client (tonic, envoy-types) over loopback, the
+//!    client having ACKed everything like Envoy does; split into publish
+//!    (full re-translation) and the stream + wire share.
 //!
 //! The large profile: 50 domains on 5 ports, 20 routes each (1,000 routes),
 //! 100 static clusters of 100 endpoints (10,000 endpoints).
@@ -16,9 +17,13 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use devbridge::app::Daemon;
-use devbridge::discovery::DiscoveredEndpoints;
+use std::sync::Arc;
+
+use devbridge::metrics::XdsMetrics;
+use devbridge::model::EndpointSet;
 use devbridge::profile::{Profile, parse_profile};
+use devbridge::publish::Builder;
+use devbridge::xds::server::AdsService;
 use devbridge::xds::translate::translate;
 use support::ads::{AdsClient, envoy_request};
 use tokio_util::sync::CancellationToken;
@@ -98,21 +103,27 @@ fn main() {
     support::report("validate (parse + validate)", time(20, || parse_profile("bench.toml", "bench", &src_a).unwrap()));
     let a = parse_profile("bench.toml", "bench", &src_a).unwrap();
     let b = parse_profile("bench.toml", "bench", &src_b).unwrap();
-    let none = DiscoveredEndpoints::new();
+    let none = EndpointSet::new();
     support::report("translate (all four types, one proxy)", time(50, || translate(&a, &none).unwrap()));
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         let listener = support::loopback_listener().await;
-        let daemon = Daemon::start(a.clone(), listener, None, CancellationToken::new()).unwrap();
-        let mut client = AdsClient::connect(&daemon).await;
+        let addr = listener.local_addr().unwrap();
+        let (a, b) = (Arc::new(a), Arc::new(b));
+        let mut builder = Builder::new(a.clone(), Arc::default()).unwrap();
+        let (published, rx) = tokio::sync::watch::channel(builder.published().clone());
+        let (shutdown, tracker) = (CancellationToken::new(), tokio_util::task::TaskTracker::new());
+        let service = AdsService::new(rx, Arc::new(XdsMetrics::default()), shutdown.clone(), tracker);
+        tokio::spawn(devbridge::xds::server::serve(listener.into(), service, None, shutdown));
+        let mut client = AdsClient::connect_to(addr).await;
         subscribe_all(&mut client, &a).await;
 
         let (mut publish, mut push, mut wire, mut bytes) = (Vec::new(), Vec::new(), Vec::new(), 0usize);
         for i in 0..200 {
             let next = if i % 2 == 0 { b.clone() } else { a.clone() };
             let t = Instant::now();
-            daemon.publish(next, &none).unwrap();
+            published.send_replace(builder.set_profile(next).unwrap().expect("an endpoint differs"));
             let published = t.elapsed();
             publish.push(published);
             let r = client.recv().await;

@@ -32,18 +32,17 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
 use crate::metrics::{METRICS_CONTENT_TYPE, XdsMetrics};
+use crate::model::Published;
 use crate::profile::watch::ReloadStatus;
 use crate::registered::Registry;
 use crate::xds::registry::StreamRegistry;
-use crate::xds::server::Published;
 pub use status::{ProfileInfo, ProxyStatus, Status};
 
 /// Largest request body accepted (a registered endpoint list); more is 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// What the discovery sources tell the admin API: readiness and a state per
-/// source. Discovery provides one (it lands from another branch); until
-/// then [`NoSources`]: nothing to wait for, nothing to show.
+/// source.
 pub trait SourcesView: Send + Sync {
     /// Whether every discovery source has synced at least once; `/readyz`
     /// waits for it.
@@ -95,19 +94,6 @@ impl SourcesView for DiscoverySources {
     }
 }
 
-/// No discovery sources.
-#[derive(Debug, Default)]
-pub struct NoSources;
-
-impl SourcesView for NoSources {
-    fn all_synced_once(&self) -> bool {
-        true
-    }
-    fn status(&self) -> Vec<serde_json::Value> {
-        Vec::new()
-    }
-}
-
 /// Everything the admin API reads or changes.
 #[derive(Clone)]
 pub struct AdminState {
@@ -123,9 +109,7 @@ impl AdminState {
     /// Whether `/readyz` answers 200, and why not.
     pub fn readiness(&self) -> Result<String, String> {
         let published = self.published.borrow().clone();
-        let Some(profile) = &published.profile else {
-            return Err("no profile published yet".into());
-        };
+        let profile = &published.profile;
         if !self.sources.all_synced_once() {
             return Err(format!("profile {} is loaded; waiting for every discovery source to sync once", profile.name));
         }

@@ -1,14 +1,16 @@
-//! The one place that wires tasks and channels together.
+//! The one place that wires tasks and channels together. Each input owns
+//! its channel; one builder task combines them into what is served.
 //!
 //! ```text
-//! profile, discovered + registered endpoints ─▶ Publisher ─watch<Published>─▶ ADS stream tasks ─▶ Envoy
-//!                  ▲                                          ├────────▶ admin server
-//!     discovery ───┘ (EDS only)  ◀── profile changes ─────────┘
+//! profile::watch (reload) ─watch<Arc<Profile>>──┬──────────────▶ builder ─watch<Arc<Published>>─▶ ADS streams ─▶ Envoy
+//!                                               ├─▶ discovery ─watch<Arc<Discovered>>─▶ builder   └─▶ admin server
+//!                                               └─▶ registered ─watch<Arc<EndpointSet>>─▶ builder
 //! ```
 //!
-//! The [`Publisher`] is the single writer of what is served; everything
-//! downstream reads. A change is translated whole and published only if
-//! every proxy's snapshot is consistent, so a bad one changes nothing.
+//! The builder task ([`run_builder`]) is the single writer of what is
+//! served; everything downstream reads. A change is translated and
+//! published only if every proxy's snapshot is consistent, so a bad one
+//! changes nothing.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -20,11 +22,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::discovery::{self, DiscoveredEndpoints, Discovery, SourceStatus};
+use crate::discovery::{self, Discovery, SourceStatus};
 use crate::metrics::XdsMetrics;
-use crate::profile::Profile;
+use crate::model::{Discovered, EndpointSet, Profile, Published};
 use crate::profile::watch::ReloadStatus;
-use crate::publish::Publisher;
+use crate::publish::Builder;
 use crate::registered::Registry;
 use crate::tls::{TlsError, TlsFiles};
 use crate::xds::registry::StreamRegistry;
@@ -59,15 +61,14 @@ pub enum StartError {
     Tls(#[from] TlsError),
 }
 
-/// A running devbridge: xDS server, admin server and the publisher.
+/// A running devbridge: xDS server, admin server, the inputs and the builder.
 pub struct Daemon {
-    pub publisher: Arc<Publisher>,
     pub registry: Arc<Registry>,
     pub metrics: Arc<XdsMetrics>,
     /// Every connected Envoy, as its ADS stream reports it.
     pub streams: Arc<StreamRegistry>,
-    /// Written by the reload task; read by the admin API.
-    pub reload: watch::Sender<ReloadStatus>,
+    published: watch::Receiver<Arc<Published>>,
+    reload: watch::Receiver<ReloadStatus>,
     /// The xDS TCP address (unspecified, port 0, when serving on a Unix socket).
     pub xds_addr: SocketAddr,
     /// The xDS Unix socket, when serving on one.
@@ -105,26 +106,29 @@ impl Daemon {
             (Some(files), true) => Some(files.acceptor(&[b"http/1.1"])?),
             _ => None,
         };
-        let (reload, _) = watch::channel(ReloadStatus::loaded(profile.file.clone()));
-        let publisher = Publisher::new(profile)?;
-        let registry = Registry::open(publisher.clone(), options.state_file);
+        let (reload, reload_rx) = watch::channel(ReloadStatus::loaded(profile.file.clone()));
+        let profile = Arc::new(profile);
+        let (profile_tx, profile_rx) = watch::channel(profile.clone());
+        let (registry, registered) = Registry::open(profile_rx.clone(), options.state_file);
+        let builder = Builder::new(profile, registered.borrow().clone())?;
+        let (published, rx) = watch::channel(builder.published().clone());
         let metrics = Arc::new(XdsMetrics::default());
         let tracker = TaskTracker::new();
+        // Without a file to follow, the profile's sender is dropped here and
+        // the first profile stays in force.
         if let Some(path) = options.follow {
             let span = tracing::info_span!("reload", file = %path.display());
             tracker.spawn(tracing::Instrument::instrument(
-                crate::profile::watch::follow(
-                    path,
-                    publisher.clone(),
-                    reload.clone(),
-                    metrics.clone(),
-                    shutdown.clone(),
-                ),
+                crate::profile::watch::follow(path, profile_tx, reload, metrics.clone(), shutdown.clone()),
                 span,
             ));
         }
-        let discovery = discovery::spawn(publisher.clone(), options.discovery, &tracker, shutdown.clone());
-        let rx = publisher.subscribe();
+        let (discovery, discovered) =
+            discovery::spawn(profile_rx.clone(), options.discovery, &tracker, shutdown.clone());
+        tracker.spawn(tracing::Instrument::instrument(
+            run_builder(builder, Inputs { profile: profile_rx, discovered, registered }, published, shutdown.clone()),
+            tracing::info_span!("builder"),
+        ));
         let (xds_addr, xds_socket) = match &xds {
             XdsListener::Tcp(l) => (l.local_addr().expect("bound listener has an address"), None),
             XdsListener::Unix(l) => (
@@ -142,21 +146,21 @@ impl Daemon {
         let xds_task = tokio::spawn(crate::xds::server::serve(xds, service, xds_tls, shutdown.clone()));
         if let Some(admin) = admin {
             let state = crate::admin::AdminState {
-                published: rx,
+                published: rx.clone(),
                 registry: registry.clone(),
                 streams: streams.clone(),
                 metrics: metrics.clone(),
-                reload: reload.subscribe(),
+                reload: reload_rx.clone(),
                 sources: Arc::new(crate::admin::DiscoverySources(discovery.sources())),
             };
             tracker.spawn(crate::admin::serve(admin, state, admin_tls, shutdown.clone()));
         }
         Ok(Self {
-            publisher,
             registry,
             metrics,
             streams,
-            reload,
+            published: rx,
+            reload: reload_rx,
             xds_addr,
             xds_socket,
             admin_addr,
@@ -177,10 +181,25 @@ impl Daemon {
         &self.discovery
     }
 
-    /// Serves a new profile and discovered endpoints. On error nothing
-    /// changes and the last good snapshots keep being served.
-    pub fn publish(&self, profile: Profile, discovered: &DiscoveredEndpoints) -> Result<(), SnapshotError> {
-        self.publisher.set(profile, Arc::new(discovered.clone())).map(|_| ())
+    /// What is served, as every reader sees it; `changed` fires on the
+    /// next publish.
+    pub fn published(&self) -> watch::Receiver<Arc<Published>> {
+        let mut rx = self.published.clone();
+        rx.mark_unchanged();
+        rx
+    }
+
+    /// What is served now.
+    pub fn current(&self) -> Arc<Published> {
+        self.published.borrow().clone()
+    }
+
+    /// The reload state of the profile in force; `changed` fires on the
+    /// next change.
+    pub fn reload_status(&self) -> watch::Receiver<ReloadStatus> {
+        let mut rx = self.reload.clone();
+        rx.mark_unchanged();
+        rx
     }
 
     pub fn shutdown_token(&self) -> CancellationToken {
@@ -196,6 +215,51 @@ impl Daemon {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(anyhow::anyhow!("xDS server failed: {e}")),
             Err(e) => Err(anyhow::anyhow!("xDS server task panicked: {e}")),
+        }
+    }
+}
+
+/// What the builder reads: one channel per input, each with one writer.
+pub struct Inputs {
+    /// Written by the reloader (`profile::watch`).
+    pub profile: watch::Receiver<Arc<Profile>>,
+    /// Written by the discovery loop.
+    pub discovered: watch::Receiver<Arc<Discovered>>,
+    /// Written by the [`Registry`].
+    pub registered: watch::Receiver<Arc<EndpointSet>>,
+}
+
+/// The builder task: the one writer of `watch<Arc<Published>>`. Hands each
+/// input's new value to its [`Builder`] step and publishes what changed; a
+/// step that fails leaves what is served as it was. An input whose writer
+/// is gone keeps its last value.
+pub async fn run_builder(
+    mut builder: Builder,
+    mut inputs: Inputs,
+    published: watch::Sender<Arc<Published>>,
+    shutdown: CancellationToken,
+) {
+    let mut open = [true; 3];
+    loop {
+        let step = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = inputs.profile.changed(), if open[0] => match r {
+                Ok(()) => builder.set_profile(inputs.profile.borrow_and_update().clone()),
+                Err(_) => { open[0] = false; continue }
+            },
+            r = inputs.registered.changed(), if open[1] => match r {
+                Ok(()) => builder.set_registered(inputs.registered.borrow_and_update().clone()),
+                Err(_) => { open[1] = false; continue }
+            },
+            r = inputs.discovered.changed(), if open[2] => match r {
+                Ok(()) => builder.set_discovered(inputs.discovered.borrow_and_update().clone()),
+                Err(_) => { open[2] = false; continue }
+            },
+            else => return,
+        };
+        // Failures are logged by the builder; the last good stays served.
+        if let Ok(Some(next)) = step {
+            published.send_replace(next);
         }
     }
 }

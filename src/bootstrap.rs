@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde_json::{Value, json};
 
-use crate::profile::{Profile, Proxy};
+use crate::model::{Profile, Proxy};
 
 /// Name of the static cluster through which Envoy reaches devbridge.
 pub const XDS_CLUSTER: &str = "devbridge_xds";

@@ -3,10 +3,11 @@
 //! EndpointSlices), read from the laptop with the `kube` crate.
 //!
 //! ```text
-//! Publisher ─watch<Published>─▶ run loop ─ plan ─▶ one task per watch (kube.rs) ──┐
-//!    ▲                             ▲ (profile changed: re-plan)                      │ mpsc<Msg>
-//!    │ set_discovered (EDS only)   └──────────────── Index (pure) ◀──────────────────┘
-//!    └──────────────────────────────── run loop ─▶ watch<Vec<SourceStatus>>
+//! reload ─watch<Arc<Profile>>─▶ run loop ─ plan ─▶ one task per watch (kube.rs) ──┐
+//!                                 ▲ (profile changed: re-plan)                      │ mpsc<Msg>
+//!                                 └──────────────── Index (pure) ◀──────────────────┘
+//!           run loop ─▶ watch<Arc<Discovered>> (endpoints + changed clusters) ─▶ builder
+//!           run loop ─▶ watch<Vec<SourceStatus>>
 //! ```
 //!
 //! Failure semantics: a source that fails keeps its last known endpoints
@@ -31,14 +32,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::profile::{Endpoint, Profile};
-use crate::publish::Publisher;
+use crate::model::{Discovered, EndpointSet, Profile};
 use index::{Index, Skipped};
 use kube::{Clients, Msg, Report};
 use plan::{Plan, WatchKey};
-
-/// Discovered endpoints by cluster name.
-pub type DiscoveredEndpoints = BTreeMap<String, Vec<Endpoint>>;
 
 /// The server ends each watch after this and kube resumes it from the last
 /// resourceVersion. It must stay below [`DEFAULT_READ_TIMEOUT`], or a quiet
@@ -154,18 +151,20 @@ impl Discovery {
     }
 }
 
-/// Starts discovery for the publisher's profile, following its changes.
+/// Starts discovery for the profile in force, following its changes. The
+/// receiver gets every cluster's endpoints and which clusters changed.
 pub fn spawn(
-    publisher: Arc<Publisher>,
+    profile: watch::Receiver<Arc<Profile>>,
     opts: Options,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
-) -> Discovery {
+) -> (Discovery, watch::Receiver<Arc<Discovered>>) {
     let (status_tx, status) = watch::channel(Vec::new());
+    let (out, discovered) = watch::channel(Arc::new(Discovered::default()));
     let relist = Arc::new(Notify::new());
-    let run = Run::new(publisher, opts, tracker.clone(), shutdown);
-    tracker.spawn(run.run(status_tx, relist.clone()).instrument(info_span!("discovery")));
-    Discovery { status, relist }
+    let run = Run::new(out, opts, tracker.clone(), shutdown);
+    tracker.spawn(run.run(profile, status_tx, relist.clone()).instrument(info_span!("discovery")));
+    (Discovery { status, relist }, discovered)
 }
 
 /// Whether the wall clock moved differently from the monotonic clock by
@@ -190,7 +189,8 @@ struct Source {
 
 /// The discovery loop's state: the only writer of the index and the status.
 struct Run {
-    publisher: Arc<Publisher>,
+    /// What was last sent: the one writer of the discovered endpoints.
+    out: watch::Sender<Arc<Discovered>>,
     opts: Options,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -200,8 +200,6 @@ struct Run {
     tx: mpsc::Sender<Msg>,
     rx: Option<mpsc::Receiver<Msg>>,
     next_id: u64,
-    /// What was last handed to the publisher.
-    sent: Arc<DiscoveredEndpoints>,
     status: Vec<SourceStatus>,
 }
 
@@ -210,10 +208,15 @@ struct Run {
 const BATCH: usize = 1024;
 
 impl Run {
-    fn new(publisher: Arc<Publisher>, opts: Options, tracker: TaskTracker, shutdown: CancellationToken) -> Self {
+    fn new(
+        out: watch::Sender<Arc<Discovered>>,
+        opts: Options,
+        tracker: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(BATCH);
         Self {
-            publisher,
+            out,
             opts,
             tracker,
             shutdown,
@@ -223,30 +226,33 @@ impl Run {
             tx,
             rx: Some(rx),
             next_id: 0,
-            sent: Arc::default(),
             status: Vec::new(),
         }
     }
 
-    async fn run(mut self, status_tx: watch::Sender<Vec<SourceStatus>>, relist: Arc<Notify>) {
+    async fn run(
+        mut self,
+        mut profiles: watch::Receiver<Arc<Profile>>,
+        status_tx: watch::Sender<Vec<SourceStatus>>,
+        relist: Arc<Notify>,
+    ) {
         let mut rx = self.rx.take().expect("run once");
-        let mut published = self.publisher.subscribe();
+        // Without a reloader the first profile stays in force.
+        let mut following = true;
         let mut profile: Option<Arc<Profile>> = None;
         let mut tick = tokio::time::interval(self.opts.clock_check_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut clocks = (Instant::now(), SystemTime::now());
         loop {
-            let current = published.borrow_and_update().profile.clone();
-            if current.as_ref().map(Arc::as_ptr) != profile.as_ref().map(Arc::as_ptr) {
-                if let Some(p) = &current {
-                    self.replan(p);
-                }
-                profile = current;
+            let current = profiles.borrow_and_update().clone();
+            if profile.as_ref().is_none_or(|p| !Arc::ptr_eq(p, &current)) {
+                self.replan(&current);
+                profile = Some(current);
                 self.update_status(&status_tx);
             }
             tokio::select! {
                 _ = self.shutdown.cancelled() => break,
-                r = published.changed() => if r.is_err() { break },
+                r = profiles.changed(), if following => following = r.is_ok(),
                 msg = rx.recv() => {
                     let Some(msg) = msg else { break };
                     let mut changed = BTreeSet::new();
@@ -317,9 +323,16 @@ impl Run {
             self.sources.insert(key.clone(), source);
         }
         self.clients.retain(|c| wanted.keys().any(|k| k.conn() == c));
-        let all = self.index.plan().clusters.keys().cloned().collect();
-        self.sent = Arc::default();
-        self.publish(&all);
+        // Only the clusters whose endpoints the new plan changes are sent.
+        let sent = self.out.borrow().clone();
+        let clusters = &self.index.plan().clusters;
+        let changed = clusters
+            .keys()
+            .filter(|c| sent.endpoints.get(*c).is_none_or(|e| **e != *self.index.endpoints(c)))
+            .chain(sent.endpoints.keys().filter(|c| !clusters.contains_key(*c)))
+            .cloned()
+            .collect();
+        self.publish(&changed);
     }
 
     fn handle(&mut self, msg: Msg, changed: &mut BTreeSet<String>) {
@@ -380,26 +393,25 @@ impl Run {
         }
     }
 
-    /// Hands the changed clusters' endpoints to the publisher: an EDS-only update.
+    /// Sends every cluster's endpoints, naming the `changed` ones; the
+    /// others keep their shared lists.
     fn publish(&mut self, changed: &BTreeSet<String>) {
         if changed.is_empty() {
             return;
         }
-        let next: DiscoveredEndpoints = self
+        let sent = self.out.borrow().clone();
+        let endpoints: EndpointSet = self
             .index
             .plan()
             .clusters
             .keys()
-            .map(|c| match self.sent.get(c) {
+            .map(|c| match sent.endpoints.get(c) {
                 Some(eps) if !changed.contains(c) => (c.clone(), eps.clone()),
-                _ => (c.clone(), self.index.endpoints(c)),
+                _ => (c.clone(), self.index.endpoints(c).into()),
             })
             .collect();
-        let next = Arc::new(next);
-        match self.publisher.set_discovered(next.clone()) {
-            Ok(_) => self.sent = next,
-            Err(e) => warn!(error = %e, "discovered endpoints not published; the previous ones stay"),
-        }
+        let generation = sent.generation + 1;
+        self.out.send_replace(Arc::new(Discovered { endpoints, changed: changed.clone(), generation }));
     }
 
     fn relist_all(&self, why: &str) {

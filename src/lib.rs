@@ -28,6 +28,7 @@ pub mod bootstrap;
 pub mod certs;
 pub mod discovery;
 pub mod metrics;
+pub mod model;
 pub mod profile;
 pub mod publish;
 pub mod registered;

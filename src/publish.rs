@@ -1,163 +1,149 @@
-//! The [`Publisher`]: the one writer of what Envoys are served.
+//! The [`Builder`]: what Envoys are served, from the three inputs.
 //!
-//! Its inputs are the profile in force and the endpoints found at run time,
-//! each set by the task that owns it (profile reload, discovery, the admin
-//! API). Any change re-translates and publishes through a `watch` channel,
-//! but only when the result differs; a change whose translation fails is
-//! refused whole and leaves both the inputs and what is served untouched.
+//! The profile in force, the discovered endpoints and the registered ones
+//! each arrive on their own channel (see `app`); the one builder task hands
+//! each new value to the matching step here and publishes what it returns.
+//! Everything here is pure: no runtime, no channel.
 //!
-//! Discovered endpoints take a shorter path: only the load assignments of
-//! the clusters whose endpoints changed are rebuilt, in the snapshots of the
-//! proxies that use them; listeners, routes and clusters are reused as they
-//! are. Edge pods come and go far more often than profiles change, and an
-//! edge may have thousands of pods: each load assignment is packed once for
-//! every proxy, reusing the encoding of the endpoints that did not change
-//! ([`LoadAssignmentCache`]), and whether anything changed is decided by
-//! snapshot versions, not by comparing every resource's bytes.
+//! A new profile or new registered endpoints translate everything; a change
+//! whose translation fails is refused whole and leaves both the inputs and
+//! what is served untouched. Discovered endpoints take a shorter path: only
+//! the load assignments of the clusters discovery reports as changed are
+//! rebuilt, in the snapshots of the proxies that use them; listeners, routes
+//! and clusters are reused as they are. Edge pods come and go far more often
+//! than profiles change, and an edge may have thousands of pods: each load
+//! assignment is packed once for every proxy, reusing the encoding of the
+//! endpoints that did not change ([`LoadAssignmentCache`]), and whether
+//! anything changed is decided by snapshot versions, not by comparing every
+//! resource's bytes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Instant;
 
-use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::discovery::DiscoveredEndpoints;
-use crate::profile::Profile;
+use crate::model::{Discovered, EndpointSet, Profile, Published};
 use crate::xds::Snapshot;
-use crate::xds::load_assignment::LoadAssignmentCache;
-use crate::xds::server::Published;
+use crate::xds::load_assignment::{LoadAssignmentCache, translate_load_assignments};
 use crate::xds::snapshot::SnapshotError;
-use crate::xds::translate::{translate, translate_endpoints, translate_load_assignments};
+use crate::xds::translate::{translate, translate_endpoints, translate_proxy_with};
 
-/// What translation reads.
-#[derive(Debug, Clone)]
-struct Inputs {
+/// Whether `profile` can be served at all: its snapshots are consistent.
+/// Endpoints only fill load assignments, so checking without them holds
+/// for any endpoints.
+pub fn check(profile: &Profile) -> Result<(), SnapshotError> {
+    translate(profile, &EndpointSet::new()).map(drop)
+}
+
+/// The inputs last built from, and what was built.
+#[derive(Debug)]
+pub struct Builder {
     profile: Arc<Profile>,
-    /// Endpoints found by discovery (the `kubernetes` sources).
-    discovered: Arc<DiscoveredEndpoints>,
-    /// Endpoints registered at run time through the admin API.
-    registered: Arc<DiscoveredEndpoints>,
+    discovered: Arc<Discovered>,
+    registered: Arc<EndpointSet>,
+    /// The EDS-only path's encoded endpoints.
+    load_assignments: LoadAssignmentCache,
+    published: Arc<Published>,
 }
 
-pub struct Publisher {
-    tx: watch::Sender<Arc<Published>>,
-    // Held only while translating, never across an await.
-    inputs: Mutex<Inputs>,
-    /// The EDS-only path's encoded endpoints. Locked only while `inputs` is.
-    load_assignments: Mutex<LoadAssignmentCache>,
-}
-
-impl Publisher {
-    /// Translates the first profile; fails if it cannot be served.
-    pub fn new(profile: Profile) -> Result<Arc<Self>, SnapshotError> {
-        let inputs = Inputs { profile: Arc::new(profile), discovered: Arc::default(), registered: Arc::default() };
-        let published = build(&inputs)?;
-        let (tx, _) = watch::channel(Arc::new(published));
-        Ok(Arc::new(Self { tx, inputs: Mutex::new(inputs), load_assignments: Mutex::default() }))
+impl Builder {
+    /// Translates the first profile with the registered endpoints restored
+    /// at start-up; fails if it cannot be served.
+    pub fn new(profile: Arc<Profile>, registered: Arc<EndpointSet>) -> Result<Self, SnapshotError> {
+        let discovered = Arc::new(Discovered::default());
+        let published = Arc::new(build(&profile, &discovered.endpoints, &registered)?);
+        Ok(Self { profile, discovered, registered, load_assignments: LoadAssignmentCache::default(), published })
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<Arc<Published>> {
-        self.tx.subscribe()
+    /// What is served now.
+    pub fn published(&self) -> &Arc<Published> {
+        &self.published
     }
 
-    pub fn current(&self) -> Arc<Published> {
-        self.tx.borrow().clone()
-    }
-
-    /// Serves a new profile. Returns whether anything Envoy sees changed.
-    pub fn set_profile(&self, profile: Profile) -> Result<bool, SnapshotError> {
-        self.update(|i| i.profile = Arc::new(profile))
-    }
-
-    /// Replaces the discovered endpoints. Rebuilds only the load
-    /// assignments that changed (see the module doc).
-    pub fn set_discovered(&self, endpoints: Arc<DiscoveredEndpoints>) -> Result<bool, SnapshotError> {
-        let mut inputs = self.inputs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        // Registered endpoints win over discovered ones of the same cluster.
-        let changed: BTreeSet<String> = inputs
-            .discovered
-            .keys()
-            .chain(endpoints.keys())
-            .filter(|c| inputs.discovered.get(*c) != endpoints.get(*c) && !inputs.registered.contains_key(*c))
-            .cloned()
-            .collect();
-        if changed.is_empty() {
-            inputs.discovered = endpoints;
-            return Ok(false);
+    /// Serves a new profile. `Some` when anything Envoy sees changed.
+    pub fn set_profile(&mut self, profile: Arc<Profile>) -> Result<Option<Arc<Published>>, SnapshotError> {
+        if Arc::ptr_eq(&profile, &self.profile) {
+            return Ok(None);
         }
-        let current = self.tx.borrow().clone();
-        if current.profile.as_ref().is_none_or(|p| !Arc::ptr_eq(p, &inputs.profile) && **p != *inputs.profile) {
-            // Not what `update` last published: translate everything.
-            drop(inputs);
-            return self.update(|i| i.discovered = endpoints);
+        let published = build(&profile, &self.discovered.endpoints, &self.registered)
+            .inspect_err(|e| warn!(error = %e, "translation failed; keeping the previous configuration"))?;
+        self.profile = profile;
+        Ok(self.publish(published))
+    }
+
+    /// Replaces the endpoints registered through the admin API.
+    pub fn set_registered(&mut self, registered: Arc<EndpointSet>) -> Result<Option<Arc<Published>>, SnapshotError> {
+        if Arc::ptr_eq(&registered, &self.registered) {
+            return Ok(None);
         }
-        let profile = inputs.profile.clone();
-        let registered = inputs.registered.clone();
-        let lookup = |name: &str| registered.get(name).or_else(|| endpoints.get(name)).map(Vec::as_slice);
-        let updated = {
-            let mut cache = self.load_assignments.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            cache.retain(|c| endpoints.contains_key(c));
-            translate_load_assignments(&profile, &changed, &lookup, &mut cache)
+        let published = build(&self.profile, &self.discovered.endpoints, &registered)
+            .inspect_err(|e| warn!(error = %e, "translation failed; keeping the previous configuration"))?;
+        self.registered = registered;
+        Ok(self.publish(published))
+    }
+
+    /// Applies discovered endpoints: rebuilds only the load assignments of
+    /// the clusters that changed (see the module doc).
+    pub fn set_discovered(&mut self, discovered: Arc<Discovered>) -> Result<Option<Arc<Published>>, SnapshotError> {
+        let mut changed = if discovered.generation == self.discovered.generation + 1 {
+            discovered.changed.clone()
+        } else {
+            // A set was skipped (or refused): its changes are not in this
+            // one's list, but the shared lists tell what was replaced.
+            replaced(&self.discovered.endpoints, &discovered.endpoints)
         };
-        let mut snapshots = current.snapshots.clone();
-        for (name, snapshot) in &current.snapshots {
+        // Registered endpoints win over discovered ones of the same cluster.
+        changed.retain(|c| !self.registered.contains_key(c));
+        if changed.is_empty() {
+            self.discovered = discovered;
+            return Ok(None);
+        }
+        let (profile, registered, endpoints) = (&self.profile, &self.registered, &discovered.endpoints);
+        let lookup = |name: &str| registered.get(name).or_else(|| endpoints.get(name)).map(|e| &**e);
+        self.load_assignments.retain(|c| endpoints.contains_key(c));
+        let updated = translate_load_assignments(profile, &changed, &lookup, &mut self.load_assignments);
+        let mut snapshots = self.published.snapshots.clone();
+        for (name, snapshot) in &self.published.snapshots {
             let Some(proxy) = profile.proxies.get(name) else { continue };
-            let next = translate_endpoints(&profile, proxy, snapshot, &updated)
+            let next = translate_endpoints(profile, proxy, snapshot, &updated)
                 .inspect_err(|e| warn!(error = %e, "endpoint update failed; keeping the previous configuration"))?;
             if let Some(next) = next {
                 debug!(profile = %profile.name, proxy = %name, version = %next.version, "endpoints updated");
                 snapshots.insert(name.clone(), Arc::new(next));
             }
         }
-        inputs.discovered = endpoints.clone();
-        let published = Published { profile: Some(profile), snapshots, changed_at: std::time::Instant::now() };
-        Ok(self.send(published))
+        self.discovered = discovered;
+        let published = Published { profile: profile.clone(), snapshots, changed_at: Instant::now() };
+        Ok(self.publish(published))
     }
 
-    /// Replaces the endpoints registered through the admin API.
-    pub fn set_registered(&self, endpoints: Arc<DiscoveredEndpoints>) -> Result<bool, SnapshotError> {
-        self.update(|i| i.registered = endpoints)
-    }
-
-    /// Sets the profile and the discovered endpoints at once.
-    pub fn set(&self, profile: Profile, discovered: Arc<DiscoveredEndpoints>) -> Result<bool, SnapshotError> {
-        self.update(|i| {
-            i.profile = Arc::new(profile);
-            i.discovered = discovered;
-        })
-    }
-
-    fn update(&self, change: impl FnOnce(&mut Inputs)) -> Result<bool, SnapshotError> {
-        let mut inputs = self.inputs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut next = inputs.clone();
-        change(&mut next);
-        let published = build(&next)
-            .inspect_err(|e| warn!(error = %e, "translation failed; keeping the previous configuration"))?;
-        *inputs = next;
-        Ok(self.send(published))
-    }
-
-    /// Publishes when anything differs; returns whether it did.
-    fn send(&self, mut published: Published) -> bool {
-        self.tx.send_if_modified(|current| {
-            let changed = !same_profile(&current.profile, &published.profile)
-                || !same_snapshots(&current.snapshots, &published.snapshots);
-            if changed {
-                // Streams measure change-to-push latency from here.
-                published.changed_at = std::time::Instant::now();
-                *current = Arc::new(published);
-            }
-            changed
-        })
+    /// Keeps `published` when anything differs from what is served.
+    fn publish(&mut self, mut published: Published) -> Option<Arc<Published>> {
+        let current = &self.published;
+        let same = (Arc::ptr_eq(&current.profile, &published.profile) || current.profile == published.profile)
+            && same_snapshots(&current.snapshots, &published.snapshots);
+        if same {
+            return None;
+        }
+        // Streams measure change-to-push latency from here.
+        published.changed_at = Instant::now();
+        self.published = Arc::new(published);
+        Some(self.published.clone())
     }
 }
 
-fn same_profile(a: &Option<Arc<Profile>>, b: &Option<Arc<Profile>>) -> bool {
-    match (a, b) {
-        // The EDS-only path publishes the profile it found published.
-        (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
-        (a, b) => a.is_none() && b.is_none(),
-    }
+/// The clusters whose list in `b` is not the one in `a` (by pointer: lists
+/// are shared, so an unchanged cluster keeps its list).
+fn replaced(a: &EndpointSet, b: &EndpointSet) -> BTreeSet<String> {
+    a.keys()
+        .chain(b.keys())
+        .filter(|c| match (a.get(*c), b.get(*c)) {
+            (Some(x), Some(y)) => !Arc::ptr_eq(x, y),
+            _ => true,
+        })
+        .cloned()
+        .collect()
 }
 
 /// Compares versions (see [`Snapshot::same_version`]). Besides being cheap,
@@ -166,18 +152,22 @@ fn same_snapshots(a: &BTreeMap<String, Arc<Snapshot>>, b: &BTreeMap<String, Arc<
     a.len() == b.len() && a.iter().zip(b).all(|((n, s), (m, t))| n == m && (Arc::ptr_eq(s, t) || s.same_version(t)))
 }
 
-fn build(inputs: &Inputs) -> Result<Published, SnapshotError> {
-    let snapshots = if inputs.registered.is_empty() {
-        translate(&inputs.profile, &inputs.discovered)?
-    } else {
-        let endpoints: DiscoveredEndpoints =
-            inputs.discovered.iter().chain(inputs.registered.iter()).map(|(k, v)| (k.clone(), v.clone())).collect();
-        translate(&inputs.profile, &endpoints)?
-    };
+/// Every proxy's snapshot, registered endpoints winning over discovered ones.
+fn build(
+    profile: &Arc<Profile>,
+    discovered: &EndpointSet,
+    registered: &EndpointSet,
+) -> Result<Published, SnapshotError> {
+    let lookup = |name: &str| registered.get(name).or_else(|| discovered.get(name)).map(|e| &**e);
+    let snapshots = profile
+        .proxies
+        .values()
+        .map(|p| Ok((p.name.clone(), Arc::new(translate_proxy_with(profile, p, &lookup)?))))
+        .collect::<Result<BTreeMap<_, _>, SnapshotError>>()?;
     for (proxy, s) in &snapshots {
-        info!(profile = %inputs.profile.name, %proxy, version = %s.version, "snapshot built");
+        info!(profile = %profile.name, %proxy, version = %s.version, "snapshot built");
     }
-    Ok(Published { profile: Some(inputs.profile.clone()), snapshots, changed_at: std::time::Instant::now() })
+    Ok(Published { profile: profile.clone(), snapshots, changed_at: Instant::now() })
 }
 
 #[cfg(test)]

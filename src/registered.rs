@@ -1,6 +1,9 @@
-//! Endpoints registered at run time (seed 003's discovery service): the
-//! admin API sets a `registered` cluster's endpoints, they reach Envoy as an
-//! EDS push, and they survive a restart in a state file written atomically.
+//! Endpoints registered at run time: the admin API sets a `registered`
+//! cluster's endpoints, they reach Envoy as an EDS push, and they survive a
+//! restart in a state file written atomically.
+//!
+//! The [`Registry`] is the one writer of `watch<Arc<EndpointSet>>`: a new
+//! set is sent only once it translates and the state file holds it.
 //!
 //! Bad input changes nothing: an unknown cluster, a cluster of another
 //! source or a malformed endpoint is refused before anything is stored.
@@ -13,9 +16,9 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::discovery::DiscoveredEndpoints;
-use crate::profile::{Endpoint, Profile, Source};
-use crate::publish::Publisher;
+use tokio::sync::watch;
+
+use crate::model::{Endpoint, EndpointSet, Profile, Source};
 use crate::xds::snapshot::SnapshotError;
 
 /// Largest weight accepted, as in profiles.
@@ -103,41 +106,49 @@ impl RegisterError {
 
 /// The registered endpoints of every cluster, and where they are kept.
 pub struct Registry {
-    publisher: Arc<Publisher>,
+    /// The profile in force: which clusters take registered endpoints.
+    profile: watch::Receiver<Arc<Profile>>,
     state_file: Option<PathBuf>,
-    // Held across translation and the state-file write, never across an await.
-    endpoints: Mutex<DiscoveredEndpoints>,
+    // Held across translation and the state-file write, never across an
+    // await; what it holds is what was last sent.
+    endpoints: Mutex<watch::Sender<Arc<EndpointSet>>>,
 }
 
 impl Registry {
     /// Loads what an earlier run registered (a missing file is an empty
-    /// registry; an unreadable one is reported and treated as empty) and
-    /// hands it to the publisher.
-    pub fn open(publisher: Arc<Publisher>, state_file: Option<PathBuf>) -> Arc<Self> {
-        let endpoints = state_file.as_deref().map(load_state).unwrap_or_default();
+    /// registry; an unreadable one is reported and treated as empty). The
+    /// receiver starts with what was restored.
+    pub fn open(
+        profile: watch::Receiver<Arc<Profile>>,
+        state_file: Option<PathBuf>,
+    ) -> (Arc<Self>, watch::Receiver<Arc<EndpointSet>>) {
+        let mut endpoints = state_file.as_deref().map(load_state).unwrap_or_default();
         if !endpoints.is_empty() {
-            let n: usize = endpoints.values().map(Vec::len).sum();
-            info!(clusters = endpoints.len(), endpoints = n, "restored registered endpoints");
-            if let Err(e) = publisher.set_registered(Arc::new(endpoints.clone())) {
-                warn!(error = %e, "restored registered endpoints cannot be served; ignoring them");
+            let n: usize = endpoints.values().map(|e| e.len()).sum();
+            match check(&profile.borrow(), &endpoints) {
+                Ok(()) => info!(clusters = endpoints.len(), endpoints = n, "restored registered endpoints"),
+                Err(e) => {
+                    // Kept neither in memory nor served: the two agree.
+                    warn!(error = %e, "restored registered endpoints cannot be served; ignoring them");
+                    endpoints = EndpointSet::new();
+                }
             }
         }
-        Arc::new(Self { publisher, state_file, endpoints: Mutex::new(endpoints) })
+        let (tx, rx) = watch::channel(Arc::new(endpoints));
+        (Arc::new(Self { profile, state_file, endpoints: Mutex::new(tx) }), rx)
     }
 
     /// Every cluster's registered endpoints.
-    pub fn all(&self) -> DiscoveredEndpoints {
-        self.lock().clone()
+    pub fn all(&self) -> EndpointSet {
+        (**self.lock().borrow()).clone()
     }
 
     /// `cluster`'s registered endpoints, as the API shows them; an error if
     /// the profile in force has no such `registered` cluster.
     pub fn get(&self, cluster: &str) -> Result<Vec<RegisteredEndpoint>, RegisterError> {
-        if let Some(profile) = &self.publisher.current().profile {
-            check_cluster(profile, cluster)?;
-        }
+        check_cluster(&self.profile.borrow(), cluster)?;
         Ok(self
-            .lock()
+            .all()
             .get(cluster)
             .map(|eps| eps.iter().map(RegisteredEndpoint::from_endpoint).collect())
             .unwrap_or_default())
@@ -147,25 +158,25 @@ impl Registry {
     /// and every cluster holding registered endpoints, as the API shows them.
     pub fn report(&self) -> BTreeMap<String, Vec<RegisteredEndpoint>> {
         let mut out: BTreeMap<String, Vec<RegisteredEndpoint>> = self
-            .publisher
-            .current()
             .profile
-            .iter()
-            .flat_map(|p| p.clusters.values().filter(|c| c.source == Source::Registered).map(|c| c.name.clone()))
-            .map(|name| (name, Vec::new()))
+            .borrow()
+            .clusters
+            .values()
+            .filter(|c| c.source == Source::Registered)
+            .map(|c| (c.name.clone(), Vec::new()))
             .collect();
-        for (cluster, eps) in self.lock().iter() {
+        for (cluster, eps) in self.all().iter() {
             out.insert(cluster.clone(), eps.iter().map(RegisteredEndpoint::from_endpoint).collect());
         }
         out
     }
 
-    /// Replaces `cluster`'s endpoints (an empty list empties it).
+    /// Replaces `cluster`'s endpoints (an empty list empties it). They are
+    /// sent on only once they translate and the state file holds them, so
+    /// a failure leaves memory, Envoy and disk as they were.
     pub fn set(&self, cluster: &str, endpoints: &[RegisteredEndpoint]) -> Result<Vec<Endpoint>, RegisterError> {
-        let profile = self.publisher.current().profile.clone();
-        if let Some(profile) = &profile {
-            check_cluster(profile, cluster)?;
-        }
+        let profile = self.profile.borrow().clone();
+        check_cluster(&profile, cluster)?;
         let mut parsed = Vec::with_capacity(endpoints.len());
         let mut seen = BTreeSet::new();
         for (index, e) in endpoints.iter().enumerate() {
@@ -175,27 +186,30 @@ impl Registry {
             }
             parsed.push(e);
         }
-        let mut all = self.lock();
-        let mut next = all.clone();
+        let tx = self.lock();
+        let mut next = (**tx.borrow()).clone();
         if parsed.is_empty() {
             next.remove(cluster);
         } else {
-            next.insert(cluster.to_string(), parsed.clone());
+            next.insert(cluster.to_string(), parsed.clone().into());
         }
-        self.publisher.set_registered(Arc::new(next.clone()))?;
+        check(&profile, &next)?;
         if let Some((path, Err(source))) = self.state_file.as_ref().map(|p| (p, write_state(p, &next))) {
-            // Put back what is served, so memory, Envoy and disk agree.
-            let _ = self.publisher.set_registered(Arc::new(all.clone()));
             return Err(RegisterError::Persist { path: path.clone(), source });
         }
-        *all = next;
+        tx.send_replace(Arc::new(next));
         info!(cluster, endpoints = parsed.len(), "registered endpoints set");
         Ok(parsed)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, DiscoveredEndpoints> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, watch::Sender<Arc<EndpointSet>>> {
         self.endpoints.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Whether `profile` can be served with these registered endpoints.
+fn check(profile: &Profile, endpoints: &EndpointSet) -> Result<(), SnapshotError> {
+    crate::xds::translate::translate(profile, endpoints).map(drop)
 }
 
 fn check_cluster(profile: &Profile, cluster: &str) -> Result<(), RegisterError> {
@@ -217,28 +231,28 @@ fn check_cluster(profile: &Profile, cluster: &str) -> Result<(), RegisterError> 
 /// The state file's format: cluster -> endpoints, as the API shows them.
 type StateFile = BTreeMap<String, Vec<RegisteredEndpoint>>;
 
-fn load_state(path: &Path) -> DiscoveredEndpoints {
+fn load_state(path: &Path) -> EndpointSet {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return DiscoveredEndpoints::new(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return EndpointSet::new(),
         Err(e) => {
             warn!(path = %path.display(), error = %e, "cannot read registered endpoints; starting without them");
-            return DiscoveredEndpoints::new();
+            return EndpointSet::new();
         }
     };
     let parsed: StateFile = match serde_json::from_str(&text) {
         Ok(p) => p,
         Err(e) => {
             warn!(path = %path.display(), error = %e, "registered endpoints file is not valid; starting without them");
-            return DiscoveredEndpoints::new();
+            return EndpointSet::new();
         }
     };
-    let mut out = DiscoveredEndpoints::new();
+    let mut out = EndpointSet::new();
     for (cluster, eps) in parsed {
         let valid: Result<Vec<Endpoint>, _> = eps.iter().enumerate().map(|(i, e)| e.to_endpoint(i)).collect();
         match valid {
             Ok(v) => {
-                out.insert(cluster, v);
+                out.insert(cluster, v.into());
             }
             Err(e) => warn!(%cluster, error = %e, "skipping a cluster's stored endpoints"),
         }
@@ -248,7 +262,7 @@ fn load_state(path: &Path) -> DiscoveredEndpoints {
 
 /// Writes the whole registry to a temporary file beside `path`, syncs it and
 /// renames it over `path`, so a crash leaves either the old or the new file.
-fn write_state(path: &Path, endpoints: &DiscoveredEndpoints) -> std::io::Result<()> {
+fn write_state(path: &Path, endpoints: &EndpointSet) -> std::io::Result<()> {
     use std::io::Write;
     let state: StateFile = endpoints
         .iter()

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::profile::ListenOverrides;
+use crate::model::ListenOverrides;
 
 pub const DEFAULT_XDS_LISTEN: &str = "127.0.0.1:18000";
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:18001";

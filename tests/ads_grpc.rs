@@ -6,7 +6,6 @@ mod support;
 use std::time::Duration;
 
 use devbridge::app::Daemon;
-use devbridge::discovery::DiscoveredEndpoints;
 use devbridge::profile::{Profile, parse_profile};
 use devbridge::xds::ResourceType;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
@@ -16,6 +15,7 @@ use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse};
 use envoy_types::pb::google::rpc::Status;
 use prost::Message;
+use support::ProfileFile;
 use support::ads::AdsClient;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 
-fn mk_profile(extra_proxy: bool, timeout: &str) -> Profile {
+fn mk_source(extra_proxy: bool, timeout: &str) -> String {
     let mut src = format!(
         r#"
 [zones.dev-local]
@@ -62,7 +62,11 @@ endpoints = [{{ address = "127.0.0.1:9102" }}, {{ address = "127.0.0.1:9103" }}]
     if extra_proxy {
         src.push_str("\n[proxies.ghost]\nzone = \"dev-local\"\ndomains = [\"one.test:10001\"]\n");
     }
-    parse_profile("grpc.toml", "grpc", &src).expect("valid profile")
+    src
+}
+
+fn mk_profile(extra_proxy: bool, timeout: &str) -> Profile {
+    parse_profile("grpc.toml", "grpc", &mk_source(extra_proxy, timeout)).expect("valid profile")
 }
 
 fn mk_node(cluster: &str) -> Node {
@@ -93,6 +97,12 @@ async fn start(profile: Profile) -> Daemon {
     Daemon::start(profile, support::loopback_listener().await, None, CancellationToken::new()).unwrap()
 }
 
+/// A daemon following `file`, to be edited.
+async fn start_following(file: &ProfileFile) -> Daemon {
+    let listener = support::loopback_listener().await;
+    Daemon::start_with(file.load(), listener, None, CancellationToken::new(), file.options()).unwrap()
+}
+
 #[tokio::test]
 async fn two_proxies_get_different_snapshots() {
     let daemon = start(mk_profile(false, "1s")).await;
@@ -115,7 +125,8 @@ async fn two_proxies_get_different_snapshots() {
 
 #[tokio::test]
 async fn a_nack_is_never_resent_and_the_next_snapshot_is_sent() {
-    let daemon = start(mk_profile(false, "1s")).await;
+    let file = ProfileFile::new("grpc", &mk_source(false, "1s"));
+    let daemon = start_following(&file).await;
     let mut c = AdsClient::connect(&daemon).await;
     c.send(mk_request(CDS, Some(mk_node("p1")), &[], "", "")).await;
     let first = c.recv().await;
@@ -134,7 +145,7 @@ async fn a_nack_is_never_resent_and_the_next_snapshot_is_sent() {
 
     // The stream is ordered: had the rejected version been resent, it would
     // arrive before the answer to this new snapshot.
-    daemon.publish(mk_profile(false, "2s"), &DiscoveredEndpoints::new()).unwrap();
+    file.edit(&daemon, &mk_source(false, "2s")).await;
     let next = c.recv().await;
     assert_ne!(next.version_info, first.version_info);
     let timeouts: Vec<i64> = next
@@ -149,7 +160,8 @@ async fn a_nack_is_never_resent_and_the_next_snapshot_is_sent() {
 
 #[tokio::test]
 async fn an_unknown_node_gets_nothing_until_the_profile_names_it() {
-    let daemon = start(mk_profile(false, "1s")).await;
+    let file = ProfileFile::new("grpc", &mk_source(false, "1s"));
+    let daemon = start_following(&file).await;
     let mut c = AdsClient::connect(&daemon).await;
     c.send(mk_request(CDS, Some(mk_node("ghost")), &[], "", "")).await;
     support::eventually("the unknown node to be counted", 200, || {
@@ -159,7 +171,7 @@ async fn an_unknown_node_gets_nothing_until_the_profile_names_it() {
     .await;
     assert_eq!(daemon.metrics.pushes(ResourceType::Cluster), 0);
 
-    daemon.publish(mk_profile(true, "1s"), &DiscoveredEndpoints::new()).unwrap();
+    file.edit(&daemon, &mk_source(true, "1s")).await;
     let r = c.recv().await;
     assert_eq!(names::<Cluster>(&r, |c| c.name.clone()), vec!["c1"]);
 }

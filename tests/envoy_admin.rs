@@ -9,21 +9,22 @@ use std::net::SocketAddr;
 
 use devbridge::app::{Daemon, Options};
 use devbridge::bootstrap::{bootstrap, to_yaml};
-use devbridge::discovery::DiscoveredEndpoints;
-use devbridge::profile::{Profile, parse_profile};
 use devbridge::xds::ResourceType;
 use serde_json::Value;
-use support::{Envoy, HttpResponse, Upstream, eventually, free_port, http_get, http_request, loopback_listener};
+use support::{
+    Envoy, HttpResponse, ProfileFile, Upstream, eventually, free_port, http_get, http_request, loopback_listener,
+};
 use tokio_util::sync::CancellationToken;
 
-fn mk_profile(port: u16, cluster: &str) -> Profile {
-    let src = format!(
+fn mk_profile(port: u16, cluster: &str) -> String {
+    format!(
         "[zones.dev-local]\n[proxies.sidecar]\nzone = \"dev-local\"\nadmin = \"127.0.0.1:0\"\ndomains = [\"svc.test:{port}\"]\n[[domains]]\nname = \"svc.test:{port}\"\n[[domains.routes]]\ncluster = \"svc\"\n{cluster}"
-    );
-    parse_profile("envoy-admin.toml", "envoy-admin", &src).expect("valid profile")
+    )
 }
 
-async fn start(profile: Profile, state_file: Option<std::path::PathBuf>) -> (Daemon, Envoy, SocketAddr) {
+/// A daemon following `file`, and an Envoy connected to it.
+async fn start(file: &ProfileFile, state_file: Option<std::path::PathBuf>) -> (Daemon, Envoy, SocketAddr) {
+    let profile = file.load();
     let proxy = profile.proxies["sidecar"].clone();
     let listener = SocketAddr::from(([127, 0, 0, 1], proxy.ports(&profile)[0]));
     let (xds, admin) = (loopback_listener().await, loopback_listener().await);
@@ -33,7 +34,7 @@ async fn start(profile: Profile, state_file: Option<std::path::PathBuf>) -> (Dae
         xds,
         Some(admin),
         CancellationToken::new(),
-        Options { state_file, ..Options::default() },
+        Options { state_file, ..file.options() },
     )
     .unwrap();
     let envoy = Envoy::start(&to_yaml(&bootstrap(&proxy, "127.0.0.1", xds_port))).await;
@@ -53,8 +54,8 @@ async fn status(daemon: &Daemon) -> Value {
 async fn endpoints_registered_through_the_api_carry_traffic_to_a_real_envoy() {
     let (u1, u2, u3) = (Upstream::start("u1").await, Upstream::start("u2").await, Upstream::start("u3").await);
     let dir = tempfile::tempdir().unwrap();
-    let (daemon, envoy, listener) =
-        start(mk_profile(free_port(), "[clusters.svc.registered]\n"), Some(dir.path().join("state.json"))).await;
+    let file = ProfileFile::new("envoy-admin", &mk_profile(free_port(), "[clusters.svc.registered]\n"));
+    let (daemon, envoy, listener) = start(&file, Some(dir.path().join("state.json"))).await;
     let get = || async { http_get(listener, "svc.test", "/hello", &[]).await.unwrap() };
     let path = "/v1/clusters/svc/endpoints";
 
@@ -116,7 +117,8 @@ async fn a_real_envoy_nack_shows_in_status_and_metrics_and_is_not_resent() {
     let cluster = |extra: &str| {
         format!("[clusters.svc]\n{extra}\n[clusters.svc.static]\nendpoints = [{{ address = \"{}\" }}]\n", up.addr)
     };
-    let (daemon, envoy, listener) = start(mk_profile(port, &cluster("")), None).await;
+    let file = ProfileFile::new("envoy-admin", &mk_profile(port, &cluster("")));
+    let (daemon, envoy, listener) = start(&file, None).await;
     eventually("every type ACKed in /status", 200, || async {
         let s = status(&daemon).await;
         let types = &s["envoys"][0]["types"];
@@ -128,9 +130,7 @@ async fn a_real_envoy_nack_shows_in_status_and_metrics_and_is_not_resent() {
     .await;
 
     // devbridge's validation accepts a CA file it cannot see; Envoy cannot load it.
-    daemon
-        .publish(mk_profile(port, &cluster("tls = { ca_file = \"/nonexistent/ca.pem\" }")), &DiscoveredEndpoints::new())
-        .unwrap();
+    file.edit(&daemon, &mk_profile(port, &cluster("tls = { ca_file = \"/nonexistent/ca.pem\" }"))).await;
     let nack = eventually("the NACK in /status", 200, || async {
         let s = status(&daemon).await;
         let n = s["envoys"][0]["types"]["CDS"]["last_nack"].clone();
@@ -150,7 +150,7 @@ async fn a_real_envoy_nack_shows_in_status_and_metrics_and_is_not_resent() {
     // rejected version been sent again, its second NACK would have arrived
     // first (the stream is ordered).
     let pushes = daemon.metrics.pushes(ResourceType::Cluster);
-    daemon.publish(mk_profile(port, &cluster("connect_timeout = \"2s\"")), &DiscoveredEndpoints::new()).unwrap();
+    file.edit(&daemon, &mk_profile(port, &cluster("connect_timeout = \"2s\""))).await;
     let s = eventually("the good profile ACKed", 200, || async {
         let s = status(&daemon).await;
         let cds = &s["envoys"][0]["types"]["CDS"];

@@ -9,13 +9,12 @@ use std::net::SocketAddr;
 
 use devbridge::app::Daemon;
 use devbridge::bootstrap::{bootstrap, to_yaml};
-use devbridge::discovery::DiscoveredEndpoints;
-use devbridge::profile::{Profile, parse_profile};
+
 use devbridge::xds::ResourceType;
-use support::{Envoy, Upstream, eventually, free_port, http_get, loopback_listener};
+use support::{Envoy, ProfileFile, Upstream, eventually, free_port, http_get, loopback_listener};
 use tokio_util::sync::CancellationToken;
 
-fn mk_profile(port: u16, routes: &[(&str, &str)], clusters: &[(&str, SocketAddr)]) -> Profile {
+fn mk_profile(port: u16, routes: &[(&str, &str)], clusters: &[(&str, SocketAddr)]) -> String {
     let mut src = format!(
         "[zones.dev-local]\n[proxies.sidecar]\nzone = \"dev-local\"\nadmin = \"127.0.0.1:0\"\ndomains = [\"x.test:{port}\"]\n[[domains]]\nname = \"x.test:{port}\"\n"
     );
@@ -25,7 +24,7 @@ fn mk_profile(port: u16, routes: &[(&str, &str)], clusters: &[(&str, SocketAddr)
     for (name, addr) in clusters {
         src += &format!("[clusters.{name}.static]\nendpoints = [{{ address = \"{addr}\" }}]\n");
     }
-    parse_profile("updates.toml", "updates", &src).expect("valid profile")
+    src
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,10 +33,12 @@ async fn envoy_follows_endpoint_cluster_and_route_changes_without_failing_a_requ
     let port = free_port();
     let listener = SocketAddr::from(([127, 0, 0, 1], port));
     let v1 = mk_profile(port, &[("/a", "ca"), ("/b", "cb")], &[("ca", u1.addr), ("cb", u2.addr)]);
+    let file = ProfileFile::new("updates", &v1);
+    let v1 = file.load();
     let proxy = v1.proxies["sidecar"].clone();
     let xds = loopback_listener().await;
     let xds_port = xds.local_addr().unwrap().port();
-    let daemon = Daemon::start(v1, xds, None, CancellationToken::new()).unwrap();
+    let daemon = Daemon::start_with(v1, xds, None, CancellationToken::new(), file.options()).unwrap();
     let envoy = Envoy::start(&to_yaml(&bootstrap(&proxy, "127.0.0.1", xds_port))).await;
     envoy.wait_listening(listener).await;
     let body = |path: &'static str| async move { http_get(listener, "x.test", path, &[]).await.unwrap() };
@@ -46,12 +47,7 @@ async fn envoy_follows_endpoint_cluster_and_route_changes_without_failing_a_requ
     let cds_pushes = daemon.metrics.pushes(ResourceType::Cluster);
 
     // 1. Only ca's endpoint changes: an EDS push, and traffic moves.
-    daemon
-        .publish(
-            mk_profile(port, &[("/a", "ca"), ("/b", "cb")], &[("ca", u3.addr), ("cb", u2.addr)]),
-            &DiscoveredEndpoints::new(),
-        )
-        .unwrap();
+    file.edit(&daemon, &mk_profile(port, &[("/a", "ca"), ("/b", "cb")], &[("ca", u3.addr), ("cb", u2.addr)])).await;
     eventually("/a to reach u3", 200, || async {
         let r = body("/a").await;
         assert_eq!(r.status, 200, "no request fails while endpoints change");
@@ -64,12 +60,7 @@ async fn envoy_follows_endpoint_cluster_and_route_changes_without_failing_a_requ
 
     // 2. Route /b and cluster cb go; route /c and cluster cc come. /a keeps
     //    answering throughout.
-    daemon
-        .publish(
-            mk_profile(port, &[("/a", "ca"), ("/c", "cc")], &[("ca", u3.addr), ("cc", u1.addr)]),
-            &DiscoveredEndpoints::new(),
-        )
-        .unwrap();
+    file.edit(&daemon, &mk_profile(port, &[("/a", "ca"), ("/c", "cc")], &[("ca", u3.addr), ("cc", u1.addr)])).await;
     eventually("/c to reach u1", 200, || async {
         assert_eq!(body("/a").await.status, 200, "an unrelated route keeps working during the switch");
         let r = body("/c").await;

@@ -7,13 +7,13 @@ mod support;
 
 use std::sync::{Arc, Mutex};
 
-use devbridge::app::Daemon;
+use devbridge::app::{Daemon, Options};
 use devbridge::discovery::index::{SkipReason, Skipped};
 use devbridge::discovery::{SourceState, SourceStatus};
 use devbridge::profile::PortRef;
 use support::fake_kube::{FakeKube, Kind, endpoint_slice, node, pod};
-use support::kube::{TOKEN, connected, degraded, mk_options, mk_profile, served, served_in, wait_served, wait_sources};
-use support::{eventually, free_port, loopback_listener};
+use support::kube::{TOKEN, connected, degraded, mk_options, mk_source, served, served_in, wait_served, wait_sources};
+use support::{ProfileFile, eventually, free_port, loopback_listener};
 use tokio_util::sync::CancellationToken;
 
 const EDGE: &str = r#"
@@ -36,6 +36,7 @@ struct Setup {
     daemon: Daemon,
     kubeconfig: String,
     port: u16,
+    file: ProfileFile,
     _dir: tempfile::TempDir,
 }
 
@@ -48,10 +49,11 @@ async fn mk_setup(names: &[&str], clusters: &str, objects: Vec<(Kind, serde_json
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = fake.kubeconfig(dir.path());
     let port = free_port();
-    let profile = mk_profile(port, &kubeconfig, names, clusters);
+    let file = ProfileFile::new("kube", &mk_source(port, &kubeconfig, names, clusters));
+    let options = Options { follow: file.options().follow, ..mk_options() };
     let daemon =
-        Daemon::start_with(profile, loopback_listener().await, None, CancellationToken::new(), mk_options()).unwrap();
-    Setup { fake, daemon, kubeconfig, port, _dir: dir }
+        Daemon::start_with(file.load(), loopback_listener().await, None, CancellationToken::new(), options).unwrap();
+    Setup { fake, daemon, kubeconfig, port, file, _dir: dir }
 }
 
 fn edge_pod(name: &str, port: u16, ready: bool) -> (Kind, serde_json::Value) {
@@ -246,7 +248,7 @@ async fn a_silent_api_server_is_noticed_and_the_watch_recovers() {
 /// Records every endpoint set `cluster` is published with.
 fn record(daemon: &Daemon, cluster: &'static str) -> Arc<Mutex<Vec<Vec<String>>>> {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let (mut rx, out) = (daemon.publisher.subscribe(), seen.clone());
+    let (mut rx, out) = (daemon.published(), seen.clone());
     tokio::spawn(async move {
         while rx.changed().await.is_ok() {
             let published = rx.borrow_and_update().clone();
@@ -317,8 +319,8 @@ async fn a_new_profile_moves_the_watches() {
     let s = mk_setup(&["edge"], EDGE, vec![edge_pod("e1", 9001, true), canary]).await;
     wait_served(&s.daemon, "edge", &["127.0.0.1:9001"]).await;
 
-    let moved = mk_profile(s.port, &s.kubeconfig, &["edge"], &EDGE.replace("app=edge-envoy", "app=edge-canary"));
-    s.daemon.publisher.set_profile(moved).unwrap();
+    let moved = mk_source(s.port, &s.kubeconfig, &["edge"], &EDGE.replace("app=edge-envoy", "app=edge-canary"));
+    s.file.edit(&s.daemon, &moved).await;
 
     wait_served(&s.daemon, "edge", &["127.0.0.5:9005"]).await;
     let status = wait_sources(&s.daemon, "one new watch", |s| s.len() == 1 && connected(s)).await;
@@ -332,8 +334,8 @@ async fn a_refused_token_degrades_the_source_with_an_rbac_hint_and_is_never_logg
     let text = std::fs::read_to_string(&s.kubeconfig).unwrap().replace(TOKEN, "wrong-token-also-secret-42");
     std::fs::write(&wrong, text).unwrap();
 
-    let profile = mk_profile(s.port, &wrong, &["edge"], EDGE);
-    s.daemon.publisher.set_profile(profile).unwrap();
+    let profile = mk_source(s.port, &wrong, &["edge"], EDGE);
+    s.file.edit(&s.daemon, &profile).await;
 
     let status = wait_sources(&s.daemon, "refused", |s| s.len() == 1 && degraded(s)).await;
     let SourceState::Degraded { error, .. } = &status[0].state else { unreachable!() };

@@ -130,7 +130,7 @@ async fn edit_break_fix_rename_and_recreate_are_followed_without_failing_a_reque
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("dev.toml");
     let s = setup(&file, file.clone()).await;
-    let status = s.daemon.reload.subscribe();
+    let status = s.daemon.reload_status();
 
     // An edit: a new route.
     write_atomically(&file, &s.profile(&direct("/new", "one")));

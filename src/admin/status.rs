@@ -6,12 +6,13 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::AdminState;
-use crate::profile::watch::{ReloadStatus, now_ms};
+use crate::model::Published;
+use crate::model::now_ms;
+use crate::profile::watch::ReloadStatus;
 use crate::registered::RegisteredEndpoint;
 use crate::xds::ResourceType;
 use crate::xds::dump::dump_snapshot;
 use crate::xds::registry::StreamInfo;
-use crate::xds::server::Published;
 
 /// What `/config_dump` says about itself.
 pub const CONFIG_DUMP_NOTE: &str =
@@ -39,7 +40,7 @@ pub struct Status {
     /// compute ages against it.
     pub now_ms: u64,
     pub ready: bool,
-    pub profile: Option<ProfileInfo>,
+    pub profile: ProfileInfo,
     pub reload: ReloadStatus,
     pub proxies: BTreeMap<String, ProxyStatus>,
     /// Registered clusters and their endpoints.
@@ -67,7 +68,7 @@ pub fn build(state: &AdminState) -> Status {
         devbridge: env!("CARGO_PKG_VERSION"),
         now_ms: now_ms(),
         ready: state.readiness().is_ok(),
-        profile: published.profile.as_ref().map(|p| ProfileInfo { name: p.name.clone(), file: p.file.clone() }),
+        profile: ProfileInfo { name: published.profile.name.clone(), file: published.profile.file.clone() },
         reload: state.reload.borrow().clone(),
         proxies: published
             .snapshots
@@ -93,7 +94,7 @@ pub fn config_dump(published: &Published) -> Value {
         published.snapshots.iter().map(|(name, s)| (name.clone(), dump_snapshot(s))).collect();
     json!({
         "note": CONFIG_DUMP_NOTE,
-        "profile": published.profile.as_ref().map(|p| p.name.clone()),
+        "profile": published.profile.name,
         "proxies": proxies,
     })
 }

@@ -19,9 +19,9 @@ use std::net::SocketAddr;
 
 use objects::{ContainerPort, NodeInfo, Object, PodInfo, SliceInfo};
 
-use super::DiscoveredEndpoints;
 use super::plan::{Plan, PodRule, Rule, WatchKey};
-use crate::profile::{AddressKind, Endpoint, PortRef};
+use crate::model::EndpointSet;
+use crate::model::{AddressKind, Endpoint, PortRef};
 
 /// A watcher event (kube's `watcher::Event`) on a reduced object.
 #[derive(Debug, Clone, PartialEq)]
@@ -260,8 +260,8 @@ impl Index {
     }
 
     /// Every planned cluster's endpoints.
-    pub fn discovered(&self) -> DiscoveredEndpoints {
-        self.plan.clusters.keys().map(|c| (c.clone(), self.endpoints(c))).collect()
+    pub fn discovered(&self) -> EndpointSet {
+        self.plan.clusters.keys().map(|c| (c.clone(), self.endpoints(c).into())).collect()
     }
 
     /// What a watch holds and what its clusters made of it.

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::profile::{AddressKind, PortRef, Profile, Source};
+use crate::model::{AddressKind, PortRef, Profile, Source};
 
 /// One API server, as the kubeconfig names it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]

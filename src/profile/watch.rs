@@ -1,4 +1,6 @@
-//! Hot reload: follows a profile file and serves every good edit.
+//! Hot reload: follows a profile file and hands every good edit on. The
+//! reloader is the one writer of `watch<Arc<Profile>>`; it sends a profile
+//! only once it is known to translate.
 //!
 //! The watcher follows the file's directory rather than the file, so it sees
 //! editors' and Kubernetes' atomic renames and symlink swaps (a ConfigMap
@@ -27,7 +29,7 @@ use tracing::{info, warn};
 use super::diff::ProfileDiff;
 use super::{Profile, parse_profile};
 use crate::metrics::XdsMetrics;
-use crate::publish::Publisher;
+use crate::model::now_ms;
 
 /// Events closer together than this are one save.
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(2);
@@ -77,14 +79,10 @@ impl ReloadStatus {
     }
 }
 
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Follows `path` until `shutdown`, publishing every good edit.
+/// Follows `path` until `shutdown`, sending every good edit on `profile`.
 pub async fn follow(
     path: PathBuf,
-    publisher: Arc<Publisher>,
+    profile: watch::Sender<Arc<Profile>>,
     status: watch::Sender<ReloadStatus>,
     metrics: Arc<XdsMetrics>,
     shutdown: CancellationToken,
@@ -92,7 +90,7 @@ pub async fn follow(
     let mut r = Reloader {
         last_read: std::fs::read(&path).ok().map(|b| hash(&b)),
         path,
-        publisher,
+        profile,
         status,
         metrics,
         pending: None,
@@ -134,7 +132,8 @@ type Events = mpsc::UnboundedReceiver<notify::Result<notify::Event>>;
 
 struct Reloader {
     path: PathBuf,
-    publisher: Arc<Publisher>,
+    /// The profile in force: the last good edit.
+    profile: watch::Sender<Arc<Profile>>,
     status: watch::Sender<ReloadStatus>,
     metrics: Arc<XdsMetrics>,
     /// Hash of the last content read, good or bad.
@@ -223,29 +222,25 @@ impl Reloader {
         }
     }
 
+    /// Where a good parsed profile leaves the reloader: sent on once it
+    /// translates, or reported.
     fn serve(&mut self, profile: Profile) {
         self.pending = None;
-        // What is served now is the publisher's; the diff is against it.
-        let summary = match &self.publisher.current().profile {
-            Some(old) => ProfileDiff::between(old, &profile).to_string(),
-            None => "first profile".to_string(),
-        };
-        let name = profile.name.clone();
-        match self.publisher.set_profile(profile) {
-            Ok(_) => {
-                self.metrics.reload(true);
-                info!(profile = %name, file = %self.path.display(), change = %summary, "profile reloaded");
-                self.status.send_modify(|s| {
-                    s.loaded_at_ms = now_ms();
-                    s.reloads_ok += 1;
-                    s.last_change = Some(summary);
-                    s.error = None;
-                });
-            }
-            Err(e) => {
-                self.report(vec![format!("{}: the profile is valid but cannot be served: {e}", self.path.display())])
-            }
+        if let Err(e) = crate::publish::check(&profile) {
+            return self
+                .report(vec![format!("{}: the profile is valid but cannot be served: {e}", self.path.display())]);
         }
+        let summary = ProfileDiff::between(&self.profile.borrow(), &profile).to_string();
+        let name = profile.name.clone();
+        self.profile.send_replace(Arc::new(profile));
+        self.metrics.reload(true);
+        info!(profile = %name, file = %self.path.display(), change = %summary, "profile reloaded");
+        self.status.send_modify(|s| {
+            s.loaded_at_ms = now_ms();
+            s.reloads_ok += 1;
+            s.last_change = Some(summary);
+            s.error = None;
+        });
     }
 
     /// Holds a problem back for [`DEFAULT_SETTLE`]; a new event re-reads first.

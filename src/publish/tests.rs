@@ -35,7 +35,7 @@ fn mk_profile() -> Profile {
     parse_profile("t.toml", "t", src).expect("valid")
 }
 
-fn mk_endpoints(clusters: &[(&str, &[&str])]) -> Arc<DiscoveredEndpoints> {
+fn mk_endpoints(clusters: &[(&str, &[&str])]) -> Arc<EndpointSet> {
     let endpoint = |a: &&str| Endpoint {
         addr: a.parse().unwrap(),
         zone: Some("z1".into()),
@@ -45,21 +45,40 @@ fn mk_endpoints(clusters: &[(&str, &[&str])]) -> Arc<DiscoveredEndpoints> {
     Arc::new(clusters.iter().map(|(c, eps)| (c.to_string(), eps.iter().map(endpoint).collect())).collect())
 }
 
+/// What discovery sends after `before`: the next generation, naming the
+/// clusters whose endpoints differ.
+fn mk_discovered(before: &Discovered, clusters: &[(&str, &[&str])]) -> Arc<Discovered> {
+    let endpoints = (*mk_endpoints(clusters)).clone();
+    let changed = before
+        .endpoints
+        .keys()
+        .chain(endpoints.keys())
+        .filter(|c| before.endpoints.get(*c) != endpoints.get(*c))
+        .cloned()
+        .collect();
+    Arc::new(Discovered { endpoints, changed, generation: before.generation + 1 })
+}
+
+fn mk_builder() -> Builder {
+    Builder::new(Arc::new(mk_profile()), Arc::default()).unwrap()
+}
+
 fn versions(p: &Published, proxy: &str) -> [String; 4] {
     ResourceType::ALL.map(|t| p.snapshots[proxy].resources(t).version.clone())
 }
 
 #[test]
 fn discovered_endpoints_change_only_the_load_assignments_of_the_proxies_using_them() {
-    let publisher = Publisher::new(mk_profile()).unwrap();
-    publisher.set_discovered(mk_endpoints(&[("edge", &["10.0.0.1:80"]), ("films", &["10.1.0.1:80"])])).unwrap();
-    let before = publisher.current();
+    let mut builder = mk_builder();
+    let first = mk_discovered(&Discovered::default(), &[("edge", &["10.0.0.1:80"]), ("films", &["10.1.0.1:80"])]);
+    builder.set_discovered(first.clone()).unwrap();
+    let before = builder.published().clone();
 
-    let next = mk_endpoints(&[("edge", &["10.0.0.1:80", "10.0.0.2:80"]), ("films", &["10.1.0.1:80"])]);
-    assert_eq!(publisher.set_discovered(next.clone()), Ok(true));
-    let after = publisher.current();
+    let next = mk_discovered(&first, &[("edge", &["10.0.0.1:80", "10.0.0.2:80"]), ("films", &["10.1.0.1:80"])]);
+    assert_eq!(builder.set_discovered(next.clone()).map(|p| p.is_some()), Ok(true));
+    let after = builder.published().clone();
 
-    let full = translate(&mk_profile(), &next).unwrap();
+    let full = translate(&mk_profile(), &next.endpoints).unwrap();
     assert_eq!(after.snapshots, full, "the EDS-only path publishes what a full translation would");
     let [cds, eds, lds, rds] = versions(&before, "a");
     let [cds2, eds2, lds2, rds2] = versions(&after, "a");
@@ -69,32 +88,61 @@ fn discovered_endpoints_change_only_the_load_assignments_of_the_proxies_using_th
 }
 
 #[test]
-fn endpoints_of_a_cluster_no_proxy_uses_publish_nothing() {
-    let publisher = Publisher::new(mk_profile()).unwrap();
-    let before = publisher.current();
+fn a_skipped_generation_is_caught_up_from_the_shared_lists() {
+    let mut builder = mk_builder();
+    let first = mk_discovered(&Discovered::default(), &[("edge", &["10.0.0.1:80"]), ("films", &["10.1.0.1:80"])]);
+    builder.set_discovered(first.clone()).unwrap();
+    // Generation 2 changed films; the builder only sees generation 3,
+    // which changed edge.
+    let second = mk_discovered(&first, &[("edge", &["10.0.0.1:80"]), ("films", &["10.1.0.2:80"])]);
+    let mut third = (*mk_discovered(&second, &[("edge", &["10.0.0.2:80"]), ("films", &["10.1.0.2:80"])])).clone();
+    third.endpoints.insert("films".into(), second.endpoints["films"].clone());
 
-    assert_eq!(publisher.set_discovered(mk_endpoints(&[("idle", &["10.9.0.1:80"])])), Ok(false));
-    assert!(Arc::ptr_eq(&before, &publisher.current()));
+    assert_eq!(builder.set_discovered(Arc::new(third.clone())).map(|p| p.is_some()), Ok(true));
+    assert_eq!(builder.published().snapshots, translate(&mk_profile(), &third.endpoints).unwrap());
+}
+
+#[test]
+fn endpoints_of_a_cluster_no_proxy_uses_publish_nothing() {
+    let mut builder = mk_builder();
+    let before = builder.published().clone();
+
+    let idle = mk_discovered(&Discovered::default(), &[("idle", &["10.9.0.1:80"])]);
+    assert_eq!(builder.set_discovered(idle).map(|p| p.is_some()), Ok(false));
+    assert!(Arc::ptr_eq(&before, builder.published()));
 }
 
 #[test]
 fn registered_endpoints_win_over_discovered_ones() {
-    let publisher = Publisher::new(mk_profile()).unwrap();
-    publisher.set_registered(mk_endpoints(&[("edge", &["10.5.0.1:80"])])).unwrap();
-    let before = publisher.current();
+    let mut builder = mk_builder();
+    builder.set_registered(mk_endpoints(&[("edge", &["10.5.0.1:80"])])).unwrap();
+    let before = builder.published().clone();
 
-    assert_eq!(publisher.set_discovered(mk_endpoints(&[("edge", &["10.0.0.1:80"])])), Ok(false));
-    assert!(Arc::ptr_eq(&before, &publisher.current()));
+    let edge = mk_discovered(&Discovered::default(), &[("edge", &["10.0.0.1:80"])]);
+    assert_eq!(builder.set_discovered(edge).map(|p| p.is_some()), Ok(false));
+    assert!(Arc::ptr_eq(&before, builder.published()));
 }
 
 #[test]
 fn a_new_profile_keeps_the_discovered_endpoints() {
-    let publisher = Publisher::new(mk_profile()).unwrap();
-    let eps = mk_endpoints(&[("edge", &["10.0.0.1:80"])]);
-    publisher.set_discovered(eps.clone()).unwrap();
+    let mut builder = mk_builder();
+    let eps = mk_discovered(&Discovered::default(), &[("edge", &["10.0.0.1:80"])]);
+    builder.set_discovered(eps.clone()).unwrap();
     let mut edited = mk_profile();
     edited.clusters.get_mut("edge").unwrap().connect_timeout = std::time::Duration::from_secs(3);
 
-    assert_eq!(publisher.set_profile(edited.clone()), Ok(true));
-    assert_eq!(publisher.current().snapshots, translate(&edited, &eps).unwrap());
+    assert_eq!(builder.set_profile(Arc::new(edited.clone())).map(|p| p.is_some()), Ok(true));
+    assert_eq!(builder.published().snapshots, translate(&edited, &eps.endpoints).unwrap());
+}
+
+#[test]
+fn a_profile_that_cannot_be_served_changes_nothing() {
+    let mut builder = mk_builder();
+    let before = builder.published().clone();
+    let mut broken = mk_profile();
+    broken.clusters.remove("edge");
+
+    assert!(check(&broken).is_err());
+    assert!(builder.set_profile(Arc::new(broken)).is_err());
+    assert!(Arc::ptr_eq(&before, builder.published()));
 }

@@ -1,5 +1,7 @@
 use super::*;
+use crate::model::Published;
 use crate::profile::parse_profile;
+use crate::publish::Builder;
 use crate::xds::ResourceType;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use prost::Message;
@@ -21,10 +23,26 @@ cluster = "svc"
 endpoints = [{ address = "127.0.0.1:9000" }]
 "#;
 
-fn mk_registry(state: Option<PathBuf>) -> (Arc<Publisher>, Arc<Registry>) {
-    let publisher = Publisher::new(parse_profile("r.toml", "r", PROFILE).unwrap()).unwrap();
-    let registry = Registry::open(publisher.clone(), state);
-    (publisher, registry)
+/// The builder, fed what the registry sends, as the builder task would.
+struct Publisher {
+    builder: std::cell::RefCell<Builder>,
+    registered: watch::Receiver<Arc<EndpointSet>>,
+}
+
+impl Publisher {
+    fn current(&self) -> Arc<Published> {
+        let mut builder = self.builder.borrow_mut();
+        builder.set_registered(self.registered.borrow().clone()).unwrap();
+        builder.published().clone()
+    }
+}
+
+fn mk_registry(state: Option<PathBuf>) -> (Publisher, Arc<Registry>) {
+    let profile = Arc::new(parse_profile("r.toml", "r", PROFILE).unwrap());
+    let (_, rx) = watch::channel(profile.clone());
+    let (registry, registered) = Registry::open(rx, state);
+    let builder = Builder::new(profile, registered.borrow().clone()).unwrap();
+    (Publisher { builder: builder.into(), registered }, registry)
 }
 
 fn mk_endpoint(address: &str) -> RegisteredEndpoint {
@@ -85,7 +103,7 @@ fn registered_endpoints_are_served_and_emptied() {
 
     registry.set("svc", &[]).unwrap();
     assert_eq!(served(&publisher, "svc"), Vec::<String>::new());
-    assert_eq!(registry.all(), DiscoveredEndpoints::new());
+    assert_eq!(registry.all(), EndpointSet::new());
 }
 
 #[test]
@@ -147,7 +165,7 @@ fn an_unreadable_state_file_starts_empty() {
     let state = dir.path().join("r.registered.json");
     std::fs::write(&state, "{ not json").unwrap();
     let (_, registry) = mk_registry(Some(state));
-    assert_eq!(registry.all(), DiscoveredEndpoints::new());
+    assert_eq!(registry.all(), EndpointSet::new());
 }
 
 #[test]

@@ -1,32 +1,34 @@
-//! Load assignments for the EDS-only path, encoded by reusing the bytes of
-//! every endpoint that did not change.
+//! Load assignments: the model's endpoints as `ClusterLoadAssignment`s.
 //!
-//! A pod event changes one endpoint, but building a `ClusterLoadAssignment`
-//! of 10,000 endpoints as a message and encoding it took most of 10 ms.
-//! [`LoadAssignmentCache`] keeps, per cluster, the endpoints of its last
-//! build in sorted order, each with its encoded `LbEndpoint`; the next build
-//! walks the new sorted list along it and encodes only the endpoints it
-//! lacks. The load assignment is then spliced from those bytes: a protobuf
-//! message's encoding is the concatenation of its fields' encodings, and a
-//! repeated message field is, per element, its key, its length as a varint
-//! and its bytes. Fields go in the order prost writes them, so the result
-//! decodes to exactly what [`to_load_assignment`] builds (and, without
-//! multi-entry metadata maps, is byte for byte its encoding). The content
-//! hash is the same one, computed from the model: it combines per-endpoint
-//! hashes, which are kept along with the encodings.
-//!
-//! [`to_load_assignment`]: super::translate::to_load_assignment
+//! Two encoders that must group and order alike live here together.
+//! [`to_load_assignment`] builds the message (full translation).
+//! [`LoadAssignmentCache`] serves the EDS-only path: a pod event changes one
+//! endpoint, but building a `ClusterLoadAssignment` of 10,000 endpoints as a
+//! message and encoding it took most of 10 ms. The cache keeps, per cluster,
+//! the endpoints of its last build in sorted order, each with its encoded
+//! `LbEndpoint`; the next build walks the new sorted list along it and
+//! encodes only the endpoints it lacks. The load assignment is then spliced
+//! from those bytes: a protobuf message's encoding is the concatenation of
+//! its fields' encodings, and a repeated message field is, per element, its
+//! key, its length as a varint and its bytes. Fields go in the order prost
+//! writes them, so the result decodes to exactly what [`to_load_assignment`]
+//! builds (and, without multi-entry metadata maps, is byte for byte its
+//! encoding). The content hash is the same one, computed from the model: it
+//! combines per-endpoint hashes, which are kept along with the encodings.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
 
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::endpoint::v3 as endpoint;
+use envoy_types::pb::google::protobuf as pbwk;
 use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
 use super::snapshot::Resource;
-use super::translate::{content_hash, endpoint_hash, to_lb_endpoint};
-use crate::profile::Endpoint;
+use super::{socket_address, u32v};
+use crate::model::{self as profile, Endpoint, Profile};
 
 // Field numbers from envoy/config/endpoint/v3/endpoint.proto and
 // endpoint_components.proto.
@@ -149,6 +151,107 @@ fn field_len(tag: u32, len: usize) -> usize {
 fn put_header(tag: u32, len: usize, out: &mut Vec<u8>) {
     encode_key(tag, WireType::LengthDelimited, out);
     encode_varint(len as u64, out);
+}
+
+/// Endpoints found at run time, by cluster name.
+pub type Lookup<'a> = dyn Fn(&str) -> Option<&'a [profile::Endpoint]> + 'a;
+
+/// The EDS-only path, first step: the load assignments of the `changed`
+/// run-time clusters some proxy uses, packed once for all of them, reusing
+/// the encoding of unchanged endpoints kept in `cache`.
+pub fn translate_load_assignments<'a>(
+    profile: &Profile,
+    changed: &BTreeSet<String>,
+    discovered: &Lookup<'a>,
+    cache: &mut LoadAssignmentCache,
+) -> BTreeMap<String, Resource> {
+    let used: BTreeMap<&str, &profile::Cluster> =
+        profile.proxies.values().flat_map(|p| profile.clusters_of(p)).map(|c| (c.name.as_str(), c)).collect();
+    used.into_values()
+        .filter(|c| changed.contains(&c.name))
+        .filter(|c| matches!(c.source, profile::Source::Kubernetes(_) | profile::Source::KubernetesService(_)))
+        .map(|c| (c.name.clone(), cache.to_resource(&c.name, discovered(&c.name).unwrap_or_default())))
+        .collect()
+}
+
+pub(super) fn lb_endpoint(
+    addr: core::Address,
+    weight: Option<u32>,
+    metadata: Option<core::Metadata>,
+) -> endpoint::LbEndpoint {
+    endpoint::LbEndpoint {
+        host_identifier: Some(endpoint::lb_endpoint::HostIdentifier::Endpoint(endpoint::Endpoint {
+            address: Some(addr),
+            ..Default::default()
+        })),
+        load_balancing_weight: weight.map(u32v),
+        metadata,
+        ..Default::default()
+    }
+}
+
+/// Endpoint metadata goes under `envoy.lb`, where Envoy's subset load
+/// balancer and header-to-metadata matching look for it.
+fn to_metadata(labels: &BTreeMap<String, String>) -> Option<core::Metadata> {
+    if labels.is_empty() {
+        return None;
+    }
+    let fields = labels
+        .iter()
+        .map(|(k, v)| (k.clone(), pbwk::Value { kind: Some(pbwk::value::Kind::StringValue(v.clone())) }))
+        .collect();
+    let mut md = core::Metadata::default();
+    md.filter_metadata.insert("envoy.lb".into(), pbwk::Struct { fields });
+    Some(md)
+}
+
+/// The load assignment for an EDS cluster, one locality per zone (endpoints
+/// without a zone share the empty locality), with a hash of its inputs.
+/// The EDS-only path encodes the same message by splicing
+/// ([`LoadAssignmentCache`]); the two must group and order alike.
+pub fn to_load_assignment(cluster: &str, eps: &[profile::Endpoint]) -> (endpoint::ClusterLoadAssignment, u64) {
+    let mut sorted: Vec<&profile::Endpoint> = eps.iter().collect();
+    sorted.sort();
+    let mut by_zone: BTreeMap<Option<&str>, Vec<endpoint::LbEndpoint>> = BTreeMap::new();
+    for e in &sorted {
+        by_zone.entry(e.zone.as_deref()).or_default().push(to_lb_endpoint(e));
+    }
+    let cla = endpoint::ClusterLoadAssignment {
+        cluster_name: cluster.to_string(),
+        endpoints: by_zone
+            .into_iter()
+            .map(|(zone, lb_endpoints)| endpoint::LocalityLbEndpoints {
+                locality: zone.map(|z| core::Locality { zone: z.to_string(), ..Default::default() }),
+                lb_endpoints,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    (cla, content_hash(cluster, sorted.iter().map(|e| endpoint_hash(e))))
+}
+
+/// One endpoint of a load assignment.
+pub(crate) fn to_lb_endpoint(e: &profile::Endpoint) -> endpoint::LbEndpoint {
+    lb_endpoint(socket_address(e.addr.ip(), e.addr.port()), e.weight, to_metadata(&e.metadata))
+}
+
+/// The version-defining hash of a load assignment: its cluster and the
+/// hashes of its endpoints (see [`endpoint_hash`]) in sorted order. From the
+/// model rather than the encoding, whose metadata maps encode in varying
+/// order; per endpoint so the EDS-only path can reuse the hashes of the
+/// endpoints that did not change.
+pub(crate) fn content_hash(cluster: &str, endpoint_hashes: impl Iterator<Item = u64>) -> u64 {
+    let mut h = DefaultHasher::new();
+    cluster.hash(&mut h);
+    for e in endpoint_hashes {
+        h.write_u64(e);
+    }
+    h.finish()
+}
+
+pub(crate) fn endpoint_hash(e: &profile::Endpoint) -> u64 {
+    super::snapshot::hash_of(e)
 }
 
 #[cfg(test)]

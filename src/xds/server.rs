@@ -6,7 +6,6 @@
 //! messages, matches the Envoy's node to a proxy, logs, counts, and
 //! reports the stream to the connected-Envoy [`StreamRegistry`].
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,12 +28,12 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::node::{Change, NodeId, NodeMatch};
 use super::registry::{NodeInfo, StreamEntry, StreamInfo, StreamRegistry};
-use super::snapshot::Snapshot;
+
 use super::stream::{Event, StreamState};
 use crate::metrics::XdsMetrics;
-use crate::profile::Profile;
-use crate::profile::watch::now_ms;
+use crate::model::{Published, now_ms};
 use crate::tls::DEFAULT_HANDSHAKE_TIMEOUT;
 
 /// Largest request accepted from an Envoy. Requests are small (names and a
@@ -44,22 +43,6 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 const RESPONSE_QUEUE: usize = 16;
-
-/// What the app publishes: the profile in force and each proxy's snapshot.
-#[derive(Debug)]
-pub struct Published {
-    pub profile: Option<Arc<Profile>>,
-    pub snapshots: BTreeMap<String, Arc<Snapshot>>,
-    /// When the publisher published it: the start of the change-to-push
-    /// latency that streams measure.
-    pub changed_at: Instant,
-}
-
-impl Default for Published {
-    fn default() -> Self {
-        Self { profile: None, snapshots: BTreeMap::new(), changed_at: Instant::now() }
-    }
-}
 
 /// The ADS service handed to tonic.
 #[derive(Clone)]
@@ -121,10 +104,8 @@ impl AggregatedDiscoveryService for AdsService {
             published: self.published.clone(),
             metrics: self.metrics.clone(),
             state: StreamState::new(),
-            proxy: None,
+            matched: NodeMatch::default(),
             node: None,
-            warned_unmatched: false,
-            unmatched: None,
             identity,
             nack_at_ms: [None; 4],
             matched_change: Instant::now(),
@@ -151,14 +132,12 @@ struct AdsStream {
     published: watch::Receiver<Arc<Published>>,
     metrics: Arc<XdsMetrics>,
     state: StreamState,
-    proxy: Option<String>,
+    /// Which proxy this Envoy is, and why none when none.
+    matched: NodeMatch,
     node: Option<Node>,
-    warned_unmatched: bool,
     /// With mutual TLS, the proxy the client certificate names (`Some(None)`:
     /// it names none); `None` when identities are not checked.
     identity: Option<Option<String>>,
-    /// Why this Envoy matches no proxy, for status.
-    unmatched: Option<String>,
     /// Per type, when the NACK the protocol state holds arrived.
     nack_at_ms: [Option<u64>; 4],
     /// When the publication last matched against was published.
@@ -172,7 +151,7 @@ impl AdsStream {
         self.metrics.streams_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let end = self.serve(shutdown).await;
         self.metrics.streams_active.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        info!(proxy = self.proxy.as_deref().unwrap_or("-"), reason = end, "ADS stream ended");
+        info!(proxy = self.matched.proxy.as_deref().unwrap_or("-"), reason = end, "ADS stream ended");
     }
 
     async fn serve(&mut self, shutdown: CancellationToken) -> &'static str {
@@ -226,8 +205,8 @@ impl AdsStream {
         let types = StreamInfo::types_from(&self.state, &self.nack_at_ms);
         self.entry.update(|info| {
             info.node = node;
-            info.proxy = self.proxy.clone();
-            info.unmatched = self.unmatched.clone();
+            info.proxy = self.matched.proxy.clone();
+            info.unmatched = self.matched.unmatched.clone();
             info.types = types;
         });
     }
@@ -243,7 +222,7 @@ impl AdsStream {
             out.extend(self.match_proxy());
         }
         let (events, responses) = self.state.on_request(&req);
-        let proxy = self.proxy.as_deref().unwrap_or("-");
+        let proxy = self.matched.proxy.as_deref().unwrap_or("-");
         for e in events {
             match e {
                 Event::Ack { ty, version } => {
@@ -280,73 +259,32 @@ impl AdsStream {
         self.matched_change = published.changed_at;
         let node = self.node.as_ref().expect("node is set before matching");
         let zone = node.locality.as_ref().map_or("", |l| l.zone.as_str());
-        let candidates: Vec<String> = published
-            .profile
-            .as_ref()
-            .map(|p| p.proxies_for_node(&node.cluster, &node.id, zone).into_iter().map(|p| p.name.clone()).collect())
-            .unwrap_or_default();
-        let found = match candidates.as_slice() {
-            [one] => Some(one.clone()),
-            _ => None,
-        };
-        // An Envoy may only be the proxy its certificate names.
-        let refused = match (&self.identity, &found) {
-            (Some(named), Some(p)) if named.as_deref() != Some(p.as_str()) => {
-                let named = named.clone().unwrap_or_else(|| "no proxy".to_string());
-                Some(format!("its client certificate names {named}, but its node claims proxy {p}"))
+        let id = NodeId { cluster: &node.cluster, id: &node.id, zone };
+        let identity = self.identity.as_ref().map(Option::as_deref);
+        match self.matched.update(&published.profile, id, identity) {
+            Change::Quiet => {}
+            Change::Matched(p) => {
+                info!(proxy = %p, node.id = %node.id, node.cluster = %node.cluster, zone, "Envoy matched a proxy")
             }
-            _ => None,
-        };
-        if let Some(why) = &refused {
-            if self.unmatched.as_ref() != Some(why) {
+            Change::Refused(why) => {
                 self.metrics.identity_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 warn!(node.id = %node.id, node.cluster = %node.cluster, reason = %why,
                     "refusing Envoy: certificate and node identity disagree; it gets no configuration (issue it its own certificate with `devbridge certs issue <proxy>`)");
             }
-            self.unmatched = refused.clone();
-            self.proxy = None;
-            return self.state.on_snapshot(None);
-        }
-        self.unmatched = match (&found, &published.profile) {
-            (Some(_), _) => None,
-            (None, None) => Some("no profile is published yet".to_string()),
-            (None, Some(profile)) if candidates.is_empty() => Some(format!(
-                "no proxy of profile {} matches node.cluster {:?}, node.id {:?}, zone {:?}",
-                profile.name, node.cluster, node.id, zone
-            )),
-            (None, Some(_)) => Some(format!(
-                "the node states no zone and matches several proxies ({}); set node.locality.zone",
-                candidates.join(", ")
-            )),
-        };
-        match (&found, &published.profile) {
-            (Some(p), _) if self.proxy.as_ref() != Some(p) => {
-                info!(proxy = %p, node.id = %node.id, node.cluster = %node.cluster, zone, "Envoy matched a proxy");
-                self.warned_unmatched = false;
-            }
-            // Warn once per profile that still does not know this node.
-            (None, Some(profile)) if !self.warned_unmatched || self.proxy.is_some() => {
+            Change::NoProxy { profile, known } => {
                 self.metrics.unknown_nodes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let known: Vec<String> = profile
-                    .proxies
-                    .values()
-                    .map(|p| format!("{} (node.cluster={:?}, zone={:?})", p.name, p.node_cluster, p.zone))
-                    .collect();
-                if candidates.is_empty() {
-                    warn!(node.id = %node.id, node.cluster = %node.cluster, zone, profile = %profile.name,
-                        known = %known.join(", "),
-                        "Envoy matches no proxy in the profile; it gets no configuration. Set its node.cluster (and node.locality.zone) to a proxy's, or use `devbridge bootstrap`");
-                } else {
-                    warn!(node.id = %node.id, node.cluster = %node.cluster, profile = %profile.name,
-                        candidates = %candidates.join(", "),
-                        "Envoy states no zone and matches several proxies; it gets no configuration. Set node.locality.zone in its bootstrap (`devbridge bootstrap` does)");
-                }
-                self.warned_unmatched = true;
+                warn!(node.id = %node.id, node.cluster = %node.cluster, zone, %profile,
+                    known = %known.join(", "),
+                    "Envoy matches no proxy in the profile; it gets no configuration. Set its node.cluster (and node.locality.zone) to a proxy's, or use `devbridge bootstrap`");
             }
-            _ => {}
+            Change::Ambiguous { profile, candidates } => {
+                self.metrics.unknown_nodes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                warn!(node.id = %node.id, node.cluster = %node.cluster, %profile,
+                    candidates = %candidates.join(", "),
+                    "Envoy states no zone and matches several proxies; it gets no configuration. Set node.locality.zone in its bootstrap (`devbridge bootstrap` does)");
+            }
         }
-        self.proxy = found.clone();
-        let snapshot = found.and_then(|p| published.snapshots.get(&p).cloned());
+        let snapshot = self.matched.proxy.as_ref().and_then(|p| published.snapshots.get(p).cloned());
         if snapshot.as_ref().map(|s| &s.version) == self.state.snapshot().map(|s| &s.version) {
             return vec![];
         }

@@ -8,9 +8,7 @@
 //! With `[tracing]`, every connection manager reports spans to the Zipkin
 //! collector, whose cluster every proxy then gets.
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{Hash, Hasher};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,10 +27,11 @@ use envoy_types::pb::envoy::r#type::v3 as percent;
 use envoy_types::pb::google::protobuf as pbwk;
 use envoy_types::util::pack_any;
 
-use super::load_assignment::LoadAssignmentCache;
+use super::load_assignment::lb_endpoint;
+pub use super::load_assignment::{Lookup, to_load_assignment};
 use super::snapshot::{Resource, Snapshot, SnapshotError, SnapshotParts};
-use crate::discovery::DiscoveredEndpoints;
-use crate::profile::{self, Profile, Proxy};
+use super::{socket_address, u32v};
+use crate::model::{self as profile, EndpointSet, Profile, Proxy};
 
 /// Name of the route configuration for a port's listener.
 pub fn route_config_name(port: u16) -> String {
@@ -48,21 +47,14 @@ pub fn listener_name(port: u16) -> String {
 /// translation: a profile is published whole or not at all.
 pub fn translate(
     profile: &Profile,
-    discovered: &DiscoveredEndpoints,
+    discovered: &EndpointSet,
 ) -> Result<BTreeMap<String, Arc<Snapshot>>, SnapshotError> {
     profile.proxies.values().map(|p| Ok((p.name.clone(), Arc::new(translate_proxy(profile, p, discovered)?)))).collect()
 }
 
-pub fn translate_proxy(
-    profile: &Profile,
-    proxy: &Proxy,
-    discovered: &DiscoveredEndpoints,
-) -> Result<Snapshot, SnapshotError> {
-    translate_proxy_with(profile, proxy, &|name| discovered.get(name).map(Vec::as_slice))
+pub fn translate_proxy(profile: &Profile, proxy: &Proxy, discovered: &EndpointSet) -> Result<Snapshot, SnapshotError> {
+    translate_proxy_with(profile, proxy, &|name| discovered.get(name).map(|e| &**e))
 }
-
-/// Endpoints found at run time, by cluster name.
-pub type Lookup<'a> = dyn Fn(&str) -> Option<&'a [profile::Endpoint]> + 'a;
 
 /// [`translate_proxy`] with the run-time endpoints behind a lookup, so
 /// callers holding several maps need not merge them first.
@@ -90,24 +82,6 @@ pub fn translate_proxy_with<'a>(
         parts.routes.push(to_route_configuration(port, &domains));
     }
     Snapshot::build(&proxy.name, parts)
-}
-
-/// The EDS-only path, first step: the load assignments of the `changed`
-/// run-time clusters some proxy uses, packed once for all of them, reusing
-/// the encoding of unchanged endpoints kept in `cache`.
-pub fn translate_load_assignments<'a>(
-    profile: &Profile,
-    changed: &BTreeSet<String>,
-    discovered: &Lookup<'a>,
-    cache: &mut LoadAssignmentCache,
-) -> BTreeMap<String, Resource> {
-    let used: BTreeMap<&str, &profile::Cluster> =
-        profile.proxies.values().flat_map(|p| profile.clusters_of(p)).map(|c| (c.name.as_str(), c)).collect();
-    used.into_values()
-        .filter(|c| changed.contains(&c.name))
-        .filter(|c| matches!(c.source, profile::Source::Kubernetes(_) | profile::Source::KubernetesService(_)))
-        .map(|c| (c.name.clone(), cache.to_resource(&c.name, discovered(&c.name).unwrap_or_default())))
-        .collect()
 }
 
 /// The EDS-only path, second step: `snapshot` (this proxy's, for this
@@ -138,20 +112,6 @@ fn ads() -> core::ConfigSource {
 
 pub(crate) fn duration(d: Duration) -> pbwk::Duration {
     pbwk::Duration { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
-}
-
-fn u32v(v: u32) -> pbwk::UInt32Value {
-    pbwk::UInt32Value { value: v }
-}
-
-pub(crate) fn socket_address(ip: impl ToString, port: u16) -> core::Address {
-    core::Address {
-        address: Some(core::address::Address::SocketAddress(core::SocketAddress {
-            address: ip.to_string(),
-            port_specifier: Some(core::socket_address::PortSpecifier::PortValue(u32::from(port))),
-            ..Default::default()
-        })),
-    }
 }
 
 pub fn to_cluster(c: &profile::Cluster) -> cluster::Cluster {
@@ -267,82 +227,6 @@ pub fn to_cluster(c: &profile::Cluster) -> cluster::Cluster {
             .insert("envoy.extensions.upstreams.http.v3.HttpProtocolOptions".into(), pack_any(opts));
     }
     out
-}
-
-fn lb_endpoint(addr: core::Address, weight: Option<u32>, metadata: Option<core::Metadata>) -> endpoint::LbEndpoint {
-    endpoint::LbEndpoint {
-        host_identifier: Some(endpoint::lb_endpoint::HostIdentifier::Endpoint(endpoint::Endpoint {
-            address: Some(addr),
-            ..Default::default()
-        })),
-        load_balancing_weight: weight.map(u32v),
-        metadata,
-        ..Default::default()
-    }
-}
-
-/// Endpoint metadata goes under `envoy.lb`, where Envoy's subset load
-/// balancer and header-to-metadata matching look for it.
-fn to_metadata(labels: &BTreeMap<String, String>) -> Option<core::Metadata> {
-    if labels.is_empty() {
-        return None;
-    }
-    let fields = labels
-        .iter()
-        .map(|(k, v)| (k.clone(), pbwk::Value { kind: Some(pbwk::value::Kind::StringValue(v.clone())) }))
-        .collect();
-    let mut md = core::Metadata::default();
-    md.filter_metadata.insert("envoy.lb".into(), pbwk::Struct { fields });
-    Some(md)
-}
-
-/// The load assignment for an EDS cluster, one locality per zone (endpoints
-/// without a zone share the empty locality), with a hash of its inputs.
-/// The EDS-only path encodes the same message by splicing
-/// (`load_assignment.rs`); the two must group and order alike.
-pub fn to_load_assignment(cluster: &str, eps: &[profile::Endpoint]) -> (endpoint::ClusterLoadAssignment, u64) {
-    let mut sorted: Vec<&profile::Endpoint> = eps.iter().collect();
-    sorted.sort();
-    let mut by_zone: BTreeMap<Option<&str>, Vec<endpoint::LbEndpoint>> = BTreeMap::new();
-    for e in &sorted {
-        by_zone.entry(e.zone.as_deref()).or_default().push(to_lb_endpoint(e));
-    }
-    let cla = endpoint::ClusterLoadAssignment {
-        cluster_name: cluster.to_string(),
-        endpoints: by_zone
-            .into_iter()
-            .map(|(zone, lb_endpoints)| endpoint::LocalityLbEndpoints {
-                locality: zone.map(|z| core::Locality { zone: z.to_string(), ..Default::default() }),
-                lb_endpoints,
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    };
-    (cla, content_hash(cluster, sorted.iter().map(|e| endpoint_hash(e))))
-}
-
-/// One endpoint of a load assignment.
-pub(super) fn to_lb_endpoint(e: &profile::Endpoint) -> endpoint::LbEndpoint {
-    lb_endpoint(socket_address(e.addr.ip(), e.addr.port()), e.weight, to_metadata(&e.metadata))
-}
-
-/// The version-defining hash of a load assignment: its cluster and the
-/// hashes of its endpoints (see [`endpoint_hash`]) in sorted order. From the
-/// model rather than the encoding, whose metadata maps encode in varying
-/// order; per endpoint so the EDS-only path can reuse the hashes of the
-/// endpoints that did not change.
-pub(super) fn content_hash(cluster: &str, endpoint_hashes: impl Iterator<Item = u64>) -> u64 {
-    let mut h = DefaultHasher::new();
-    cluster.hash(&mut h);
-    for e in endpoint_hashes {
-        h.write_u64(e);
-    }
-    h.finish()
-}
-
-pub(super) fn endpoint_hash(e: &profile::Endpoint) -> u64 {
-    super::snapshot::hash_of(e)
 }
 
 /// Zipkin tracing for a connection manager: B3 headers are started or

@@ -40,8 +40,11 @@ pub struct AdsClient {
 
 impl AdsClient {
     pub async fn connect(daemon: &Daemon) -> Self {
-        let mut client =
-            AggregatedDiscoveryServiceClient::connect(format!("http://{}", daemon.xds_addr)).await.unwrap();
+        Self::connect_to(daemon.xds_addr).await
+    }
+
+    pub async fn connect_to(addr: std::net::SocketAddr) -> Self {
+        let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{addr}")).await.unwrap();
         let (tx, rx) = mpsc::channel(8);
         let rx = client.stream_aggregated_resources(ReceiverStream::new(rx)).await.unwrap().into_inner();
         Self { tx, rx }

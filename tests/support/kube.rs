@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use devbridge::app::Daemon;
 use devbridge::discovery::{Options, SourceState, SourceStatus};
+use devbridge::model::Published;
 use devbridge::profile::{Profile, parse_profile};
 use devbridge::xds::ResourceType;
-use devbridge::xds::server::Published;
 use envoy_types::pb::envoy::config::core::v3::address::Address;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
@@ -42,6 +42,12 @@ pub fn mk_discovery_options() -> Options {
 /// `/c/<cluster>` to each cluster; `clusters` is TOML, where `{kc}` stands
 /// for the kubeconfig path.
 pub fn mk_profile(port: u16, kubeconfig: &str, names: &[&str], clusters: &str) -> Profile {
+    let src = mk_source(port, kubeconfig, names, clusters);
+    parse_profile("kube.toml", "kube", &src).unwrap_or_else(|e| panic!("invalid test profile:\n{e}"))
+}
+
+/// [`mk_profile`]'s TOML.
+pub fn mk_source(port: u16, kubeconfig: &str, names: &[&str], clusters: &str) -> String {
     let mut src = format!(
         "[zones.dev-local]\n[proxies.sidecar]\nzone = \"dev-local\"\nadmin = \"127.0.0.1:0\"\ndomains = [\"x.test:{port}\"]\n[[domains]]\nname = \"x.test:{port}\"\n"
     );
@@ -49,13 +55,13 @@ pub fn mk_profile(port: u16, kubeconfig: &str, names: &[&str], clusters: &str) -
         src += &format!("[[domains.routes]]\nprefix = \"/c/{n}\"\ncluster = \"{n}\"\n");
     }
     src += &clusters.replace("{kc}", kubeconfig);
-    parse_profile("kube.toml", "kube", &src).unwrap_or_else(|e| panic!("invalid test profile:\n{e}"))
+    src
 }
 
 /// The endpoints served to `sidecar` for `cluster`: `ip:port`, with
 /// `@zone` when the endpoint has one.
 pub fn served(daemon: &Daemon, cluster: &str) -> Vec<String> {
-    served_in(&daemon.publisher.current(), cluster)
+    served_in(&daemon.current(), cluster)
 }
 
 /// [`served`], in one published state.

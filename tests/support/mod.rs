@@ -325,3 +325,43 @@ impl Drop for Envoy {
         let _ = self.child.wait();
     }
 }
+
+/// A profile file the daemon follows: tests change the profile the way a
+/// user does, by editing the file.
+pub struct ProfileFile {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+    stem: String,
+}
+
+impl ProfileFile {
+    /// Writes `text` to `<stem>.toml` in a fresh directory.
+    pub fn new(stem: &str, text: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("{stem}.toml"));
+        std::fs::write(&path, text).unwrap();
+        Self { _dir: dir, path, stem: stem.to_string() }
+    }
+
+    /// The profile as the daemon loads it at start-up.
+    pub fn load(&self) -> devbridge::profile::Profile {
+        devbridge::profile::load::load_file(&self.path).unwrap_or_else(|e| panic!("invalid test profile:\n{e}"))
+    }
+
+    /// Daemon options that follow this file.
+    pub fn options(&self) -> devbridge::app::Options {
+        devbridge::app::Options { follow: Some(self.path.clone()), ..Default::default() }
+    }
+
+    /// Replaces the file the way editors do (a new file renamed over the
+    /// old one) and waits until the daemon serves the new profile.
+    pub async fn edit(&self, daemon: &devbridge::app::Daemon, text: &str) {
+        let expected = devbridge::profile::parse_profile(&self.path.display().to_string(), &self.stem, text)
+            .unwrap_or_else(|e| panic!("invalid test profile:\n{e}"));
+        let tmp = self.path.with_extension("tmp~");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &self.path).unwrap();
+        eventually("the edit to be served", 400, || async { (*daemon.current().profile == expected).then_some(()) })
+            .await;
+    }
+}

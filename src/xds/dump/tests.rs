@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::discovery::DiscoveredEndpoints;
+use crate::model::EndpointSet;
 use crate::profile::Profile;
 use crate::xds::translate::translate_proxy;
 
@@ -26,7 +26,7 @@ aliases = ["b.test"]
 
 fn mk_dump(extra: &str) -> Value {
     let profile = mk_profile(extra);
-    dump_snapshot(&translate_proxy(&profile, &profile.proxies["p"], &DiscoveredEndpoints::new()).expect("consistent"))
+    dump_snapshot(&translate_proxy(&profile, &profile.proxies["p"], &EndpointSet::new()).expect("consistent"))
 }
 
 fn resource(dump: &Value, ty: &str, name: &str) -> Value {

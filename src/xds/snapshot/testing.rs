@@ -39,7 +39,7 @@ pub(crate) fn mk_cla(name: &str, port: u16) -> (endpoint::ClusterLoadAssignment,
         endpoints: vec![endpoint::LocalityLbEndpoints {
             lb_endpoints: vec![endpoint::LbEndpoint {
                 host_identifier: Some(endpoint::lb_endpoint::HostIdentifier::Endpoint(endpoint::Endpoint {
-                    address: Some(translate::socket_address("127.0.0.1", port)),
+                    address: Some(crate::xds::socket_address("127.0.0.1", port)),
                     ..Default::default()
                 })),
                 ..Default::default()
@@ -63,7 +63,7 @@ pub(crate) fn mk_listener(port: u16) -> listener::Listener {
     };
     listener::Listener {
         name: translate::listener_name(port),
-        address: Some(translate::socket_address("127.0.0.1", port)),
+        address: Some(crate::xds::socket_address("127.0.0.1", port)),
         filter_chains: vec![listener::FilterChain {
             filters: vec![listener::Filter {
                 name: "envoy.filters.network.http_connection_manager".into(),

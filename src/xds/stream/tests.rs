@@ -14,7 +14,7 @@ use envoy_types::pb::google::rpc::Status;
 use prost::Message;
 
 use super::*;
-use crate::discovery::DiscoveredEndpoints;
+use crate::model::EndpointSet;
 use crate::xds::snapshot::testing::{mk_cla, mk_parts};
 use crate::xds::snapshot::{CLUSTER_TYPE_URL, SnapshotParts};
 use crate::xds::translate;
@@ -567,9 +567,8 @@ cluster = "web"
 endpoints = [{ address = "127.0.0.1:9001" }]
 "#;
     let profile = crate::profile::parse_profile("t.toml", "t", src).expect("valid profile");
-    let snap = Arc::new(
-        translate::translate_proxy(&profile, &profile.proxies["p"], &DiscoveredEndpoints::new()).expect("consistent"),
-    );
+    let snap =
+        Arc::new(translate::translate_proxy(&profile, &profile.proxies["p"], &EndpointSet::new()).expect("consistent"));
 
     let s = mk_connected(&snap);
 

@@ -21,7 +21,7 @@ fn mk_profile(src: &str) -> Profile {
 
 /// The snapshot of proxy `p`, with no discovered endpoints.
 fn mk_snapshot(profile: &Profile) -> Snapshot {
-    translate_proxy(profile, &profile.proxies["p"], &DiscoveredEndpoints::new()).expect("consistent")
+    translate_proxy(profile, &profile.proxies["p"], &EndpointSet::new()).expect("consistent")
 }
 
 fn decode<M: prost::Message + Default>(s: &Snapshot, ty: ResourceType, name: &str) -> M {
@@ -290,18 +290,19 @@ port = 8080
 "#
     ));
     let proxy = &profile.proxies["p"];
-    let discovered: DiscoveredEndpoints = [(
+    let discovered: EndpointSet = [(
         "api".to_string(),
         vec![profile::Endpoint {
             addr: "10.1.0.7:8080".parse().unwrap(),
             zone: None,
             weight: None,
             metadata: BTreeMap::new(),
-        }],
+        }]
+        .into(),
     )]
     .into();
 
-    let before = translate_proxy(&profile, proxy, &DiscoveredEndpoints::new()).expect("consistent");
+    let before = translate_proxy(&profile, proxy, &EndpointSet::new()).expect("consistent");
     let after = translate_proxy(&profile, proxy, &discovered).expect("consistent");
 
     let cla = |s: &Snapshot| decode::<endpoint::ClusterLoadAssignment>(s, ResourceType::Endpoint, "api");
@@ -345,7 +346,7 @@ endpoints = [{ address = "10.0.0.2:80" }, { address = "10.0.0.3:80", metadata = 
 fn each_proxy_gets_only_its_own_clusters_and_listeners() {
     let profile = mk_profile(TWO_PROXIES);
 
-    let snapshots = translate(&profile, &DiscoveredEndpoints::new()).expect("consistent");
+    let snapshots = translate(&profile, &EndpointSet::new()).expect("consistent");
 
     let contents = |proxy: &str| {
         let s = &snapshots[proxy];
@@ -385,7 +386,7 @@ endpoints = [{{ address = "127.0.0.1:9411" }}]
         ..Default::default()
     };
 
-    let snapshots = translate(&profile, &DiscoveredEndpoints::new()).expect("consistent");
+    let snapshots = translate(&profile, &EndpointSet::new()).expect("consistent");
 
     for (proxy, port, own) in [("p", 8080, "a"), ("q", 9090, "b")] {
         let s = &snapshots[proxy];
@@ -402,7 +403,7 @@ endpoints = [{{ address = "127.0.0.1:9411" }}]
 
 #[test]
 fn without_tracing_a_connection_manager_has_none() {
-    let snapshots = translate(&mk_profile(TWO_PROXIES), &DiscoveredEndpoints::new()).expect("consistent");
+    let snapshots = translate(&mk_profile(TWO_PROXIES), &EndpointSet::new()).expect("consistent");
     let l = decode::<listener::Listener>(&snapshots["p"], ResourceType::Listener, "listener_8080");
     let Some(listener::filter::ConfigType::TypedConfig(any)) = &l.filter_chains[0].filters[0].config_type else {
         panic!("no typed config");
@@ -412,7 +413,7 @@ fn without_tracing_a_connection_manager_has_none() {
 
 /// Every proxy's type versions and snapshot version.
 fn versions(profile: &Profile) -> BTreeMap<String, (String, [String; 4])> {
-    translate(profile, &DiscoveredEndpoints::new())
+    translate(profile, &EndpointSet::new())
         .expect("consistent")
         .into_iter()
         .map(|(p, s)| {

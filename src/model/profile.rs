@@ -1,0 +1,363 @@
+//! The validated profile: one environment's zones, proxies, domains,
+//! routes and clusters, as every part of devbridge reads it. `crate::profile`
+//! builds it from TOML; nothing here knows about files.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// One environment: what local proxies should serve, and where its endpoints come from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub name: String,
+    /// Where it was read from, as shown in messages.
+    pub file: String,
+    pub description: Option<String>,
+    pub listen: ListenOverrides,
+    pub zones: BTreeMap<String, Zone>,
+    pub proxies: BTreeMap<String, Proxy>,
+    /// Keyed by `host:port`.
+    pub domains: BTreeMap<String, Domain>,
+    pub clusters: BTreeMap<String, Cluster>,
+    /// Where every proxy reports trace spans, when set.
+    pub tracing: Option<Tracing>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListenOverrides {
+    pub xds: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Zone {
+    pub name: String,
+    pub description: Option<String>,
+}
+
+/// One Envoy (or a set of identical ones), recognised by its bootstrap node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proxy {
+    pub name: String,
+    pub zone: String,
+    /// Must equal the Envoy's `node.cluster`; defaults to the proxy name.
+    pub node_cluster: String,
+    /// When set, must equal the Envoy's `node.id`.
+    pub node_id: Option<String>,
+    /// Domain names (`host:port`) this proxy serves, in profile order.
+    pub domains: Vec<String>,
+    /// The address the proxy's listeners bind to.
+    pub listen_address: IpAddr,
+    /// The Envoy admin address written into its bootstrap.
+    pub admin: SocketAddr,
+}
+
+impl Proxy {
+    /// Whether an Envoy that states this node identity is this proxy. A node
+    /// that states no zone matches on cluster and id alone.
+    pub fn matches(&self, node_cluster: &str, node_id: &str, node_zone: &str) -> bool {
+        self.node_cluster == node_cluster
+            && self.node_id.as_deref().is_none_or(|id| id == node_id)
+            && (node_zone.is_empty() || node_zone == self.zone)
+    }
+
+    /// The ports this proxy listens on, each once, ascending.
+    pub fn ports(&self, profile: &Profile) -> Vec<u16> {
+        let mut ports: Vec<u16> = self.domains.iter().filter_map(|d| profile.domains.get(d).map(|d| d.port)).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+}
+
+/// `host:port` that a proxy listens for: a virtual host on that port's listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Domain {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub aliases: Vec<String>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub matcher: RouteMatch,
+    pub action: RouteAction,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteMatch {
+    pub path: PathMatch,
+    pub headers: Vec<ValueMatch>,
+    pub query: Vec<ValueMatch>,
+    /// Upper-case HTTP methods; empty means any.
+    pub methods: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    Prefix(String),
+    Exact(String),
+    Regex(String),
+}
+
+/// A match on one header or query parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueMatch {
+    pub name: String,
+    pub kind: ValueMatchKind,
+    pub invert: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ValueMatchKind {
+    Exact(String),
+    Prefix(String),
+    Regex(String),
+    /// `present = true` matches when the value is there, `false` when it is not.
+    Present(bool),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteAction {
+    Forward(Forward),
+    Redirect(Redirect),
+    DirectResponse { status: u16, body: Option<String> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forward {
+    pub target: Target,
+    pub timeout: Option<Duration>,
+    pub retries: Option<Retries>,
+    pub prefix_rewrite: Option<String>,
+    pub host_rewrite: Option<String>,
+    pub request_headers_add: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    Cluster(String),
+    /// (cluster, weight) pairs; weights are relative.
+    Weighted(Vec<(String, u32)>),
+}
+
+impl Target {
+    pub fn clusters(&self) -> Vec<&str> {
+        match self {
+            Target::Cluster(c) => vec![c.as_str()],
+            Target::Weighted(w) => w.iter().map(|(c, _)| c.as_str()).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retries {
+    pub count: u32,
+    /// Envoy `retry_on` conditions, e.g. `5xx`, `connect-failure`.
+    pub on: Vec<String>,
+    pub per_try_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Redirect {
+    pub host: Option<String>,
+    pub path: Option<String>,
+    pub https: bool,
+    pub code: u16,
+}
+
+/// Tracing for every HTTP connection manager of every proxy: Envoy starts
+/// or continues a trace (B3 headers, `x-request-id`) and reports its spans
+/// to a Zipkin-compatible collector (Zipkin itself, Jaeger's Zipkin port).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tracing {
+    pub zipkin: Zipkin,
+    /// Share of requests that start a trace, in percent (0-100).
+    pub sampling: f64,
+}
+
+/// A Zipkin collector: the profile cluster that reaches it and the path
+/// spans are POSTed to (Zipkin API v2, JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Zipkin {
+    pub cluster: String,
+    pub path: String,
+}
+
+/// A named set of endpoints and the policy for using them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cluster {
+    pub name: String,
+    pub source: Source,
+    pub lb: LbPolicy,
+    pub connect_timeout: Duration,
+    /// Speak HTTP/2 to the upstream (gRPC services).
+    pub http2: bool,
+    pub health_check: Option<HealthCheck>,
+    pub circuit_breakers: Option<CircuitBreakers>,
+    pub tls: Option<UpstreamTls>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// Endpoints written in the profile.
+    Static(Vec<Endpoint>),
+    /// Host names that Envoy resolves itself.
+    Dns { hosts: Vec<(String, u16)>, lookup: DnsLookup },
+    /// Pods found through the Kubernetes API.
+    Kubernetes(KubernetesSource),
+    /// Endpoints set at run time through the admin API (`PUT
+    /// /v1/clusters/NAME/endpoints`), kept across restarts in a state file.
+    Registered,
+    /// A Service's endpoints, from its EndpointSlices.
+    KubernetesService(KubernetesServiceSource),
+}
+
+impl Source {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Static(_) => "static",
+            Source::Dns { .. } => "dns",
+            Source::Kubernetes(_) => "kubernetes",
+            Source::Registered => "registered",
+            Source::KubernetesService(_) => "kubernetes_service",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsLookup {
+    /// Every address a name resolves to is an endpoint (Envoy STRICT_DNS).
+    Strict,
+    /// The first address only, for large round-robin DNS (Envoy LOGICAL_DNS).
+    Logical,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesSource {
+    pub kubeconfig: Option<String>,
+    pub context: Option<String>,
+    pub namespaces: Vec<String>,
+    pub selector: String,
+    pub field_selector: Option<String>,
+    pub port: PortRef,
+    pub address: AddressKind,
+    pub host_network: bool,
+    /// Put each endpoint in its node's `topology.kubernetes.io/zone`
+    /// (needs read access to nodes).
+    pub node_zones: bool,
+}
+
+impl KubernetesSource {
+    /// Whether the source needs the nodes of the cluster: for their
+    /// addresses or their zones.
+    pub fn needs_nodes(&self) -> bool {
+        self.node_zones || self.address != AddressKind::Pod
+    }
+}
+
+/// The ready endpoints of a Service, from its `discovery.k8s.io/v1`
+/// EndpointSlices (for VPNs that route pod IPs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesServiceSource {
+    pub kubeconfig: Option<String>,
+    pub context: Option<String>,
+    pub namespace: String,
+    pub service: String,
+    /// The Service port's name, or the endpoints' (target) port number.
+    pub port: PortRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PortRef {
+    Number(u16),
+    Name(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AddressKind {
+    Pod,
+    NodeInternal,
+    NodeExternal,
+}
+
+/// One upstream address with its locality and metadata.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub zone: Option<String>,
+    pub weight: Option<u32>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbPolicy {
+    RoundRobin,
+    LeastRequest,
+    Random,
+    RingHash,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub host: Option<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CircuitBreakers {
+    pub max_connections: Option<u32>,
+    pub max_pending_requests: Option<u32>,
+    pub max_requests: Option<u32>,
+    pub max_retries: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamTls {
+    pub sni: Option<String>,
+    pub ca_file: Option<String>,
+}
+
+impl Profile {
+    /// The clusters a proxy's routes use, and the tracing collector's, each
+    /// once, by name.
+    pub fn clusters_of(&self, proxy: &Proxy) -> Vec<&Cluster> {
+        let collector = self.tracing.as_ref().map(|t| t.zipkin.cluster.as_str());
+        let mut names: Vec<&str> = proxy
+            .domains
+            .iter()
+            .filter_map(|d| self.domains.get(d))
+            .flat_map(|d| d.routes.iter())
+            .filter_map(|r| match &r.action {
+                RouteAction::Forward(f) => Some(f.target.clusters()),
+                _ => None,
+            })
+            .flatten()
+            .chain(collector)
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names.iter().filter_map(|n| self.clusters.get(*n)).collect()
+    }
+
+    /// Every proxy an Envoy with this node identity could be. Validation
+    /// rules out two for a node that states its zone; a node that states none
+    /// can still match proxies of several zones, and then gets none of them.
+    pub fn proxies_for_node(&self, cluster: &str, id: &str, zone: &str) -> Vec<&Proxy> {
+        self.proxies.values().filter(|p| p.matches(cluster, id, zone)).collect()
+    }
+
+    /// The proxy an Envoy with this node identity is, when exactly one matches.
+    pub fn proxy_for_node(&self, cluster: &str, id: &str, zone: &str) -> Option<&Proxy> {
+        match self.proxies_for_node(cluster, id, zone).as_slice() {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
+}
