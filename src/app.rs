@@ -255,7 +255,6 @@ pub async fn run_builder(
                 Ok(()) => builder.set_discovered(inputs.discovered.borrow_and_update().clone()),
                 Err(_) => { open[2] = false; continue }
             },
-            else => return,
         };
         // Failures are logged by the builder; the last good stays served.
         if let Ok(Some(next)) = step {

@@ -2,15 +2,16 @@
 //! laptop service's calls to a remote staging cluster.
 //!
 //! ```text
-//!  profiles/*.toml ──parse+validate──▶ Profile ─┐
-//!                                               ├─ translate() ─▶ Snapshot per proxy
-//!  discovery (kube watch ─▶ index) ─────────────┘                     │ watch
-//!                                                                     ▼
-//!                                  ADS stream tasks (StreamState) ──gRPC──▶ Envoy
+//!  profiles/*.toml ─parse+validate─▶ Profile ─ profile::watch ─watch<Arc<Profile>>─┬──────────────▶ builder (app.rs)
+//!  discovery (kube watch ─▶ index) ──────────── discovery.rs ─watch<Arc<Discovered>>─┤                 │
+//!  admin API ─▶ registered.rs ─────────────────────────────── watch<Arc<EndpointSet>>─┘   watch<Arc<Published>>
+//!                                                                                           ▼
+//!                                          ADS stream tasks (xds::node, StreamState) ──gRPC──▶ Envoy
 //! ```
 //!
 //! # Layout
-//! - [`profile`]: the model, its TOML form, validation with located errors, lookup on disk.
+//! - [`model`]: the shared nouns: the validated profile, endpoint sets, what is served.
+//! - [`profile`]: TOML on disk -> model: validation with located errors, lookup, hot reload.
 //! - [`discovery`]: endpoints found at run time, per cluster: Kubernetes pods and
 //!   EndpointSlices, watched with `kube`, indexed by a pure index, published EDS-only.
 //! - [`xds`]: translation, snapshots, per-stream protocol state (pure) and the tonic server.
@@ -18,7 +19,7 @@
 //! - [`settings`]: daemon-wide settings (listen addresses, logging), layered.
 //! - [`status`]: `devbridge status`, the admin API client and its rendering.
 //! - [`admin`]: the admin HTTP API: health, readiness, status, config dump, metrics, registered endpoints.
-//! - [`publish`]: the one writer of what is served; [`app`]: wires the tasks and channels.
+//! - [`publish`]: the builder's pure steps; [`app`]: wires the tasks and channels, runs the builder.
 //! - [`metrics`]: shared counters and their Prometheus form.
 //! - [`registered`]: endpoints registered at run time, kept in a state file.
 
