@@ -7,6 +7,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -85,9 +86,9 @@ pub async fn supervise(cmd: EnvoyCommand, shutdown: CancellationToken) {
         };
         let pid = child.id().unwrap_or_default();
         info!(pid, bin = %cmd.bin.display(), bootstrap = %cmd.bootstrap.display(), "Envoy started");
-        let (tail_tx, mut tail) = tokio::sync::mpsc::unbounded_channel::<String>();
-        relay(child.stdout.take(), tail_tx.clone());
-        relay(child.stderr.take(), tail_tx);
+        let tail = Arc::new(Mutex::new(Tail::new(TAIL_LINES)));
+        relay(child.stdout.take(), tail.clone());
+        relay(child.stderr.take(), tail.clone());
         let admin_path = cmd.admin_address_path.clone();
         let announce = tokio::spawn(tracing::Instrument::in_current_span(async move {
             for _ in 0..100 {
@@ -108,18 +109,12 @@ pub async fn supervise(cmd: EnvoyCommand, shutdown: CancellationToken) {
             }
         };
         announce.abort();
-        let mut last: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
-        while let Ok(line) = tail.try_recv() {
-            if last.len() == TAIL_LINES {
-                last.pop_front();
-            }
-            last.push_back(line);
-        }
+        let last = tail.lock().unwrap_or_else(|p| p.into_inner()).lines();
         if started.elapsed() >= DEFAULT_HEALTHY_RUN {
             backoff = DEFAULT_RESTART_BACKOFF;
         }
         let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
-        warn!(pid, %status, restart_in = ?backoff, last_lines = %Vec::from(last).join("\n"),
+        warn!(pid, %status, restart_in = ?backoff, last_lines = %last.join("\n"),
             "Envoy exited; restarting it");
         if sleep_or_shutdown(backoff, &shutdown).await {
             return;
@@ -144,12 +139,34 @@ fn spawn(cmd: &EnvoyCommand) -> std::io::Result<Child> {
         .spawn()
 }
 
+/// The last lines of a log, kept as they arrive: however long Envoy runs
+/// and however much it logs, memory holds at most `capacity` lines.
+#[derive(Debug)]
+struct Tail {
+    lines: VecDeque<String>,
+    capacity: usize,
+}
+
+impl Tail {
+    fn new(capacity: usize) -> Self {
+        Self { lines: VecDeque::with_capacity(capacity), capacity }
+    }
+
+    fn push(&mut self, line: String) {
+        if self.lines.len() == self.capacity {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(line);
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.iter().cloned().collect()
+    }
+}
+
 /// Relays Envoy's output: its errors as WARN, everything else at DEBUG.
 /// Every line also goes to `tail`, to explain an exit.
-fn relay(
-    out: Option<impl tokio::io::AsyncRead + Unpin + Send + 'static>,
-    tail: tokio::sync::mpsc::UnboundedSender<String>,
-) {
+fn relay(out: Option<impl tokio::io::AsyncRead + Unpin + Send + 'static>, tail: Arc<Mutex<Tail>>) {
     let Some(out) = out else { return };
     tokio::spawn(async move {
         let mut lines = BufReader::new(out).lines();
@@ -159,7 +176,7 @@ fn relay(
             } else {
                 debug!(target: "envoy", "{line}");
             }
-            let _ = tail.send(line);
+            tail.lock().unwrap_or_else(|p| p.into_inner()).push(line);
         }
     });
 }
@@ -188,6 +205,16 @@ async fn sleep_or_shutdown(d: Duration, shutdown: &CancellationToken) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tail_keeps_only_the_last_lines_as_they_arrive() {
+        let mut tail = Tail::new(3);
+        for i in 0..10_000 {
+            tail.push(format!("line {i}"));
+            assert!(tail.lines.len() <= 3, "never more than the capacity");
+        }
+        assert_eq!(tail.lines(), ["line 9997", "line 9998", "line 9999"]);
+    }
 
     #[test]
     fn an_explicit_path_that_is_not_executable_is_refused_with_the_flag_to_fix() {
