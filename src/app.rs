@@ -124,7 +124,7 @@ impl Daemon {
             ));
         }
         let (discovery, discovered) =
-            discovery::spawn(profile_rx.clone(), options.discovery, &tracker, shutdown.clone());
+            discovery::spawn(profile_rx.clone(), metrics.clone(), options.discovery, &tracker, shutdown.clone());
         tracker.spawn(tracing::Instrument::instrument(
             run_builder(builder, Inputs { profile: profile_rx, discovered, registered }, published, shutdown.clone()),
             tracing::info_span!("builder"),

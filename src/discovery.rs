@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::metrics::XdsMetrics;
 use crate::model::{Discovered, EndpointSet, Profile};
 use index::{Index, Skipped};
 use kube::{Clients, Msg, Report};
@@ -49,8 +50,11 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(15);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// First wait before retrying a failed source; doubles up to the maximum.
 pub const DEFAULT_BACKOFF_MIN: Duration = Duration::from_millis(500);
-/// Longest wait between retries: the VPN coming back is noticed within this.
+/// Longest wait between retries of a server that answers with errors.
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// While the API server does not answer, a TCP connect to it this often:
+/// its return (the VPN back up) is noticed within this, whatever the backoff.
+pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the wall clock is compared with the monotonic clock.
 pub const DEFAULT_CLOCK_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// A wall clock that moved this much more (or less) than the monotonic
@@ -65,6 +69,7 @@ pub struct Options {
     pub connect_timeout: Duration,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    pub probe_interval: Duration,
     pub clock_check_interval: Duration,
     pub clock_jump: Duration,
 }
@@ -77,6 +82,7 @@ impl Default for Options {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             backoff_min: DEFAULT_BACKOFF_MIN,
             backoff_max: DEFAULT_BACKOFF_MAX,
+            probe_interval: DEFAULT_PROBE_INTERVAL,
             clock_check_interval: DEFAULT_CLOCK_CHECK_INTERVAL,
             clock_jump: DEFAULT_CLOCK_JUMP,
         }
@@ -152,9 +158,11 @@ impl Discovery {
 }
 
 /// Starts discovery for the profile in force, following its changes. The
-/// receiver gets every cluster's endpoints and which clusters changed.
+/// receiver gets every cluster's endpoints and which clusters changed;
+/// each source's events and errors are counted in `metrics`.
 pub fn spawn(
     profile: watch::Receiver<Arc<Profile>>,
+    metrics: Arc<XdsMetrics>,
     opts: Options,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
@@ -162,7 +170,7 @@ pub fn spawn(
     let (status_tx, status) = watch::channel(Vec::new());
     let (out, discovered) = watch::channel(Arc::new(Discovered::default()));
     let relist = Arc::new(Notify::new());
-    let run = Run::new(out, opts, tracker.clone(), shutdown);
+    let run = Run::new(out, metrics, opts, tracker.clone(), shutdown);
     tracker.spawn(run.run(profile, status_tx, relist.clone()).instrument(info_span!("discovery")));
     (Discovery { status, relist }, discovered)
 }
@@ -191,6 +199,7 @@ struct Source {
 struct Run {
     /// What was last sent: the one writer of the discovered endpoints.
     out: watch::Sender<Arc<Discovered>>,
+    metrics: Arc<XdsMetrics>,
     opts: Options,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -210,6 +219,7 @@ const BATCH: usize = 1024;
 impl Run {
     fn new(
         out: watch::Sender<Arc<Discovered>>,
+        metrics: Arc<XdsMetrics>,
         opts: Options,
         tracker: TaskTracker,
         shutdown: CancellationToken,
@@ -217,6 +227,7 @@ impl Run {
         let (tx, rx) = mpsc::channel(BATCH);
         Self {
             out,
+            metrics,
             opts,
             tracker,
             shutdown,
@@ -344,6 +355,10 @@ impl Run {
                 let done = change == index::Change::InitDone;
                 let counts =
                     matches!(change, index::Change::InitDone | index::Change::Apply(_) | index::Change::Delete(_));
+                // An object received, in a list or a watch event.
+                if matches!(change, index::Change::InitApply(_) | index::Change::Apply(_) | index::Change::Delete(_)) {
+                    self.metrics.source_event(&key.to_string());
+                }
                 changed.extend(self.index.apply(key, change));
                 if counts {
                     source.last_event = Some(SystemTime::now());
@@ -369,8 +384,12 @@ impl Run {
                     source.state = SourceState::Connected { since: SystemTime::now() };
                 }
             }
+            // Routine: the source lists again and stays connected, so it is
+            // not counted as an error.
             Report::Failed(e) if e.is_gone() => info!(source = %key, "resourceVersion expired (410 Gone); relisting"),
             Report::Failed(e) => {
+                // Every failed attempt counts; the log has one line per state change.
+                self.metrics.source_error(&key.to_string());
                 let error = e.to_string();
                 match &mut source.state {
                     SourceState::Degraded { error: old, .. } => {
@@ -380,12 +399,27 @@ impl Run {
                         }
                     }
                     state => {
-                        warn!(
-                            source = %key,
-                            clusters = ?source.clusters,
-                            %error,
-                            "source degraded; serving its last known endpoints and retrying"
-                        );
+                        // What is served now, in words true of the case.
+                        let synced = self.index.store(key).is_some_and(|s| s.synced());
+                        let served: usize = source.clusters.iter().map(|c| self.index.endpoints(c).len()).sum();
+                        if synced {
+                            let from =
+                                humantime::format_rfc3339_seconds(source.last_event.unwrap_or_else(SystemTime::now));
+                            let noun = if served == 1 { "endpoint" } else { "endpoints" };
+                            warn!(
+                                source = %key,
+                                clusters = ?source.clusters,
+                                %error,
+                                "source degraded; serving {served} last known {noun}, data from {from}; retrying"
+                            );
+                        } else {
+                            warn!(
+                                source = %key,
+                                clusters = ?source.clusters,
+                                %error,
+                                "source degraded before its first list; no endpoints yet; retrying"
+                            );
+                        }
                         *state = SourceState::Degraded { error, since: SystemTime::now() };
                     }
                 }

@@ -191,10 +191,11 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(s: &Settings) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&s.log).unwrap_or_else(|e| {
-        eprintln!("devbridge: log filter {:?} is invalid ({e}); using \"info\"", s.log);
-        tracing_subscriber::EnvFilter::new("info")
-    });
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(devbridge::discovery::kube::log_filter(&s.log)).unwrap_or_else(|e| {
+            eprintln!("devbridge: log filter {:?} is invalid ({e}); using \"info\"", s.log);
+            tracing_subscriber::EnvFilter::new(devbridge::discovery::kube::log_filter("info"))
+        });
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match s.log_format {
         LogFormat::Json => builder.json().init(),

@@ -6,13 +6,16 @@
 mod support;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use devbridge::app::{Daemon, Options};
 use devbridge::discovery::index::{SkipReason, Skipped};
 use devbridge::discovery::{SourceState, SourceStatus};
 use devbridge::profile::PortRef;
 use support::fake_kube::{FakeKube, Kind, endpoint_slice, node, pod};
-use support::kube::{TOKEN, connected, degraded, mk_options, mk_source, served, served_in, wait_served, wait_sources};
+use support::kube::{
+    TOKEN, connected, degraded, mk_options, mk_source, served, served_in, source_counters, wait_served, wait_sources,
+};
 use support::{ProfileFile, eventually, free_port, loopback_listener};
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +44,17 @@ struct Setup {
 }
 
 async fn mk_setup(names: &[&str], clusters: &str, objects: Vec<(Kind, serde_json::Value)>) -> Setup {
+    mk_setup_with(names, clusters, objects, mk_options(), false).await
+}
+
+/// [`mk_setup`] with these options, and an admin server when `admin`.
+async fn mk_setup_with(
+    names: &[&str],
+    clusters: &str,
+    objects: Vec<(Kind, serde_json::Value)>,
+    options: Options,
+    admin: bool,
+) -> Setup {
     logged();
     let fake = FakeKube::start_new(TOKEN).await;
     for (kind, o) in objects {
@@ -50,9 +64,10 @@ async fn mk_setup(names: &[&str], clusters: &str, objects: Vec<(Kind, serde_json
     let kubeconfig = fake.kubeconfig(dir.path());
     let port = free_port();
     let file = ProfileFile::new("kube", &mk_source(port, &kubeconfig, names, clusters));
-    let options = Options { follow: file.options().follow, ..mk_options() };
+    let options = Options { follow: file.options().follow, ..options };
+    let admin = if admin { Some(loopback_listener().await) } else { None };
     let daemon =
-        Daemon::start_with(file.load(), loopback_listener().await, None, CancellationToken::new(), options).unwrap();
+        Daemon::start_with(file.load(), loopback_listener().await, admin, CancellationToken::new(), options).unwrap();
     Setup { fake, daemon, kubeconfig, port, file, _dir: dir }
 }
 
@@ -221,9 +236,83 @@ async fn api_server_down_keeps_the_last_endpoints_and_degrades_until_it_returns(
     wait_sources(&s.daemon, "connected again", connected).await;
 
     let log = logged();
-    assert!(log.contains("source degraded") && log.contains(&hint), "{log}");
+    let warned = lines_of(&log, &s.kubeconfig, "source degraded");
+    assert_eq!(warned.len(), 1, "one WARN for the state change: {warned:#?}");
+    assert!(warned[0].contains(" WARN ") && warned[0].contains(&hint), "{}", warned[0]);
+    assert!(warned[0].contains("serving 1 last known endpoint, data from 20"), "{}", warned[0]);
     assert!(log.contains("source reconnected"), "{log}");
     assert!(!log.contains(TOKEN), "the token reached a log line");
+}
+
+/// The log lines of the source read through `kubeconfig` that contain `what`.
+fn lines_of<'a>(log: &'a str, kubeconfig: &str, what: &str) -> Vec<&'a str> {
+    log.lines().filter(|l| l.contains(&format!("of {kubeconfig}")) && l.contains(what)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_server_that_returns_is_listed_again_at_once_not_after_the_backoff() {
+    // Every retry waits 30 s: within the 5 s bound below, only the probe
+    // (a connect every second) can bring the source back.
+    let mut options = mk_options();
+    options.discovery.backoff_min = Duration::from_secs(30);
+    options.discovery.backoff_max = Duration::from_secs(30);
+    options.discovery.probe_interval = devbridge::discovery::DEFAULT_PROBE_INTERVAL;
+    let s = mk_setup_with(&["edge"], EDGE, vec![edge_pod("e1", 9001, true)], options, false).await;
+    wait_served(&s.daemon, "edge", &["127.0.0.1:9001"]).await;
+    wait_sources(&s.daemon, "connected", connected).await;
+    let lists = s.fake.lists(Kind::Pods);
+
+    s.fake.stop();
+    wait_sources(&s.daemon, "degraded", degraded).await;
+    // Down for a few probes, which find the port refusing and list nothing.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    s.fake.apply(Kind::Pods, pod("edge", "e2", LABELS, "127.0.0.2", &[("http", 9002)], true));
+    s.fake.start().await;
+
+    eventually("reconnected within 5 s of the server's return", 100, || async {
+        let back = served(&s.daemon, "edge") == ["127.0.0.1:9001", "127.0.0.2:9002"]
+            && connected(&s.daemon.sources().borrow());
+        back.then_some(())
+    })
+    .await;
+    assert_eq!(s.fake.lists(Kind::Pods), lists + 1, "one list when it returned, none while it was down");
+    assert_eq!(lines_of(&logged(), &s.kubeconfig, "source reconnected").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_watch_moves_the_source_counters_in_metrics() {
+    let s = mk_setup_with(
+        &["edge"],
+        EDGE,
+        vec![edge_pod("e1", 9001, true), edge_pod("e2", 9002, false)],
+        mk_options(),
+        true,
+    )
+    .await;
+    let admin = s.daemon.admin_addr.unwrap();
+    let source = format!(r#"pods "app=edge-envoy" in edge via the current context of {}"#, s.kubeconfig);
+    let events = ("devbridge_source_events_total".to_string(), source.clone());
+    let errors = ("devbridge_source_errors_total".to_string(), source.clone());
+    wait_served(&s.daemon, "edge", &["127.0.0.1:9001"]).await;
+    wait_sources(&s.daemon, "connected", connected).await;
+    // The list's two pods; no error yet.
+    assert_eq!(source_counters(admin).await, [(events.clone(), 2)].into());
+
+    // Two watch events: a pod becomes ready, one is deleted.
+    s.fake.apply(Kind::Pods, pod("edge", "e2", LABELS, "127.0.0.1", &[("http", 9002)], true));
+    s.fake.delete(Kind::Pods, "edge", "e1");
+    wait_served(&s.daemon, "edge", &["127.0.0.1:9002"]).await;
+    assert_eq!(source_counters(admin).await, [(events.clone(), 4)].into());
+
+    // The server goes away: every failed attempt counts, no event does.
+    s.fake.stop();
+    wait_sources(&s.daemon, "degraded", degraded).await;
+    let counters = eventually("two failed attempts", 200, || async {
+        let c = source_counters(admin).await;
+        (c.get(&errors).is_some_and(|n| *n >= 2)).then_some(c)
+    })
+    .await;
+    assert_eq!(counters.get(&events), Some(&4), "{counters:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,4 +431,7 @@ async fn a_refused_token_degrades_the_source_with_an_rbac_hint_and_is_never_logg
     assert!(error.contains("refused to let us list pods (401)") && error.contains("examples/rbac.yaml"), "{error}");
     let log = logged();
     assert!(!log.contains("wrong-token-also-secret-42") && !log.contains(TOKEN), "a token reached a log line");
+    let warned = lines_of(&log, &wrong, "source degraded");
+    assert_eq!(warned.len(), 1, "{warned:#?}");
+    assert!(warned[0].contains("source degraded before its first list; no endpoints yet; retrying"), "{}", warned[0]);
 }

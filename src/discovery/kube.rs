@@ -11,6 +11,18 @@
 //! On any error it reports, waits out a backoff and starts over with a fresh
 //! list: the index swaps that list in whole, so nothing is lost in between,
 //! and the first completed list is the proof that the source is back.
+//!
+//! A backoff that has grown to seconds would make the return of an API
+//! server that was down wait that long. So while the server does not answer,
+//! the task also tries a bare TCP connect to its address once a
+//! `probe_interval`: when a connect that failed succeeds, the server is back
+//! and the task lists at once. A connect that succeeds from the start (a
+//! silent server, a load balancer without backends) proves nothing, and the
+//! backoff decides; one connect a second is no load on a server that is down.
+//!
+//! kube logs every failed request itself (an ERROR per retry from its HTTP
+//! layer). Those duplicate what the task reports, once per state change, so
+//! [`log_filter`] turns kube's own targets off unless a filter names them.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,6 +37,7 @@ use kube::{Api, Client, Config};
 use tokio::sync::{Notify, OnceCell, mpsc};
 use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
+use tracing::debug;
 
 use super::Options;
 use super::index::Change;
@@ -60,11 +73,34 @@ impl KubeError {
     }
 }
 
+/// The tracing targets of the kube crate, quiet by default: see [`log_filter`].
+pub const KUBE_LOG_TARGETS: [&str; 2] = ["kube_client", "kube_runtime"];
+
+/// The log filter the daemon uses for `filter` (RUST_LOG syntax): kube's own
+/// targets are turned off unless `filter` names them. Every failure kube
+/// logs (an ERROR per failed request, a WARN per 403 retry) is one the watch
+/// reports itself, once per state change; `info,kube_client=debug` shows
+/// kube's lines again.
+pub fn log_filter(filter: &str) -> String {
+    let mut out = filter.trim().trim_end_matches(',').to_string();
+    for target in KUBE_LOG_TARGETS.iter().filter(|t| !filter.contains(*t)) {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(target);
+        out.push_str("=off");
+    }
+    out
+}
+
 /// A client and the address it talks to (for messages; never credentials).
 #[derive(Clone)]
 pub struct Connection {
     pub client: Client,
     pub server: String,
+    /// `host:port` to probe while the server does not answer; `None`
+    /// behind an HTTP proxy, where a connect proves nothing about the server.
+    pub probe: Option<String>,
 }
 
 /// One client per API server, made on first use. The mutex guards only
@@ -111,12 +147,20 @@ async fn connect(conn: Conn, opts: Options) -> Result<Connection, KubeError> {
         config.read_timeout = Some(opts.read_timeout);
         config.write_timeout = Some(opts.read_timeout);
         let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
+        let url = &config.cluster_url;
+        let probe = probe_address(url.scheme_str(), url.host(), url.port_u16()).filter(|_| config.proxy_url.is_none());
         // Building the client runs an exec plugin, if the user has one.
         let client = Client::try_from(config)
             .map_err(|e| KubeError::Client { server: server.clone(), reason: e.to_string() })?;
-        Ok(Connection { client, server })
+        Ok(Connection { client, server, probe })
     });
     task.await.map_err(|e| KubeError::Client { server: "(unknown)".into(), reason: e.to_string() })?
+}
+
+/// `host:port` of an API server URL's parts, with the scheme's default port.
+fn probe_address(scheme: Option<&str>, host: Option<&str>, port: Option<u16>) -> Option<String> {
+    let port = port.unwrap_or(if scheme == Some("http") { 80 } else { 443 });
+    Some(format!("{}:{port}", host?))
 }
 
 fn expand_home(path: &str) -> String {
@@ -203,10 +247,10 @@ pub async fn run_watch(
             return;
         }
         let mut stream = events(&watch, &conn.client, &opts);
-        let failed = loop {
+        let next = loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = relist.notified() => break false,
+                _ = relist.notified() => break Next::List,
                 ev = stream.next() => match ev {
                     Some(Ok(change)) => {
                         if change == Change::InitDone {
@@ -218,23 +262,57 @@ pub async fn run_watch(
                     }
                     Some(Err(e)) => {
                         let e = describe(&e, &conn.server, &watch);
-                        let gone = e.is_gone();
+                        let next = match &e {
+                            KubeError::Gone { .. } => Next::List,
+                            KubeError::Unreachable { .. } => Next::Backoff { probe: conn.probe.clone() },
+                            _ => Next::Backoff { probe: None },
+                        };
                         if !send(Report::Failed(e)).await {
                             return;
                         }
-                        break !gone;
+                        break next;
                     }
                     // kube's watcher never ends; if it does, start over.
-                    None => break true,
+                    None => break Next::Backoff { probe: None },
                 },
             }
         };
-        if failed {
+        if let Next::Backoff { probe } = next {
+            let wait = backoff.next();
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(backoff.next()) => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = answers_again(probe.as_deref(), opts.probe_interval) => {
+                    debug!(server = %conn.server, "the API server answers again; listing now");
+                }
             }
         }
+    }
+}
+
+/// What a watch does after its stream stops.
+enum Next {
+    /// List again at once (a 410, a forced relist).
+    List,
+    /// Wait out the backoff, or less if the probe sees the server return.
+    Backoff { probe: Option<String> },
+}
+
+/// Resolves when a TCP connect to `addr` succeeds after one failed, trying
+/// once an `interval`; never without an address. One connect at a time,
+/// each bounded by the interval, so a server that is down sees at most one
+/// SYN an interval from each watch.
+async fn answers_again(addr: Option<&str>, interval: Duration) {
+    let Some(addr) = addr else { return std::future::pending().await };
+    let mut failed = false;
+    loop {
+        let started = tokio::time::Instant::now();
+        match tokio::time::timeout(interval, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(_)) if failed => return,
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) | Err(_) => failed = true,
+        }
+        tokio::time::sleep_until(started + interval).await;
     }
 }
 
@@ -319,4 +397,47 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kube_targets_are_turned_off_unless_the_filter_names_them() {
+        assert_eq!(log_filter("info"), "info,kube_client=off,kube_runtime=off");
+        assert_eq!(log_filter("info,devbridge=debug,"), "info,devbridge=debug,kube_client=off,kube_runtime=off");
+        assert_eq!(log_filter("debug,kube_client=debug"), "debug,kube_client=debug,kube_runtime=off");
+        assert_eq!(log_filter(""), "kube_client=off,kube_runtime=off");
+    }
+
+    #[test]
+    fn the_probe_goes_to_the_servers_host_and_port() {
+        assert_eq!(probe_address(Some("https"), Some("10.0.0.1"), Some(6443)).as_deref(), Some("10.0.0.1:6443"));
+        assert_eq!(probe_address(Some("https"), Some("api.example.com"), None).as_deref(), Some("api.example.com:443"));
+        assert_eq!(probe_address(Some("http"), Some("[::1]"), None).as_deref(), Some("[::1]:80"));
+        assert_eq!(probe_address(Some("https"), None, None), None);
+    }
+
+    #[tokio::test]
+    async fn the_probe_waits_for_a_refused_port_to_accept() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let interval = Duration::from_millis(20);
+        let probe = tokio::spawn(async move { answers_again(Some(&addr.to_string()), interval).await });
+        // Refused a few times: still waiting.
+        tokio::time::sleep(interval * 5).await;
+        assert!(!probe.is_finished(), "a refused port is not a server that is back");
+        let _back = tokio::net::TcpListener::bind(addr).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), probe).await.expect("noticed within the bound").unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_port_that_always_accepted_proves_nothing() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let probe = answers_again(Some(&addr), Duration::from_millis(20));
+        assert!(tokio::time::timeout(Duration::from_millis(200), probe).await.is_err(), "the backoff decides");
+    }
 }

@@ -12,6 +12,7 @@
 //! ERROR event (or, with [`FakeKube::set_http_410`], an HTTP 410).
 //!
 //! Faults: [`FakeKube::drop_connections`] cuts every connection mid-stream,
+//! [`FakeKube::end_watches`] ends every open watch as its timeout would,
 //! [`FakeKube::hang`] makes the server go silent (a VPN dropping packets),
 //! [`FakeKube::stop`] / [`FakeKube::start`] take it down and back up on the
 //! same port. Requests need `Authorization: Bearer <token>`.
@@ -30,7 +31,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::AbortHandle;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -80,6 +81,8 @@ pub struct FakeKube {
     token: String,
     state: Arc<Mutex<State>>,
     events: broadcast::Sender<Entry>,
+    /// Bumped to end every open watch cleanly.
+    ends: Arc<watch::Sender<u64>>,
     /// Connections and watch streams.
     tasks: Arc<Mutex<Vec<AbortHandle>>>,
     accept: Mutex<Option<AbortHandle>>,
@@ -97,6 +100,7 @@ impl FakeKube {
             token: token.to_string(),
             state: Arc::default(),
             events,
+            ends: Arc::new(watch::channel(0).0),
             tasks: Arc::default(),
             accept: Mutex::default(),
         };
@@ -118,16 +122,19 @@ impl FakeKube {
     fn serve(&self, listener: TcpListener) {
         let (state, events, tasks, token) =
             (self.state.clone(), self.events.clone(), self.tasks.clone(), self.token.clone());
+        let ends = self.ends.clone();
         let accept = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
                 let (state, events, tasks, token) = (state.clone(), events.clone(), tasks.clone(), token.clone());
+                let ends = ends.clone();
                 let tasks_inner = tasks.clone();
                 let conn = tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let (state, events, tasks, token) =
                             (state.clone(), events.clone(), tasks_inner.clone(), token.clone());
-                        async move { Ok::<_, Infallible>(handle(req, state, events, tasks, &token).await) }
+                        let ended = ends.subscribe();
+                        async move { Ok::<_, Infallible>(handle(req, state, events, ended, tasks, &token).await) }
                     });
                     let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
                 });
@@ -142,6 +149,12 @@ impl FakeKube {
         for t in self.tasks.lock().unwrap().drain(..) {
             t.abort();
         }
+    }
+
+    /// Ends every open watch cleanly, as its `timeoutSeconds` would: the
+    /// client resumes it from the last resourceVersion it saw.
+    pub fn end_watches(&self) {
+        self.ends.send_modify(|n| *n += 1);
     }
 
     /// The server goes away: connections cut, the port refuses.
@@ -193,6 +206,11 @@ impl FakeKube {
 
     pub fn watches(&self, kind: Kind) -> usize {
         self.state.lock().unwrap().watches.get(&kind).copied().unwrap_or(0)
+    }
+
+    /// Every object of `kind`, as a list would return it now.
+    pub fn objects(&self, kind: Kind) -> Vec<Value> {
+        self.state.lock().unwrap().objects.iter().filter(|((k, ..), _)| *k == kind).map(|(_, o)| o.clone()).collect()
     }
 
     pub fn resource_version(&self) -> u64 {
@@ -254,6 +272,7 @@ async fn handle(
     req: Request<hyper::body::Incoming>,
     state: Arc<Mutex<State>>,
     events: broadcast::Sender<Entry>,
+    mut ended: watch::Receiver<u64>,
     tasks: Arc<Mutex<Vec<AbortHandle>>>,
     token: &str,
 ) -> Response<Body> {
@@ -339,6 +358,7 @@ async fn handle(
         loop {
             tokio::select! {
                 _ = &mut deadline => return,
+                _ = ended.changed() => return,
                 e = live.recv() => {
                     let Ok(e) = e else { return };
                     let skip = { let s = state.lock().unwrap(); s.hang || s.paused };

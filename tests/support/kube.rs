@@ -32,6 +32,7 @@ pub fn mk_discovery_options() -> Options {
         connect_timeout: Duration::from_secs(1),
         backoff_min: Duration::from_millis(50),
         backoff_max: Duration::from_millis(300),
+        probe_interval: Duration::from_millis(100),
         // Off: a test that wants a relist asks for one.
         clock_check_interval: Duration::from_secs(3600),
         clock_jump: Duration::from_secs(3600),
@@ -113,4 +114,25 @@ pub fn connected(s: &[SourceStatus]) -> bool {
 
 pub fn degraded(s: &[SourceStatus]) -> bool {
     !s.is_empty() && s.iter().all(SourceStatus::is_degraded)
+}
+
+/// The `devbridge_source_events_total` and `devbridge_source_errors_total`
+/// samples of a daemon's `/metrics`, by (metric, source). Read by hand: the
+/// source names hold quotes, whose escapes a Prometheus text parser may not undo.
+pub async fn source_counters(admin: std::net::SocketAddr) -> std::collections::BTreeMap<(String, String), u64> {
+    let r = super::http_get(admin, "admin", "/metrics", &[]).await.unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    r.body
+        .lines()
+        .filter(|l| l.starts_with("devbridge_source_"))
+        .map(|l| {
+            let sample = || -> Option<((String, String), u64)> {
+                let (metric, rest) = l.split_once("{source=\"")?;
+                let (label, value) = rest.rsplit_once("\"} ")?;
+                let source = label.replace("\\\"", "\"").replace("\\\\", "\\");
+                Some(((metric.to_string(), source), value.parse().ok()?))
+            };
+            sample().unwrap_or_else(|| panic!("not a source sample: {l}"))
+        })
+        .collect()
 }
