@@ -53,8 +53,9 @@ pub const DEFAULT_BACKOFF_MIN: Duration = Duration::from_millis(500);
 /// Longest wait between retries of a server that answers with errors.
 pub const DEFAULT_BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// While the API server does not answer, a TCP connect to it this often:
-/// its return (the VPN back up) is noticed within this, whatever the backoff.
-pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// its return (the VPN back up) is noticed within this, whatever the
+/// backoff, so listing again is done within a second of its return.
+pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(500);
 /// How often the wall clock is compared with the monotonic clock.
 pub const DEFAULT_CLOCK_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 /// A wall clock that moved this much more (or less) than the monotonic

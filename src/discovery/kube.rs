@@ -18,7 +18,7 @@
 //! `probe_interval`: when a connect that failed succeeds, the server is back
 //! and the task lists at once. A connect that succeeds from the start (a
 //! silent server, a load balancer without backends) proves nothing, and the
-//! backoff decides; one connect a second is no load on a server that is down.
+//! backoff decides; two connects a second are no load on a server that is down.
 //!
 //! kube logs every failed request itself (an ERROR per retry from its HTTP
 //! layer). Those duplicate what the task reports, once per state change, so
