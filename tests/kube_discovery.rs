@@ -422,6 +422,8 @@ async fn a_new_profile_moves_the_watches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_token_degrades_the_source_with_an_rbac_hint_and_is_never_logged() {
     let s = mk_setup(&["edge"], EDGE, vec![]).await;
+    // Running first: the edit below is then a change of a running daemon.
+    wait_sources(&s.daemon, "connected", connected).await;
     let wrong = s.kubeconfig.replace("kubeconfig", "kubeconfig-wrong");
     let text = std::fs::read_to_string(&s.kubeconfig).unwrap().replace(TOKEN, "wrong-token-also-secret-42");
     std::fs::write(&wrong, text).unwrap();
