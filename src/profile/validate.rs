@@ -208,6 +208,12 @@ impl<'a> Cx<'a> {
                 }
             }
             let (span, key) = doc::locate(doc.get_ref(), span);
+            // serde names the Rust type of a value that is a number or a name.
+            let message = if message.ends_with("untagged enum RawPort") {
+                "invalid type: expected a port number or a port name"
+            } else {
+                message
+            };
             self.err(span, key, message.to_string());
             return None;
         }

@@ -82,6 +82,10 @@ pub(super) fn locate(table: &DeTable<'_>, span: Range<usize>) -> (Range<usize>, 
     }
 }
 
+fn overlaps(a: &Range<usize>, b: &Range<usize>) -> bool {
+    !a.is_empty() && a.start < b.end.max(b.start + 1) && b.start < a.end
+}
+
 fn holds(outer: &Range<usize>, inner: &Range<usize>) -> bool {
     !outer.is_empty() && outer.start <= inner.start && inner.end <= outer.end
 }
@@ -92,7 +96,9 @@ fn deepest(table: &DeTable<'_>, span: &Range<usize>, path: &mut Vec<Seg>, best: 
         // A table with no text of its own (span 0..0) is held by nothing; an
         // error at 0..0 names the first such table serde was reading.
         let empty_here = span.is_empty() && span.start == 0 && v.span().is_empty();
-        if (holds(&k.span(), span) || holds(&v.span(), span) || empty_here)
+        // A table header (`[domains.routes.direct_response]`) is the error's
+        // span and holds each key it names: the deepest of them is the table.
+        if (overlaps(&k.span(), span) || holds(&v.span(), span) || empty_here)
             && best.as_ref().is_none_or(|(p, _)| p.len() < path.len())
         {
             *best = Some((path.clone(), k.span()));

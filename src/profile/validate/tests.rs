@@ -299,6 +299,31 @@ fn a_missing_key_in_a_deeply_nested_table_is_located_at_its_header() {
         "#,
     );
     assert_eq!(errors, ["t.toml:4:1: clusters.edge.health_check: missing field `path`"]);
+
+    let errors = mk_errors(
+        r#"
+        [zones.dev]
+        [[domains]]
+        name = "a.test:80"
+        [[domains.routes]]
+        prefix = "/"
+        [domains.routes.direct_response]
+        body = "x"
+        "#,
+    );
+    assert_eq!(errors, ["t.toml:6:1: domains[0].routes[0].direct_response: missing field `status`"]);
+
+    let errors = mk_errors(
+        r#"
+        [zones.dev]
+        [clusters.edge.kubernetes.port]
+        name = "http"
+        "#,
+    );
+    assert_eq!(
+        errors,
+        ["t.toml:2:1: clusters.edge.kubernetes.port: invalid type: expected a port number or a port name"]
+    );
 }
 
 #[test]
