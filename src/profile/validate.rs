@@ -142,12 +142,16 @@ struct Cx<'a> {
     /// Byte offset of the start of each line, to turn spans into line:column.
     line_starts: Vec<usize>,
     errors: Vec<ProfileError>,
+    /// Key paths of tables that had unknown keys removed: what they mean is
+    /// uncertain (a `prefx` read as no prefix), so no other error is
+    /// inferred from comparing them with the rest.
+    tainted: std::collections::HashSet<String>,
 }
 
 impl<'a> Cx<'a> {
     fn new(file: &'a str, src: &'a str) -> Self {
         let line_starts = std::iter::once(0).chain(src.match_indices('\n').map(|(i, _)| i + 1)).collect();
-        Cx { file, src, line_starts, errors: Vec::new() }
+        Cx { file, src, line_starts, errors: Vec::new(), tainted: Default::default() }
     }
 
     /// Every error, in file order, capped.
@@ -194,7 +198,8 @@ impl<'a> Cx<'a> {
                 let found = doc::find_key(doc.get_ref(), &span);
                 if let Some(path) = found {
                     let removed = doc::remove_unknown(doc.get_mut(), &path[..path.len() - 1], &expected);
-                    for (span, key, name) in &removed {
+                    for doc::Removed { span, key, name, table } in &removed {
+                        self.tainted.insert(table.clone());
                         let message = match nearest(name, expected.iter().copied()) {
                             Some(near) => format!("unknown key {name:?}; did you mean {near:?}?"),
                             None if expected.is_empty() => format!("unknown key {name:?}; this table takes no keys"),

@@ -130,16 +130,21 @@ fn deepest_value(
     }
 }
 
+/// An unknown key taken out of the document.
+pub(super) struct Removed {
+    pub span: Range<usize>,
+    /// Its full key path.
+    pub key: String,
+    pub name: String,
+    /// The key path of the table it was in.
+    pub table: String,
+}
+
 /// Removes every key not in `expected` from the table at `parent` and from
 /// every table of the same kind: the same path with any array index, and
-/// any name under `zones`, `proxies` or `clusters`. Returns each removed
-/// key's span, full key path and name, so one pass covers a typo repeated
-/// in every route.
-pub(super) fn remove_unknown(
-    root: &mut DeTable<'_>,
-    parent: &[Seg],
-    expected: &[&str],
-) -> Vec<(Range<usize>, String, String)> {
+/// any name under `zones`, `proxies` or `clusters`, so one pass covers a
+/// typo repeated in every route.
+pub(super) fn remove_unknown(root: &mut DeTable<'_>, parent: &[Seg], expected: &[&str]) -> Vec<Removed> {
     let mut removed = Vec::new();
     let mut path = Vec::new();
     prune_table(root, parent, 0, expected, &mut path, &mut removed);
@@ -152,7 +157,7 @@ fn prune_table(
     depth: usize,
     expected: &[&str],
     path: &mut Vec<Seg>,
-    removed: &mut Vec<(Range<usize>, String, String)>,
+    removed: &mut Vec<Removed>,
 ) {
     let Some(seg) = pattern.get(depth) else {
         let unknown: Vec<_> = table.keys().filter(|k| !expected.contains(&k.get_ref().as_ref())).cloned().collect();
@@ -160,7 +165,12 @@ fn prune_table(
             table.remove(&k);
             let mut p = path.clone();
             p.push(Seg::Key(k.get_ref().to_string()));
-            removed.push((k.span(), render(&p), k.get_ref().to_string()));
+            removed.push(Removed {
+                span: k.span(),
+                key: render(&p),
+                name: k.get_ref().to_string(),
+                table: render(path),
+            });
         }
         return;
     };
@@ -181,7 +191,7 @@ fn prune_value(
     depth: usize,
     expected: &[&str],
     path: &mut Vec<Seg>,
-    removed: &mut Vec<(Range<usize>, String, String)>,
+    removed: &mut Vec<Removed>,
 ) {
     match v {
         DeValue::Table(t) => prune_table(t, pattern, depth, expected, path, removed),

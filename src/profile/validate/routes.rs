@@ -73,8 +73,13 @@ impl Cx<'_> {
             let k = format!("{key}.routes[{i}]");
             let span = r.span();
             if let Some(route) = self.route(r.into_inner(), span.clone(), &k, clusters) {
-                let shadowed_by = earlier.first_shadowing(&route.matcher);
-                earlier.add(&route.matcher, i);
+                // A route with an unknown key (say `prefx`) neither shadows
+                // nor is shadowed: what it was meant to match is unknown.
+                let known = !self.tainted.contains(&k);
+                let shadowed_by = known.then(|| earlier.first_shadowing(&route.matcher)).flatten();
+                if known {
+                    earlier.add(&route.matcher, i);
+                }
                 if let Some(j) = shadowed_by {
                     self.err(
                         span,

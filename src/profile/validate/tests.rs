@@ -234,11 +234,11 @@ fn every_unknown_key_is_reported_at_once_with_the_nearest_key_and_the_other_mist
         [[domains]]
         name = "a.test:80"
         [[domains.routes]]
-        prefix = "/api"
+        prefx = "/api"
         cluster = "edge"
         retries = { count = 2, onn = ["5xx"] }
         [[domains.routes]]
-        prefix = "/web"
+        prefx = "/web"
         cluster = "edge"
         timeot = "1s"
         [clusters.edge]
@@ -252,7 +252,9 @@ fn every_unknown_key_is_reported_at_once_with_the_nearest_key_and_the_other_mist
         errors,
         [
             r#"t.toml:4:1: proxies.p.domanis: unknown key "domanis"; did you mean "domains"?"#,
+            r#"t.toml:8:1: domains[0].routes[0].prefx: unknown key "prefx"; did you mean "prefix"?"#,
             r#"t.toml:10:24: domains[0].routes[0].retries.onn: unknown key "onn"; did you mean "on"?"#,
+            r#"t.toml:12:1: domains[0].routes[1].prefx: unknown key "prefx"; did you mean "prefix"?"#,
             r#"t.toml:14:1: domains[0].routes[1].timeot: unknown key "timeot"; did you mean "timeout"?"#,
             r#"t.toml:16:6: clusters.edge.lb: "round_robn" is not allowed; did you mean "round_robin"?"#,
             r#"t.toml:17:51: clusters.edge.static.endpoints[0].zoen: unknown key "zoen"; did you mean "zone"?"#,
