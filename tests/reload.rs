@@ -217,7 +217,7 @@ async fn an_edit_that_is_not_utf8_is_refused_at_its_byte_and_the_old_profile_kee
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("dev.toml");
     let s = setup(&file, file.clone()).await;
-    let status = s.daemon.reload.subscribe();
+    let status = s.daemon.reload_status();
     write_atomically(&file, &s.profile(&direct("/new", "one")));
     s.wait_for("/new", (200, "one")).await;
 
