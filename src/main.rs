@@ -217,7 +217,10 @@ fn load_located(arg: &str) -> Result<(Profile, load::Location), ExitCode> {
                 for err in &errors.0 {
                     eprintln!("error: {err}");
                 }
-                eprintln!("devbridge: profile {arg:?} has {} error(s)", errors.0.len());
+                if let Some(more) = errors.more() {
+                    eprintln!("error: {more}");
+                }
+                eprintln!("devbridge: profile {arg:?} has {} error(s)", errors.total());
             }
             other => eprintln!("devbridge: {other}"),
         }

@@ -48,11 +48,22 @@ impl RegisteredEndpoint {
         if addr.port() == 0 {
             return Err(bad(format!("address {:?} has port 0", self.address)));
         }
+        // 0.0.0.0 and :: mean "any address" to a listener; as an endpoint
+        // Envoy would connect to itself.
+        if addr.ip().to_canonical().is_unspecified() {
+            return Err(bad(format!(
+                "address {:?} is unspecified (any address); expected the address of a host, e.g. 127.0.0.1",
+                self.address
+            )));
+        }
         if let Some(w) = self.weight.filter(|w| !(1..=MAX_WEIGHT).contains(w)) {
             return Err(bad(format!("weight {w} is out of range; expected 1 to {MAX_WEIGHT}")));
         }
         if self.zone.as_ref().is_some_and(|z| z.is_empty()) {
             return Err(bad("zone is empty; leave it out instead".into()));
+        }
+        if let Some(z) = self.zone.as_ref().filter(|z| z.chars().any(char::is_control)) {
+            return Err(bad(format!("zone {z:?} contains a control character; expected a name like \"eu-west-1a\"")));
         }
         Ok(Endpoint { addr, zone: self.zone.clone(), weight: self.weight, metadata: self.metadata.clone() })
     }
@@ -181,7 +192,8 @@ impl Registry {
         let mut seen = BTreeSet::new();
         for (index, e) in endpoints.iter().enumerate() {
             let e = e.to_endpoint(index)?;
-            if !seen.insert(e.addr) {
+            // ::ffff:127.0.0.1 is 127.0.0.1: the same endpoint twice.
+            if !seen.insert(SocketAddr::new(e.addr.ip().to_canonical(), e.addr.port())) {
                 return Err(RegisterError::Duplicate { index, address: e.addr });
             }
             parsed.push(e);

@@ -345,3 +345,40 @@ fn certs_and_tls_bootstraps_pass_envoy_validate() {
         assert!(check.status.success(), "{all:?}: {}", String::from_utf8_lossy(&check.stderr));
     }
 }
+
+#[test]
+fn check_rejects_an_empty_profile_and_a_latin1_one_with_exit_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&empty, "# to be written\n\n").unwrap();
+    let latin1 = dir.path().join("latin1.toml");
+    std::fs::write(&latin1, b"description = \"\xe9t\xe9\"\n").unwrap();
+    for (path, error) in [
+        (
+            &empty,
+            "1:1: the profile is empty (no keys, only blank lines or comments); expected at least a [proxies.NAME] table",
+        ),
+        (&latin1, "1:16: invalid UTF-8 at byte 15 (0xe9); profiles must be UTF-8 (was the file saved as Latin-1?)"),
+    ] {
+        let out = devbridge(&["check", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(64));
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        let name = path.display();
+        assert_eq!(stderr, format!("error: {name}:{error}\ndevbridge: profile \"{name}\" has 1 error(s)\n"));
+    }
+}
+
+#[test]
+fn check_lists_fifty_errors_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("many.toml");
+    let routes = "[[domains.routes]]\nprefix = \"/api\"\ndirect_response = { status = 200 }\n".repeat(8000);
+    std::fs::write(&path, format!("[[domains]]\nname = \"a.test:80\"\n{routes}")).unwrap();
+    let out = devbridge(&["check", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 52, "{stderr}");
+    assert_eq!(lines[50], "error: ... and 7949 more (only the first 50 are listed)");
+    assert_eq!(lines[51], format!("devbridge: profile \"{}\" has 7999 error(s)", path.display()));
+}

@@ -208,3 +208,41 @@ async fn a_configmap_style_symlink_swap_is_followed() {
     s.wait_for("/cm", (200, "swapped")).await;
     s.finish().await;
 }
+
+/// A reload reads the file by the same rule as start-up and `check`: text
+/// that is not UTF-8 (here a Latin-1 "café") is refused at its byte, never
+/// served as replacement characters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_that_is_not_utf8_is_refused_at_its_byte_and_the_old_profile_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dev.toml");
+    let s = setup(&file, file.clone()).await;
+    let status = s.daemon.reload_status();
+    write_atomically(&file, &s.profile(&direct("/new", "one")));
+    s.wait_for("/new", (200, "one")).await;
+
+    let text = s.profile(&direct("/new", "cafX"));
+    let at = text.find("cafX").unwrap() + 3;
+    let mut bytes = text.into_bytes();
+    bytes[at] = 0xe9;
+    let tmp = file.with_extension("tmp~");
+    std::fs::write(&tmp, &bytes).unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+
+    let error = eventually("the Latin-1 edit to be reported", 200, || {
+        let e = status.borrow().error.clone();
+        async move { e }
+    })
+    .await;
+    let before = std::str::from_utf8(&bytes[..at]).unwrap();
+    let (line, column) = (before.lines().count(), before.rsplit('\n').next().unwrap().chars().count() + 1);
+    assert_eq!(
+        error.errors,
+        [format!(
+            "{}:{line}:{column}: invalid UTF-8 at byte {at} (0xe9); profiles must be UTF-8 (was the file saved as Latin-1?)",
+            file.display()
+        )]
+    );
+    assert_eq!(s.body("/new").await, (200, "one".into()));
+    s.finish().await;
+}

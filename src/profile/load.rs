@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Profile, ProfileErrors, parse_profile};
+use super::{Profile, ProfileError, ProfileErrors, parse_profile};
 
 pub const PROFILE_EXTENSION: &str = "toml";
 
@@ -110,9 +110,37 @@ pub fn load(location: &Location) -> Result<Profile, LoadError> {
 
 /// Reads and validates the profile at `path`.
 pub fn load_file(path: &Path) -> Result<Profile, LoadError> {
-    let src = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_path_buf(), source })?;
+    let file = path.display().to_string();
+    let src = profile_text(&file, &bytes)?;
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("profile");
-    Ok(parse_profile(&path.display().to_string(), stem, &src)?)
+    Ok(parse_profile(&file, stem, src)?)
+}
+
+/// A profile file's bytes as text: the one rule every reader (start-up,
+/// `check`, reload) applies. TOML is UTF-8 only, and decoding anything else
+/// lossily would serve replacement characters in place of what was meant,
+/// so invalid UTF-8 is an error located at its first bad byte.
+pub fn profile_text<'b>(file: &str, bytes: &'b [u8]) -> Result<&'b str, ProfileErrors> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let at = e.valid_up_to();
+        // The text before the bad byte is valid, so lines and columns count in it.
+        let before = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let len = e.error_len().unwrap_or(bytes.len() - at);
+        let shown: Vec<String> = bytes[at..at + len].iter().map(|b| format!("0x{b:02x}")).collect();
+        ProfileErrors::from(vec![ProfileError {
+            file: file.to_string(),
+            line,
+            column,
+            key: String::new(),
+            message: format!(
+                "invalid UTF-8 at byte {at} ({}); profiles must be UTF-8 (was the file saved as Latin-1?)",
+                shown.join(" ")
+            ),
+        }])
+    })
 }
 
 /// One profile found in the search path.
@@ -160,6 +188,52 @@ mod tests {
     fn the_embedded_demo_is_valid() {
         let p = load(&Location::Embedded("demo")).unwrap();
         assert_eq!((p.name.as_str(), p.file.as_str()), ("demo", "demo.toml (embedded)"));
+    }
+
+    #[test]
+    fn invalid_utf8_is_rejected_at_its_byte_position() {
+        // "été" in Latin-1: 0xe9 is not UTF-8.
+        let bytes = b"name = \"p\"\ndescription = \"\xe9t\xe9\"\n";
+        let err = profile_text("p.toml", bytes).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "p.toml:2:16: invalid UTF-8 at byte 26 (0xe9); profiles must be UTF-8 (was the file saved as Latin-1?)"
+        );
+        assert_eq!(profile_text("p.toml", "name = \"été\"".as_bytes()).unwrap(), "name = \"été\"");
+    }
+
+    #[test]
+    fn load_file_rejects_invalid_utf8_like_every_other_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("latin1.toml");
+        std::fs::write(&path, b"description = \"\xe9\"\n").unwrap();
+        let err = load_file(&path).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}:1:16: invalid UTF-8 at byte 15 (0xe9); profiles must be UTF-8 (was the file saved as Latin-1?)",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn an_empty_or_comment_only_file_is_rejected_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [("empty.toml", ""), ("blank.toml", "\n  \n"), ("comments.toml", "# nothing yet\n")] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let err = load_file(&path).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "{}:1:1: the profile is empty (no keys, only blank lines or comments); \
+                     expected at least a [proxies.NAME] table",
+                    path.display()
+                ),
+                "{name}"
+            );
+        }
     }
 
     #[test]

@@ -145,7 +145,7 @@ pub struct RawRedirect {
 #[serde(deny_unknown_fields)]
 pub struct RawDirectResponse {
     pub status: S<i64>,
-    pub body: Option<String>,
+    pub body: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -233,7 +233,7 @@ pub enum RawPort {
 #[serde(deny_unknown_fields)]
 pub struct RawHealthCheck {
     pub path: S<String>,
-    pub host: Option<String>,
+    pub host: Option<S<String>>,
     pub interval: Option<S<String>>,
     pub timeout: Option<S<String>>,
     pub healthy_threshold: Option<S<i64>>,

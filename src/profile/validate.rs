@@ -12,7 +12,9 @@
 //! All of them add methods to the one `Cx` that collects errors.
 
 mod clusters;
+mod doc;
 mod proxies;
+mod re2;
 mod routes;
 #[cfg(test)]
 mod tests;
@@ -23,6 +25,9 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::{Range, RangeInclusive};
 use std::time::Duration;
+
+use serde::Deserialize;
+use toml::de::DeTable;
 
 use super::raw::*;
 use super::*;
@@ -53,9 +58,34 @@ impl fmt::Display for ProfileError {
     }
 }
 
-/// Every problem found in a profile, in file order.
+/// How many errors a report lists; the rest are only counted, so a profile
+/// with thousands of mistakes (one repeated route) reads as a report.
+pub const MAX_REPORTED_ERRORS: usize = 50;
+
+/// Every problem found in a profile, in file order: the first
+/// [`MAX_REPORTED_ERRORS`], and how many more were found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ProfileErrors(pub Vec<ProfileError>);
+pub struct ProfileErrors(pub Vec<ProfileError>, pub usize);
+
+impl ProfileErrors {
+    /// Every error found, listed or not.
+    pub fn total(&self) -> usize {
+        self.0.len() + self.1
+    }
+
+    /// The line that stands for the errors not listed, if any.
+    pub fn more(&self) -> Option<String> {
+        (self.1 > 0).then(|| format!("... and {} more (only the first {} are listed)", self.1, self.0.len()))
+    }
+}
+
+impl From<Vec<ProfileError>> for ProfileErrors {
+    fn from(mut errors: Vec<ProfileError>) -> Self {
+        let more = errors.len().saturating_sub(MAX_REPORTED_ERRORS);
+        errors.truncate(MAX_REPORTED_ERRORS);
+        Self(errors, more)
+    }
+}
 
 impl fmt::Display for ProfileErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -65,6 +95,9 @@ impl fmt::Display for ProfileErrors {
             }
             write!(f, "{e}")?;
         }
+        if let Some(more) = self.more() {
+            write!(f, "\n{more}")?;
+        }
         Ok(())
     }
 }
@@ -72,42 +105,67 @@ impl fmt::Display for ProfileErrors {
 /// Parses and validates profile text. `file` is used in messages only;
 /// `default_name` is the profile name when the file gives none.
 pub fn parse_profile(file: &str, default_name: &str, src: &str) -> Result<Profile, ProfileErrors> {
-    let mut cx = Cx { file, src, errors: Vec::new() };
-    let raw: RawProfile = match toml::from_str(src) {
-        Ok(raw) => raw,
+    let mut cx = Cx::new(file, src);
+    let doc = match DeTable::parse(src) {
+        Ok(doc) => doc,
         Err(e) => {
+            // A duplicate key is pointed at by the span; other syntax errors
+            // point at whatever character broke the grammar, no key to name.
             let span = e.span().unwrap_or(0..0);
-            let message = e.message().trim().to_string();
-            // An unknown or duplicate key is pointed at by the span; other
-            // errors point at a value, a table or whatever character broke
-            // the grammar, none of which is a key to name.
-            let named = message.starts_with("unknown field") || message.starts_with("duplicate key");
-            let key = src.get(span.clone()).filter(|k| named && !k.contains('\n') && k.len() < 80).unwrap_or("");
-            cx.err(span, key, message);
-            return Err(ProfileErrors(cx.errors));
+            let message = e.message().trim();
+            let key = src.get(span.clone()).filter(|k| message.starts_with("duplicate key") && !k.contains('\n'));
+            cx.err(span, key.unwrap_or(""), message);
+            return Err(cx.finish());
         }
     };
-    let profile = cx.profile(raw, default_name);
-    if cx.errors.is_empty() {
-        Ok(profile)
-    } else {
-        cx.errors.sort_by_key(|e| (e.line, e.column));
-        Err(ProfileErrors(cx.errors))
+    if doc.get_ref().is_empty() {
+        // Serving nothing is never what was meant: a profile with no keys is
+        // a file not written yet, or emptied by mistake.
+        cx.err(
+            0..0,
+            "",
+            "the profile is empty (no keys, only blank lines or comments); expected at least a [proxies.NAME] table",
+        );
+        return Err(cx.finish());
     }
+    let Some(raw) = cx.deserialize(doc) else {
+        return Err(cx.finish());
+    };
+    let profile = cx.profile(raw, default_name);
+    if cx.errors.is_empty() { Ok(profile) } else { Err(cx.finish()) }
 }
 
 /// The validation context: the text being checked and the errors found so far.
 struct Cx<'a> {
     file: &'a str,
     src: &'a str,
+    /// Byte offset of the start of each line, to turn spans into line:column.
+    line_starts: Vec<usize>,
     errors: Vec<ProfileError>,
+    /// Key paths of tables that had unknown keys removed: what they mean is
+    /// uncertain (a `prefx` read as no prefix), so no other error is
+    /// inferred from comparing them with the rest.
+    tainted: std::collections::HashSet<String>,
 }
 
-impl Cx<'_> {
+impl<'a> Cx<'a> {
+    fn new(file: &'a str, src: &'a str) -> Self {
+        let line_starts = std::iter::once(0).chain(src.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        Cx { file, src, line_starts, errors: Vec::new(), tainted: Default::default() }
+    }
+
+    /// Every error, in file order, capped.
+    fn finish(&mut self) -> ProfileErrors {
+        let mut errors = std::mem::take(&mut self.errors);
+        errors.sort_by_key(|e| (e.line, e.column));
+        ProfileErrors::from(errors)
+    }
+
     fn err(&mut self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) {
-        let before = &self.src[..span.start.min(self.src.len())];
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let at = span.start.min(self.src.len());
+        let line = self.line_starts.partition_point(|s| *s <= at);
+        let start = self.line_starts[line - 1];
+        let column = self.src.get(start..at).map_or(0, |l| l.chars().count()) + 1;
         self.errors.push(ProfileError {
             file: self.file.to_string(),
             line,
@@ -117,6 +175,55 @@ impl Cx<'_> {
         });
     }
 
+    /// The raw profile, reporting every unknown key (each located, with its
+    /// key path and the nearest known key) rather than only the first.
+    ///
+    /// serde stops at the first unknown key and names the keys its table
+    /// takes; each unknown key is then removed from the document, with every
+    /// other key of the same kind of table that the list does not name, and
+    /// the document read again. Any other error (a wrong type, a missing
+    /// key) ends the reading: what follows it cannot be read soundly.
+    fn deserialize(&mut self, mut doc: S<DeTable<'a>>) -> Option<RawProfile> {
+        for _ in 0..MAX_REPORTED_ERRORS {
+            let e = match RawProfile::deserialize(toml::de::Deserializer::from(doc.clone())) {
+                Ok(raw) => return Some(raw),
+                Err(e) => e,
+            };
+            let span = e.span().unwrap_or(0..0);
+            let message = e.message().trim();
+            if let Some(rest) = message.strip_prefix("unknown field `") {
+                // serde's text: "unknown field `x`, expected `a`" or
+                // "... expected one of `a`, `b`" or "... there are no fields".
+                let expected: Vec<&str> = rest.split('`').skip(2).step_by(2).collect();
+                let found = doc::find_key(doc.get_ref(), &span);
+                if let Some(path) = found {
+                    let removed = doc::remove_unknown(doc.get_mut(), &path[..path.len() - 1], &expected);
+                    for doc::Removed { span, key, name, table } in &removed {
+                        self.tainted.insert(table.clone());
+                        let message = match nearest(name, expected.iter().copied()) {
+                            Some(near) => format!("unknown key {name:?}; did you mean {near:?}?"),
+                            None if expected.is_empty() => format!("unknown key {name:?}; this table takes no keys"),
+                            None => format!("unknown key {name:?}; expected one of: {}", expected.join(", ")),
+                        };
+                        self.err(span.clone(), key.clone(), message);
+                    }
+                    if !removed.is_empty() {
+                        continue;
+                    }
+                }
+            }
+            let (span, key) = doc::locate(doc.get_ref(), span);
+            // serde names the Rust type of a value that is a number or a name.
+            let message = if message.ends_with("untagged enum RawPort") {
+                "invalid type: expected a port number or a port name"
+            } else {
+                message
+            };
+            self.err(span, key, message.to_string());
+            return None;
+        }
+        None
+    }
     fn profile(&mut self, raw: RawProfile, default_name: &str) -> Profile {
         let name = match raw.name {
             Some(n) => {
@@ -252,7 +359,22 @@ impl Cx<'_> {
         // The `regex` crate implements RE2's syntax (no backreferences, no
         // look-around), which is what Envoy's safe_regex uses.
         match regex::Regex::new(v.get_ref()) {
-            Ok(_) => Some(v.get_ref().clone()),
+            Ok(_) => match re2::program_size(v.get_ref()) {
+                Some(n) if n > re2::ENVOY_MAX_PROGRAM_SIZE => {
+                    self.err(
+                        v.span(),
+                        key,
+                        format!(
+                            "{:?} is too large for Envoy: its RE2 program size is about {n}, over Envoy's limit of {}; \
+                             expected a simpler regex (fewer repetitions, alternatives or Unicode classes)",
+                            v.get_ref(),
+                            re2::ENVOY_MAX_PROGRAM_SIZE
+                        ),
+                    );
+                    None
+                }
+                _ => Some(v.get_ref().clone()),
+            },
             Err(e) => {
                 // A syntax error renders as the pattern, a caret line and
                 // `error: <why>`; keep only the why.
@@ -265,17 +387,30 @@ impl Cx<'_> {
         }
     }
 
-    fn one_of<'s>(&mut self, v: &'s S<String>, key: &str, allowed: &[&str]) -> Option<&'s str> {
-        if allowed.contains(&v.get_ref().as_str()) {
-            Some(v.get_ref())
-        } else {
+    /// A header value Envoy would take: no CR, LF or NUL, which it refuses
+    /// (they would split or end the header on the wire).
+    fn header_value(&mut self, v: &S<String>, key: &str) -> bool {
+        let bad = v.get_ref().chars().find(|c| matches!(c, '\r' | '\n' | '\0'));
+        if let Some(c) = bad {
             self.err(
                 v.span(),
                 key,
-                format!("{:?} is not allowed; expected one of: {}", v.get_ref(), allowed.join(", ")),
+                format!("{:?} contains {c:?}; Envoy refuses CR, LF and NUL in header values", v.get_ref()),
             );
-            None
         }
+        bad.is_none()
+    }
+
+    fn one_of<'s>(&mut self, v: &'s S<String>, key: &str, allowed: &[&str]) -> Option<&'s str> {
+        if allowed.contains(&v.get_ref().as_str()) {
+            return Some(v.get_ref());
+        }
+        let message = match nearest(v.get_ref(), allowed.iter().copied()) {
+            Some(near) => format!("{:?} is not allowed; did you mean {near:?}?", v.get_ref()),
+            None => format!("{:?} is not allowed; expected one of: {}", v.get_ref(), allowed.join(", ")),
+        };
+        self.err(v.span(), key, message);
+        None
     }
 
     fn path(&mut self, p: &S<String>, key: &str) -> Option<String> {
@@ -297,6 +432,18 @@ impl Cx<'_> {
             None
         }
     }
+}
+
+/// The candidate closest to `word` by edit distance, when it is close enough
+/// to be a likely typo: at most a third of the longer word's length (at
+/// least one edit) apart.
+pub(crate) fn nearest<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(&word.to_ascii_lowercase(), c), c))
+        .filter(|(d, c)| *d <= (word.chars().count().max(c.chars().count()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
 }
 
 /// `known: a, b` for messages, or `none` when there is nothing to list.

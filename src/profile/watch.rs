@@ -204,7 +204,11 @@ impl Reloader {
             return;
         }
         self.last_read = Some(h);
-        let text = String::from_utf8_lossy(&bytes);
+        let Ok(text) = super::load::profile_text(&self.path.display().to_string(), &bytes)
+            .map_err(|e| self.defer(e.0.iter().map(ToString::to_string).collect()))
+        else {
+            return;
+        };
         if text.trim().is_empty() {
             // An editor that truncates before writing shows an empty file
             // for a moment; serving it would remove every route.
@@ -216,7 +220,7 @@ impl Reloader {
         }
         let file = self.path.display().to_string();
         let stem = self.path.file_stem().and_then(|s| s.to_str()).unwrap_or("profile");
-        match parse_profile(&file, stem, &text) {
+        match parse_profile(&file, stem, text) {
             Ok(profile) => self.serve(profile),
             Err(errors) => self.defer(errors.0.iter().map(ToString::to_string).collect()),
         }

@@ -141,6 +141,36 @@ fn bad_input_is_refused_and_changes_nothing() {
 }
 
 #[test]
+fn unspecified_addresses_mapped_duplicates_and_control_characters_in_zones_are_refused() {
+    let (publisher, registry) = mk_registry(None);
+    let before = publisher.current();
+    let errors: Vec<(u16, String)> = [
+        registry.set("svc", &[mk_endpoint("0.0.0.0:9001")]),
+        registry.set("svc", &[mk_endpoint("[::]:9001")]),
+        registry.set("svc", &[mk_endpoint("[::ffff:0.0.0.0]:9001")]),
+        registry.set("svc", &[mk_endpoint("127.0.0.1:9001"), mk_endpoint("[::ffff:127.0.0.1]:9001")]),
+        registry.set("svc", &[RegisteredEndpoint { zone: Some("eu\n1".into()), ..mk_endpoint("127.0.0.1:1") }]),
+    ]
+    .into_iter()
+    .map(|r| {
+        let e = r.unwrap_err();
+        (e.http_status(), e.to_string())
+    })
+    .collect();
+    assert_eq!(
+        errors,
+        [
+            (400, "endpoint [0]: address \"0.0.0.0:9001\" is unspecified (any address); expected the address of a host, e.g. 127.0.0.1".to_string()),
+            (400, "endpoint [0]: address \"[::]:9001\" is unspecified (any address); expected the address of a host, e.g. 127.0.0.1".to_string()),
+            (400, "endpoint [0]: address \"[::ffff:0.0.0.0]:9001\" is unspecified (any address); expected the address of a host, e.g. 127.0.0.1".to_string()),
+            (400, "endpoint [1]: [::ffff:127.0.0.1]:9001 is listed twice".to_string()),
+            (400, "endpoint [0]: zone \"eu\\n1\" contains a control character; expected a name like \"eu-west-1a\"".to_string()),
+        ]
+    );
+    assert!(Arc::ptr_eq(&before, &publisher.current()), "nothing was republished");
+}
+
+#[test]
 fn registered_endpoints_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state").join("r.registered.json");

@@ -147,8 +147,8 @@ impl StreamState {
                 if ts.nack.as_ref().is_some_and(|n| n.nonce == sent.nonce) {
                     return (events, vec![]);
                 }
-                let nack =
-                    Nack { version: sent.version.clone(), nonce: sent.nonce.clone(), message: status.message.clone() };
+                let message = condense_nack(&status.message);
+                let nack = Nack { version: sent.version.clone(), nonce: sent.nonce.clone(), message };
                 events.push(Event::Nack { ty, version: nack.version.clone(), message: nack.message.clone() });
                 ts.nack = Some(nack);
             } else {
@@ -298,6 +298,9 @@ fn next_subscription(current: &Subscription, names: &[String]) -> Subscription {
     }
     Subscription::Names(names.iter().cloned().collect())
 }
+
+mod nack;
+pub use nack::condense_nack;
 
 #[cfg(test)]
 mod tests;

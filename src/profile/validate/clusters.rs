@@ -4,6 +4,8 @@
 
 use super::*;
 
+/// The longest SNI Envoy takes (a DNS name).
+pub const MAX_SNI: usize = 255;
 const LB_POLICIES: &[&str] = &["round_robin", "least_request", "random", "ring_hash"];
 
 impl Cx<'_> {
@@ -66,10 +68,20 @@ impl Cx<'_> {
                 max_retries: field(&cb.max_retries, "max_retries"),
             }
         });
-        let tls = c.tls.map(|t| {
-            let t = t.into_inner();
-            UpstreamTls { sni: t.sni.map(S::into_inner), ca_file: t.ca_file.map(S::into_inner) }
-        });
+        let tls = match c.tls.map(S::into_inner) {
+            None => Some(None),
+            // SNI is a DNS name: Envoy refuses more than 255 characters.
+            Some(t) if t.sni.as_ref().is_some_and(|s| s.get_ref().len() > MAX_SNI) => {
+                let sni = t.sni.as_ref().map(|s| (s.span(), s.get_ref().len())).unwrap_or_default();
+                self.err(
+                    sni.0,
+                    format!("{key}.tls.sni"),
+                    format!("is {} characters; Envoy refuses an SNI over {MAX_SNI}", sni.1),
+                );
+                None
+            }
+            Some(t) => Some(Some(UpstreamTls { sni: t.sni.map(S::into_inner), ca_file: t.ca_file.map(S::into_inner) })),
+        };
         Some(Cluster {
             name: name.get_ref().clone(),
             source: source?,
@@ -78,7 +90,7 @@ impl Cx<'_> {
             http2: c.http2,
             health_check: health_check?,
             circuit_breakers,
-            tls,
+            tls: tls?,
         })
     }
 
@@ -90,7 +102,13 @@ impl Cx<'_> {
             let key = format!("{key}.endpoints[{i}]");
             let e_span = e.span();
             let e = e.into_inner();
-            let addr = self.socket_addr(&e.address, &format!("{key}.address"));
+            let addr = self.socket_addr(&e.address, &format!("{key}.address")).filter(|a| {
+                // Port 0 is no endpoint: Envoy would have nowhere to connect.
+                if a.port() == 0 {
+                    self.err(e.address.span(), format!("{key}.address"), format!("{a} has port 0; expected 1-65535"));
+                }
+                a.port() != 0
+            });
             let weight = e.weight.as_ref().and_then(|w| self.int(w, &format!("{key}.weight"), 1..=128));
             if e.weight.is_some() && weight.is_none() {
                 ok = false;
@@ -277,9 +295,14 @@ impl Cx<'_> {
         };
         let healthy_threshold = threshold(&h.healthy_threshold, "healthy_threshold", 1);
         let unhealthy_threshold = threshold(&h.unhealthy_threshold, "unhealthy_threshold", 2);
+        // Envoy sends the host as the probe's Host header.
+        let host = match &h.host {
+            Some(v) if !self.header_value(v, &format!("{key}.host")) => None,
+            v => Some(v.as_ref().map(|v| v.get_ref().clone())),
+        };
         Some(HealthCheck {
             path: path?,
-            host: h.host,
+            host: host?,
             interval: interval?,
             timeout: timeout?,
             healthy_threshold: healthy_threshold?,

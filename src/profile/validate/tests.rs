@@ -198,7 +198,7 @@ fn unknown_key_is_located_and_named() {
         descripton = "typo"
         "#,
     );
-    assert_eq!(errors, ["t.toml:2:1: descripton: unknown field `descripton`, expected `description`"]);
+    assert_eq!(errors, [r#"t.toml:2:1: zones.dev.descripton: unknown key "descripton"; did you mean "description"?"#]);
 }
 
 #[test]
@@ -210,7 +210,7 @@ fn missing_required_key_is_located_at_its_table() {
         domains = []
         "#,
     );
-    assert_eq!(errors, ["t.toml:2:1: missing field `zone`"]);
+    assert_eq!(errors, ["t.toml:2:1: proxies.p: missing field `zone`"]);
 }
 
 #[test]
@@ -220,7 +220,164 @@ fn wrong_value_type_is_located_at_the_value() {
         name = 3
         "#,
     );
-    assert_eq!(errors, ["t.toml:1:8: invalid type: integer `3`, expected a string"]);
+    assert_eq!(errors, ["t.toml:1:8: name: invalid type: integer `3`, expected a string"]);
+}
+
+#[test]
+fn every_unknown_key_is_reported_at_once_with_the_nearest_key_and_the_other_mistakes_too() {
+    let errors = mk_errors(
+        r#"
+        [zones.dev]
+        [proxies.p]
+        zone = "dev"
+        domanis = ["a.test:80"]
+        [[domains]]
+        name = "a.test:80"
+        [[domains.routes]]
+        prefx = "/api"
+        cluster = "edge"
+        retries = { count = 2, onn = ["5xx"] }
+        [[domains.routes]]
+        prefx = "/web"
+        cluster = "edge"
+        timeot = "1s"
+        [clusters.edge]
+        lb = "round_robn"
+        static.endpoints = [{ address = "127.0.0.1:9001", zoen = "dev" }]
+        [clusters.other.registered]
+        anything = 1
+        "#,
+    );
+    assert_eq!(
+        errors,
+        [
+            r#"t.toml:4:1: proxies.p.domanis: unknown key "domanis"; did you mean "domains"?"#,
+            r#"t.toml:8:1: domains[0].routes[0].prefx: unknown key "prefx"; did you mean "prefix"?"#,
+            r#"t.toml:10:24: domains[0].routes[0].retries.onn: unknown key "onn"; did you mean "on"?"#,
+            r#"t.toml:12:1: domains[0].routes[1].prefx: unknown key "prefx"; did you mean "prefix"?"#,
+            r#"t.toml:14:1: domains[0].routes[1].timeot: unknown key "timeot"; did you mean "timeout"?"#,
+            r#"t.toml:16:6: clusters.edge.lb: "round_robn" is not allowed; did you mean "round_robin"?"#,
+            r#"t.toml:17:51: clusters.edge.static.endpoints[0].zoen: unknown key "zoen"; did you mean "zone"?"#,
+            r#"t.toml:19:1: clusters.other.registered.anything: unknown key "anything"; this table takes no keys"#,
+        ]
+    );
+}
+
+#[test]
+fn an_unknown_key_far_from_every_known_one_lists_the_known_keys() {
+    let errors = mk_errors(
+        r#"
+        [zones.dev]
+        colour = "blue"
+        "#,
+    );
+    assert_eq!(errors, [r#"t.toml:2:1: zones.dev.colour: unknown key "colour"; expected one of: description"#]);
+}
+
+#[test]
+fn a_wrong_type_deep_in_the_file_names_its_full_key_path() {
+    let errors = mk_errors(
+        r#"
+        [zones.dev]
+        [clusters.edge.static]
+        endpoints = [{ address = "127.0.0.1:1" }, { address = 3 }]
+        "#,
+    );
+    assert_eq!(
+        errors,
+        ["t.toml:3:55: clusters.edge.static.endpoints[1].address: invalid type: integer `3`, expected a string"]
+    );
+}
+
+#[test]
+fn a_missing_key_in_a_deeply_nested_table_is_located_at_its_header() {
+    let errors = mk_errors(
+        r#"
+        [zones.dev]
+        [clusters.edge.dns]
+        hosts = ["a.test:80"]
+        [clusters.edge.health_check]
+        interval = "1s"
+        "#,
+    );
+    assert_eq!(errors, ["t.toml:4:1: clusters.edge.health_check: missing field `path`"]);
+
+    let errors = mk_errors(
+        r#"
+        [zones.dev]
+        [[domains]]
+        name = "a.test:80"
+        [[domains.routes]]
+        prefix = "/"
+        [domains.routes.direct_response]
+        body = "x"
+        "#,
+    );
+    assert_eq!(errors, ["t.toml:6:1: domains[0].routes[0].direct_response: missing field `status`"]);
+
+    let errors = mk_errors(
+        r#"
+        [zones.dev]
+        [clusters.edge.kubernetes.port]
+        name = "http"
+        "#,
+    );
+    assert_eq!(
+        errors,
+        ["t.toml:2:1: clusters.edge.kubernetes.port: invalid type: expected a port number or a port name"]
+    );
+}
+
+#[test]
+fn an_empty_or_comment_only_profile_is_a_mistake() {
+    for src in ["", "\n\n", "# a profile, some day\n"] {
+        let errors = parse_profile("t.toml", "t", src).unwrap_err();
+        assert_eq!(
+            errors.to_string(),
+            "t.toml:1:1: the profile is empty (no keys, only blank lines or comments); \
+             expected at least a [proxies.NAME] table",
+            "{src:?}"
+        );
+    }
+}
+
+#[test]
+fn what_envoy_would_refuse_is_rejected() {
+    let body = "x".repeat(4097);
+    let errors = mk_errors(&format!(
+        r#"
+        [zones.dev]
+        [[domains]]
+        name = "a.test:80"
+        [[domains.routes]]
+        path = "/big"
+        direct_response = {{ status = 200, body = "{body}" }}
+        [[domains.routes]]
+        regex = "/a{{97}}"
+        cluster = "edge"
+        [[domains.routes]]
+        headers = [{{ name = "x-id", regex = "[0-9a-f]{{40}}-[0-9a-f]{{40}}" }}]
+        cluster = "edge"
+        request_headers_add = {{ x-split = "a\r\nb" }}
+        [clusters.edge]
+        tls = {{ sni = "{sni}" }}
+        health_check = {{ path = "/", host = "up\u0000.test" }}
+        static.endpoints = [{{ address = "127.0.0.1:0" }}]
+        "#,
+        sni = "s".repeat(256)
+    ));
+    assert_eq!(
+        errors,
+        [
+            "t.toml:6:42: domains[0].routes[0].direct_response.body: is 4097 bytes; Envoy refuses direct response bodies over 4096 bytes".to_string(),
+            r#"t.toml:8:9: domains[0].routes[1].regex: "/a{97}" is too large for Envoy: its RE2 program size is about 102, over Envoy's limit of 100; expected a simpler regex (fewer repetitions, alternatives or Unicode classes)"#.to_string(),
+            r#"t.toml:11:37: domains[0].routes[2].headers[0].regex: "[0-9a-f]{40}-[0-9a-f]{40}" is too large for Envoy: its RE2 program size is about 165, over Envoy's limit of 100; expected a simpler regex (fewer repetitions, alternatives or Unicode classes)"#.to_string(),
+            r#"t.toml:13:35: domains[0].routes[2].request_headers_add.x-split: "a\r\nb" contains '\r'; Envoy refuses CR, LF and NUL in header values"#.to_string(),
+            "t.toml:15:15: clusters.edge.tls.sni: is 256 characters; Envoy refuses an SNI over 255".to_string(),
+            r#"t.toml:16:37: clusters.edge.health_check.host: "up\0.test" contains '\0'; Envoy refuses CR, LF and NUL in header values"#.to_string(),
+            "t.toml:17:33: clusters.edge.static.endpoints[0].address: 127.0.0.1:0 has port 0; expected 1-65535".to_string(),
+        ]
+    );
 }
 
 // ---------------------------------------------------------------- names and addresses

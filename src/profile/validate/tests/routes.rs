@@ -494,3 +494,63 @@ fn exact_and_method_routes_are_shadowed_by_covering_earlier_ones() {
         ]
     );
 }
+
+#[test]
+fn thousands_of_identical_routes_list_the_first_fifty_errors_and_count_the_rest() {
+    let routes = "[[domains.routes]]\nprefix = \"/api\"\ndirect_response = { status = 200 }\n".repeat(8000);
+    let src = format!("[[domains]]\nname = \"a.test:80\"\n{routes}");
+    let errors = parse_profile("t.toml", "t", &src).unwrap_err();
+    assert_eq!((errors.0.len(), errors.1, errors.total()), (MAX_REPORTED_ERRORS, 7999 - 50, 7999));
+    assert_eq!(
+        errors.0[49].to_string(),
+        "t.toml:153:1: domains[0].routes[50]: is shadowed by domains[0].routes[0], which matches every request \
+         this one does; put the more specific route first"
+    );
+    assert_eq!(errors.more().as_deref(), Some("... and 7949 more (only the first 50 are listed)"));
+    assert!(errors.to_string().ends_with("\n... and 7949 more (only the first 50 are listed)"));
+}
+
+#[test]
+fn the_shadow_index_finds_the_same_first_shadowing_route_as_comparing_with_each() {
+    let header = |v: &str| mk_value_match("x-dev", ValueMatchKind::Exact(v.into()), false);
+    let query = mk_value_match("q", ValueMatchKind::Present(true), false);
+    let paths = [
+        PathMatch::Prefix("/".into()),
+        PathMatch::Prefix("/a".into()),
+        PathMatch::Prefix("/ab".into()),
+        PathMatch::Exact("/ab".into()),
+        PathMatch::Exact("/abc".into()),
+        PathMatch::Regex("/a.*".into()),
+    ];
+    let conditions: [(Vec<ValueMatch>, Vec<ValueMatch>); 4] = [
+        (vec![], vec![]),
+        (vec![header("1")], vec![]),
+        (vec![header("1"), header("2")], vec![query.clone()]),
+        (vec![], vec![query]),
+    ];
+    let methods: [Vec<String>; 3] = [vec![], vec!["GET".into()], vec!["GET".into(), "HEAD".into()]];
+    let mut all = Vec::new();
+    for p in &paths {
+        for (h, q) in &conditions {
+            for m in &methods {
+                all.push(RouteMatch { path: p.clone(), headers: h.clone(), query: q.clone(), methods: m.clone() });
+            }
+        }
+    }
+    // Several orders of the 72 matchers, each checked route by route.
+    let mut seed = 7u64;
+    for _ in 0..20 {
+        let mut order = all.clone();
+        for i in (1..order.len()).rev() {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            order.swap(i, (seed >> 33) as usize % (i + 1));
+        }
+        let mut index = crate::profile::validate::routes::ShadowIndex::default();
+        for (i, later) in order.iter().enumerate() {
+            let expected =
+                order[..i].iter().position(|earlier| crate::profile::validate::routes::shadows(earlier, later));
+            assert_eq!(index.first_shadowing(later), expected, "route {i}: {later:?}");
+            index.add(later, i);
+        }
+    }
+}

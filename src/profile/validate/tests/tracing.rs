@@ -36,7 +36,7 @@ fn sampling_is_a_percentage_and_an_integer_will_do() {
 
 #[test]
 fn a_profile_without_tracing_has_none() {
-    assert_eq!(mk_profile("").tracing, None);
+    assert_eq!(mk_profile("[zones.dev]").tracing, None);
 }
 
 #[test]
@@ -69,5 +69,5 @@ fn tracing_needs_a_zipkin_collector() {
         sampling = 10
         "#,
     );
-    assert_eq!(errors, ["t.toml:1:1: missing field `zipkin`"]);
+    assert_eq!(errors, ["t.toml:1:1: tracing: missing field `zipkin`"]);
 }
