@@ -358,6 +358,8 @@ fn run(command: Command, flags: &Flags) -> anyhow::Result<ExitCode> {
                 load::Location::File(path) => Some(path),
                 load::Location::Embedded(_) => None,
             };
+            // More descriptors than the soft default, where the hard limit allows.
+            let _ = devbridge::accept::raise_fd_limit();
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(connect(p, settings, follow, sidecar, xds_socket))?;
             Ok(ExitCode::SUCCESS)
@@ -432,6 +434,7 @@ async fn connect(
         tls,
         admin_tls,
         discovery: Default::default(),
+        limits: settings.limits(),
     };
     let daemon = devbridge::app::Daemon::start_with(profile, xds, Some(admin), shutdown.clone(), options)?;
     info!(profile = %name, %file, xds = %daemon.xds_addr, admin = ?daemon.admin_addr, "devbridge connected; point Envoy at the xDS address (devbridge bootstrap)");
