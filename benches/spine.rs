@@ -115,7 +115,13 @@ fn main() {
         let (published, rx) = tokio::sync::watch::channel(builder.published().clone());
         let (shutdown, tracker) = (CancellationToken::new(), tokio_util::task::TaskTracker::new());
         let service = AdsService::new(rx, Arc::new(XdsMetrics::default()), shutdown.clone(), tracker);
-        tokio::spawn(devbridge::xds::server::serve(listener.into(), service, None, shutdown));
+        tokio::spawn(devbridge::xds::server::serve(
+            listener.into(),
+            service,
+            None,
+            devbridge::accept::Limits::default(),
+            shutdown,
+        ));
         let mut client = AdsClient::connect_to(addr).await;
         subscribe_all(&mut client, &a).await;
 

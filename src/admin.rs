@@ -24,13 +24,16 @@ use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
+use crate::accept::{self, Accept, Guarded, Limits, Plain};
 use crate::metrics::{METRICS_CONTENT_TYPE, XdsMetrics};
 use crate::model::Published;
 use crate::profile::watch::ReloadStatus;
@@ -117,47 +120,49 @@ impl AdminState {
     }
 }
 
-/// Serves admin requests on an already-bound listener until `shutdown`.
+/// Serves admin requests on an already-bound listener until `shutdown`,
+/// within `limits`: each request's headers must arrive within the read
+/// timeout (a slowloris or a silent socket is closed), at most
+/// `max_connections` at once.
 pub async fn serve(
     listener: TcpListener,
     state: AdminState,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: Limits,
     shutdown: CancellationToken,
 ) {
     info!(addr = ?listener.local_addr().ok(), tls = tls.is_some(), "admin server listening");
+    let accept = Accept { what: "admin", limits, first_bytes: 1, on_refused: None };
+    match tls {
+        None => {
+            serve_incoming(accept::incoming(listener, Plain, accept, shutdown.clone()), state, limits, shutdown).await
+        }
+        Some(tls) => {
+            serve_incoming(accept::incoming(listener, tls, accept, shutdown.clone()), state, limits, shutdown).await
+        }
+    }
+}
+
+async fn serve_incoming<IO>(
+    mut incoming: ReceiverStream<std::io::Result<Guarded<IO>>>,
+    state: AdminState,
+    limits: Limits,
+    shutdown: CancellationToken,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let tracker = TaskTracker::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    debug!(error = %e, "admin accept failed");
-                    continue;
-                }
-            },
-        };
-        let state = state.clone();
-        let shutdown = shutdown.clone();
-        let tls = tls.clone();
-        tracker.spawn(async move {
-            match tls {
-                None => connection(TokioIo::new(stream), state, peer, shutdown).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(crate::tls::DEFAULT_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => connection(TokioIo::new(tls_stream), state, peer, shutdown).await,
-                        Ok(Err(e)) => debug!(%peer, error = %e, "admin TLS handshake failed"),
-                        Err(_) => debug!(%peer, "admin TLS handshake timed out"),
-                    }
-                }
-            }
-        });
+    while let Some(Ok(io)) = tokio::select! {
+        _ = shutdown.cancelled() => None,
+        next = incoming.next() => next,
+    } {
+        tracker.spawn(connection(TokioIo::new(io), state.clone(), limits, shutdown.clone()));
     }
     tracker.close();
     tracker.wait().await;
 }
 
-async fn connection<IO>(io: TokioIo<IO>, state: AdminState, peer: std::net::SocketAddr, shutdown: CancellationToken)
+async fn connection<IO>(io: TokioIo<IO>, state: AdminState, limits: Limits, shutdown: CancellationToken)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -165,10 +170,15 @@ where
         let state = state.clone();
         async move { Ok::<_, Infallible>(handle(&state, req).await) }
     });
-    let conn = http1::Builder::new().serve_connection(io, svc);
+    // The header-read timeout runs from the connection's start and between
+    // keep-alive requests, so neither a slowloris nor an idle socket holds a slot.
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.read_timeout)
+        .serve_connection(io, svc);
     tokio::pin!(conn);
     tokio::select! {
-        r = conn.as_mut() => if let Err(e) = r { debug!(%peer, error = %e, "admin connection error") },
+        r = conn.as_mut() => if let Err(e) = r { debug!(error = %e, "admin connection error") },
         _ = shutdown.cancelled() => {
             // Let a request in flight finish, then close.
             conn.as_mut().graceful_shutdown();

@@ -50,6 +50,8 @@ pub struct Options {
     pub admin_tls: bool,
     /// Discovery's timeouts and backoff.
     pub discovery: discovery::Options,
+    /// What one client may hold on the xDS and admin listeners.
+    pub limits: crate::accept::Limits,
 }
 
 /// Why a daemon could not start.
@@ -143,7 +145,7 @@ impl Daemon {
         if xds_tls.is_some() {
             service = service.requiring_identity();
         }
-        let xds_task = tokio::spawn(crate::xds::server::serve(xds, service, xds_tls, shutdown.clone()));
+        let xds_task = tokio::spawn(crate::xds::server::serve(xds, service, xds_tls, options.limits, shutdown.clone()));
         if let Some(admin) = admin {
             let state = crate::admin::AdminState {
                 published: rx.clone(),
@@ -153,7 +155,7 @@ impl Daemon {
                 reload: reload_rx.clone(),
                 sources: Arc::new(crate::admin::DiscoverySources(discovery.sources())),
             };
-            tracker.spawn(crate::admin::serve(admin, state, admin_tls, shutdown.clone()));
+            tracker.spawn(crate::admin::serve(admin, state, admin_tls, options.limits, shutdown.clone()));
         }
         Ok(Self {
             registry,

@@ -21,8 +21,10 @@
 //! - [`admin`]: the admin HTTP API: health, readiness, status, config dump, metrics, registered endpoints.
 //! - [`publish`]: the builder's pure steps; [`app`]: wires the tasks and channels, runs the builder.
 //! - [`metrics`]: shared counters and their Prometheus form.
+//! - [`accept`]: the accept loop of every listener and its limits; [`throttle`]: rate-limited WARNs.
 //! - [`registered`]: endpoints registered at run time, kept in a state file.
 
+pub mod accept;
 pub mod admin;
 pub mod app;
 pub mod bootstrap;
@@ -36,5 +38,6 @@ pub mod registered;
 pub mod settings;
 pub mod status;
 pub mod supervise;
+pub mod throttle;
 pub mod tls;
 pub mod xds;

@@ -1,6 +1,7 @@
 //! The `devbridge` command line: parses arguments, sets up logging and
 //! hands over to the library.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,7 +13,7 @@ use devbridge::profile::load::{self, LoadError};
 use devbridge::profile::{Profile, Source};
 use devbridge::settings::{Flags, LogFormat, Settings};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 /// Exit code for an invalid profile or usage (EX_USAGE / EX_DATAERR family).
 const EXIT_INVALID: u8 = 64;
@@ -179,28 +180,45 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_INVALID);
         }
     };
-    init_logging(&settings);
-    match run(cli.command, &flags) {
+    let logs = init_logging(&settings);
+    let result = run(cli.command, &flags);
+    // Lines logged before a fatal error come out before it.
+    drop(logs);
+    match result {
         Ok(code) => code,
         Err(e) => {
-            error!("{e:#}");
-            eprintln!("devbridge: {e:#}");
+            // Once, on stderr; a closed stderr must not turn this into a panic.
+            let _ = writeln!(std::io::stderr(), "devbridge: {e:#}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn init_logging(s: &Settings) {
+/// Log lines go to stderr through a writer thread that drops lines when
+/// stderr cannot keep up and ignores write errors: a reader that stops
+/// reading or goes away (`devbridge connect demo 2>&1 | head`) never blocks,
+/// stops or panics the daemon. Colour only on a terminal.
+fn init_logging(s: &Settings) -> tracing_appender::non_blocking::WorkerGuard {
+    use std::io::IsTerminal;
     let filter =
         tracing_subscriber::EnvFilter::try_new(devbridge::discovery::kube::log_filter(&s.log)).unwrap_or_else(|e| {
-            eprintln!("devbridge: log filter {:?} is invalid ({e}); using \"info\"", s.log);
+            let _ = writeln!(std::io::stderr(), "devbridge: log filter {:?} is invalid ({e}); using \"info\"", s.log);
             tracing_subscriber::EnvFilter::new(devbridge::discovery::kube::log_filter("info"))
         });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .thread_name("devbridge-log")
+        .finish(std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(std::io::stderr().is_terminal())
+        .log_internal_errors(false);
     match s.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+    guard
 }
 
 /// Loads a profile; on errors prints every one and returns the exit code.
@@ -319,18 +337,22 @@ fn run(command: Command, flags: &Flags) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(EXIT_UNAVAILABLE));
                 }
             };
+            let view = devbridge::status::parse(addr, &body);
             if json {
                 print!("{body}");
-            } else {
-                match devbridge::status::parse(addr, &body) {
-                    Ok(view) => print!("{}", devbridge::status::render(&view, &addr.to_string())),
-                    Err(e) => {
-                        eprintln!("devbridge: {e}");
-                        return Ok(ExitCode::from(EXIT_UNAVAILABLE));
-                    }
-                }
             }
-            Ok(ExitCode::SUCCESS)
+            let view = match view {
+                Ok(view) => view,
+                Err(_) if json => return Ok(ExitCode::SUCCESS),
+                Err(e) => {
+                    eprintln!("devbridge: {e}");
+                    return Ok(ExitCode::from(EXIT_UNAVAILABLE));
+                }
+            };
+            if !json {
+                print!("{}", devbridge::status::render(&view, &addr.to_string()));
+            }
+            Ok(ExitCode::from(devbridge::status::exit_code(&view)))
         }
         Command::Certs { command } => certs(command),
         Command::Connect { profile, envoy, proxy, envoy_bin, xds_socket, .. } => {
@@ -362,6 +384,8 @@ fn run(command: Command, flags: &Flags) -> anyhow::Result<ExitCode> {
                 load::Location::File(path) => Some(path),
                 load::Location::Embedded(_) => None,
             };
+            // More descriptors than the soft default, where the hard limit allows.
+            let _ = devbridge::accept::raise_fd_limit();
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(connect(p, settings, follow, sidecar, xds_socket))?;
             Ok(ExitCode::SUCCESS)
@@ -436,6 +460,7 @@ async fn connect(
         tls,
         admin_tls,
         discovery: Default::default(),
+        limits: settings.limits(),
     };
     let daemon = devbridge::app::Daemon::start_with(profile, xds, Some(admin), shutdown.clone(), options)?;
     info!(profile = %name, %file, xds = %daemon.xds_addr, admin = ?daemon.admin_addr, "devbridge connected; point Envoy at the xDS address (devbridge bootstrap)");

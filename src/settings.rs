@@ -4,9 +4,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::accept::{self, Limits};
 use crate::model::ListenOverrides;
 
 pub const DEFAULT_XDS_LISTEN: &str = "127.0.0.1:18000";
@@ -36,6 +38,35 @@ pub struct Settings {
     pub tls_dir: Option<PathBuf>,
     /// Allow a non-loopback listen address without TLS (logged at WARN).
     pub insecure: bool,
+    /// How long a client may take from connecting to its first request
+    /// bytes (TLS handshake included), and on the admin port to send each
+    /// request's headers, e.g. `"10s"`.
+    #[serde(deserialize_with = "duration")]
+    pub read_timeout: Duration,
+    /// Open connections per listener (xDS, admin); more wait to be accepted.
+    pub max_connections: usize,
+    /// Concurrent ADS streams on one HTTP/2 connection.
+    pub max_streams_per_connection: u32,
+}
+
+impl Settings {
+    /// The listener limits these settings name.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            read_timeout: self.read_timeout,
+            max_connections: self.max_connections,
+            max_streams_per_connection: self.max_streams_per_connection,
+        }
+    }
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    match humantime::parse_duration(&text) {
+        Ok(t) if !t.is_zero() => Ok(t),
+        Ok(_) => Err(serde::de::Error::custom("read_timeout must be more than zero")),
+        Err(e) => Err(serde::de::Error::custom(format!("{text:?} is not a duration ({e}); expected e.g. \"10s\""))),
+    }
 }
 
 /// Values from the command line; `None` leaves the lower layers in force.
@@ -74,7 +105,10 @@ impl Settings {
             .set_default("log", DEFAULT_LOG)?
             .set_default("log_format", "text")?
             .set_default("tls", false)?
-            .set_default("insecure", false)?;
+            .set_default("insecure", false)?
+            .set_default("read_timeout", humantime::format_duration(accept::DEFAULT_READ_TIMEOUT).to_string())?
+            .set_default("max_connections", accept::DEFAULT_MAX_CONNECTIONS as u64)?
+            .set_default("max_streams_per_connection", u64::from(accept::DEFAULT_MAX_STREAMS_PER_CONNECTION))?;
         match &flags.settings_file {
             Some(p) if !p.is_file() => return Err(SettingsError::Missing(p.clone())),
             Some(p) => b = b.add_source(config::File::from(p.as_path())),
@@ -149,8 +183,29 @@ mod tests {
                 tls: false,
                 tls_dir: None,
                 insecure: false,
+                read_timeout: accept::DEFAULT_READ_TIMEOUT,
+                max_connections: accept::DEFAULT_MAX_CONNECTIONS,
+                max_streams_per_connection: accept::DEFAULT_MAX_STREAMS_PER_CONNECTION,
             }
         );
+    }
+
+    #[test]
+    fn listener_limits_come_from_the_settings_file() {
+        let (_dir, file) = mk_file("read_timeout = \"250ms\"\nmax_connections = 8\nmax_streams_per_connection = 2\n");
+        let flags = Flags { settings_file: Some(file), ..Flags::default() };
+        assert_eq!(
+            Settings::load(&flags, None).unwrap().limits(),
+            Limits { read_timeout: Duration::from_millis(250), max_connections: 8, max_streams_per_connection: 2 }
+        );
+    }
+
+    #[test]
+    fn a_read_timeout_that_is_not_a_duration_is_an_error() {
+        let (_dir, file) = mk_file("read_timeout = \"soon\"\n");
+        let flags = Flags { settings_file: Some(file), ..Flags::default() };
+        let err = Settings::load(&flags, None).unwrap_err().to_string();
+        assert!(err.starts_with("invalid settings: \"soon\" is not a duration"), "{err}");
     }
 
     #[test]

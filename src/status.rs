@@ -56,6 +56,17 @@ pub async fn fetch(addr: SocketAddr, timeout: Duration) -> Result<String, Status
     tokio::time::timeout(timeout, exchange).await.map_err(|_| StatusError::Timeout { addr, timeout })?
 }
 
+/// What `devbridge status` exits with when the daemon answers but is not
+/// ready (it prints `NOT READY`), so scripts can wait on it. Ready is 0; no
+/// daemon answering is 69.
+pub const EXIT_NOT_READY: u8 = 1;
+
+/// The exit code for a status that was read: 0 when ready, else
+/// [`EXIT_NOT_READY`].
+pub fn exit_code(s: &StatusView) -> u8 {
+    if s.ready { 0 } else { EXIT_NOT_READY }
+}
+
 /// Parses a `/status` body.
 pub fn parse(addr: SocketAddr, body: &str) -> Result<StatusView, StatusError> {
     serde_json::from_str(body)

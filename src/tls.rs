@@ -13,9 +13,6 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::certs::CertPaths;
 
-/// How long a client has to finish the TLS handshake, on every listener.
-pub const DEFAULT_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {}: {source}; create it with `devbridge certs init`", path.display())]
@@ -72,25 +69,6 @@ impl TlsFiles {
         }
         Ok((certs, key, roots))
     }
-}
-
-/// A rustls client config presenting the client certificate in `dir`
-/// (`ca.pem`, `cert.pem`, `key.pem`, as `devbridge certs issue` writes them).
-pub fn client_config(dir: &Path) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in pem_certs(&dir.join("ca.pem"))? {
-        roots.add(ca).map_err(|_| TlsError::Parse { path: dir.join("ca.pem"), what: "CA certificate" })?;
-    }
-    let certs = pem_certs(&dir.join("cert.pem"))?;
-    let key = PrivateKeyDer::from_pem_slice(&TlsFiles::read(&dir.join("key.pem"))?)
-        .map_err(|_| TlsError::Parse { path: dir.join("key.pem"), what: "private key" })?;
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(certs, key)
-        .map_err(|e| TlsError::Config(e.to_string()))?;
-    Ok(Arc::new(config))
 }
 
 fn pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {

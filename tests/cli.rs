@@ -382,3 +382,156 @@ fn check_lists_fifty_errors_and_counts_the_rest() {
     assert_eq!(lines[50], "error: ... and 7949 more (only the first 50 are listed)");
     assert_eq!(lines[51], format!("devbridge: profile \"{}\" has 7999 error(s)", path.display()));
 }
+
+/// `devbridge connect` on `profile` with the given ports, its output piped.
+fn mk_connect(profile: &str, xds_port: u16, admin_port: u16, state: &std::path::Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["connect", profile, "--xds-listen", &format!("127.0.0.1:{xds_port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("XDG_CONFIG_HOME", state)
+        .env("XDG_STATE_HOME", state)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Sends SIGTERM and waits, at most 20 s, for the daemon to exit.
+async fn terminate(mut daemon: std::process::Child) -> std::process::ExitStatus {
+    let _ = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status();
+    for _ in 0..400 {
+        if let Some(status) = daemon.try_wait().unwrap() {
+            return status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    panic!("devbridge did not end within 20 s of SIGTERM");
+}
+
+const STATIC_PROFILE: &str = "[zones.z]\n[proxies.p]\nzone = \"z\"\ndomains = [\"a.test:18557\"]\n[[domains]]\nname = \"a.test:18557\"\n\
+     [[domains.routes]]\ncluster = \"c\"\n[clusters.c.static]\nendpoints = [{ address = \"127.0.0.1:9\" }]\n";
+
+/// `devbridge connect demo 2>&1 | head -2`: once the reader of its log is
+/// gone, the daemon keeps serving xDS and admin, and SIGTERM still ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_whose_log_reader_went_away_keeps_serving_and_stops_on_sigterm() {
+    use envoy_types::pb::envoy::config::core::v3::Node;
+    use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+    use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+    use std::io::BufRead;
+
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("pipe.toml");
+    std::fs::write(&profile, STATIC_PROFILE).unwrap();
+    let (xds_port, admin_port) = (free_port(), free_port());
+    let mut daemon = mk_connect(profile.to_str().unwrap(), xds_port, admin_port, dir.path())
+        .args(["--log", "debug"])
+        .spawn()
+        .unwrap();
+    // Like `head -2`: read two lines, then go away.
+    let stderr = daemon.stderr.take().unwrap();
+    let first_two = tokio::task::spawn_blocking(move || {
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let two: Vec<String> = lines.by_ref().take(2).map(|l| l.unwrap()).collect();
+        drop(lines);
+        two
+    })
+    .await
+    .unwrap();
+    assert_eq!(first_two.len(), 2);
+    // Not a terminal: no colour codes.
+    assert!(first_two.iter().all(|l| !l.contains('\u{1b}')), "{first_two:?}");
+
+    let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
+    let node = Node { id: "p-1".into(), cluster: "p".into(), ..Default::default() };
+    // Every stream logs (debug and info) into the closed pipe; each must still be served.
+    for round in 0..5 {
+        let mut client = support::eventually("the xDS port to answer", 200, || async {
+            AggregatedDiscoveryServiceClient::connect(format!("http://127.0.0.1:{xds_port}")).await.ok()
+        })
+        .await;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tx.send(DiscoveryRequest {
+            type_url: "type.googleapis.com/envoy.config.cluster.v3.Cluster".into(),
+            node: Some(node.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let mut stream = client
+            .stream_aggregated_resources(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message()).await;
+        let answer = answer.unwrap_or_else(|_| panic!("round {round}: no CDS answer within 10 s")).unwrap().unwrap();
+        assert_eq!(answer.resources.len(), 1, "round {round}");
+        let health = http_get(admin, "admin", "/healthz", &[]).await.unwrap();
+        assert_eq!((health.status, health.body.as_str()), (200, "ok\n"), "round {round}");
+    }
+    let status = terminate(daemon).await;
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn a_bind_failure_is_printed_once_without_colour() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let out = mk_connect("demo", port, free_port(), dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        format!(
+            "devbridge: cannot listen for xDS on 127.0.0.1:{port}; is another devbridge running? (--xds-listen): Address already in use (os error 98)\n"
+        )
+    );
+}
+
+/// A daemon whose Kubernetes source cannot sync prints NOT READY and
+/// `devbridge status` exits 1, as the README documents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_exits_1_while_the_daemon_is_not_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    // A kubeconfig naming an API server that is not there.
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: gone\nclusters:\n- name: gone\n  cluster:\n    server: http://127.0.0.1:{}\ncontexts:\n- name: gone\n  context:\n    cluster: gone\n    user: dev\nusers:\n- name: dev\n  user:\n    token: t\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let profile = dir.path().join("unready.toml");
+    std::fs::write(
+        &profile,
+        format!(
+            "[zones.z]\n[proxies.p]\nzone = \"z\"\ndomains = [\"a.test:18558\"]\n[[domains]]\nname = \"a.test:18558\"\n\
+             [[domains.routes]]\ncluster = \"edge\"\n[clusters.edge.kubernetes]\nkubeconfig = \"{}\"\nnamespace = \"edge\"\n\
+             selector = \"app=edge\"\nport = \"http\"\n",
+            kubeconfig.display()
+        ),
+    )
+    .unwrap();
+    let (xds_port, admin_port) = (free_port(), free_port());
+    let daemon =
+        mk_connect(profile.to_str().unwrap(), xds_port, admin_port, dir.path()).stderr(Stdio::null()).spawn().unwrap();
+    let admin = format!("127.0.0.1:{admin_port}");
+    let out = support::eventually("devbridge status to reach the daemon", 200, || {
+        let out = devbridge(&["status", "--admin", &admin]);
+        async move { (out.status.code() != Some(69)).then_some(out) }
+    })
+    .await;
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        (out.status.code(), stdout.lines().next()),
+        (Some(1), Some(format!("devbridge {} at {admin}: NOT READY", env!("CARGO_PKG_VERSION")).as_str()))
+    );
+    let json = devbridge(&["status", "--admin", &admin, "--json"]);
+    assert_eq!(json.status.code(), Some(1));
+    assert_eq!(terminate(daemon).await.code(), Some(0));
+}

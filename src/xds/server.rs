@@ -6,7 +6,6 @@
 //! messages, matches the Envoy's node to a proxy, logs, counts, and
 //! reports the stream to the connected-Envoy [`StreamRegistry`].
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,7 +23,6 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -32,9 +30,10 @@ use super::node::{Change, NodeId, NodeMatch};
 use super::registry::{NodeInfo, StreamEntry, StreamInfo, StreamRegistry};
 
 use super::stream::{Event, StreamState};
+use crate::accept::{self, Accept, HTTP2_PREFACE_LEN, Limits, Plain};
 use crate::metrics::XdsMetrics;
 use crate::model::{Published, now_ms};
-use crate::tls::DEFAULT_HANDSHAKE_TIMEOUT;
+use crate::throttle::Throttle;
 
 /// Largest request accepted from an Envoy. Requests are small (names and a
 /// node); anything near this is garbage.
@@ -43,6 +42,10 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 const RESPONSE_QUEUE: usize = 16;
+
+/// Per-stream WARNs, one per reason per interval: a client opening streams
+/// in a loop must not flood the log.
+static WARNINGS: Throttle = Throttle::new(crate::throttle::DEFAULT_INTERVAL);
 
 /// The ADS service handed to tonic.
 #[derive(Clone)]
@@ -215,7 +218,9 @@ impl AdsStream {
         let mut out = Vec::new();
         if self.node.is_none() {
             let Some(node) = req.node.clone() else {
-                warn!(type_url = %req.type_url, "first ADS request has no node; ignoring the stream until one names itself");
+                if let Some(suppressed) = WARNINGS.allow("no node") {
+                    warn!(type_url = %req.type_url, suppressed, "first ADS request has no node; ignoring the stream until one names itself");
+                }
                 return out;
             };
             self.node = Some(node);
@@ -268,20 +273,26 @@ impl AdsStream {
             }
             Change::Refused(why) => {
                 self.metrics.identity_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                warn!(node.id = %node.id, node.cluster = %node.cluster, reason = %why,
-                    "refusing Envoy: certificate and node identity disagree; it gets no configuration (issue it its own certificate with `devbridge certs issue <proxy>`)");
+                if let Some(suppressed) = WARNINGS.allow("identity refused") {
+                    warn!(node.id = %node.id, node.cluster = %node.cluster, reason = %why, suppressed,
+                        "refusing Envoy: certificate and node identity disagree; it gets no configuration (issue it its own certificate with `devbridge certs issue <proxy>`)");
+                }
             }
             Change::NoProxy { profile, known } => {
                 self.metrics.unknown_nodes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                warn!(node.id = %node.id, node.cluster = %node.cluster, zone, %profile,
-                    known = %known.join(", "),
-                    "Envoy matches no proxy in the profile; it gets no configuration. Set its node.cluster (and node.locality.zone) to a proxy's, or use `devbridge bootstrap`");
+                if let Some(suppressed) = WARNINGS.allow("unmatched node") {
+                    warn!(node.id = %node.id, node.cluster = %node.cluster, zone, %profile,
+                        known = %known.join(", "), suppressed,
+                        "Envoy matches no proxy in the profile; it gets no configuration. Set its node.cluster (and node.locality.zone) to a proxy's, or use `devbridge bootstrap`");
+                }
             }
             Change::Ambiguous { profile, candidates } => {
                 self.metrics.unknown_nodes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                warn!(node.id = %node.id, node.cluster = %node.cluster, %profile,
-                    candidates = %candidates.join(", "),
-                    "Envoy states no zone and matches several proxies; it gets no configuration. Set node.locality.zone in its bootstrap (`devbridge bootstrap` does)");
+                if let Some(suppressed) = WARNINGS.allow("ambiguous node") {
+                    warn!(node.id = %node.id, node.cluster = %node.cluster, %profile,
+                        candidates = %candidates.join(", "), suppressed,
+                        "Envoy states no zone and matches several proxies; it gets no configuration. Set node.locality.zone in its bootstrap (`devbridge bootstrap` does)");
+                }
             }
         }
         let snapshot = self.matched.proxy.as_ref().and_then(|p| published.snapshots.get(p).cloned());
@@ -338,84 +349,45 @@ pub fn bind_unix(path: &std::path::Path) -> Result<tokio::net::UnixListener, Bin
 /// Serves ADS on an already-bound listener until `shutdown` fires, then
 /// lets open streams end. With `tls`, every TCP connection must complete a
 /// mutual-TLS handshake first; refusals are counted, kept for `/status`
-/// and logged, which tonic's own TLS would do silently.
+/// and logged, which tonic's own TLS would do silently. `limits` bound
+/// connections, streams per connection and the time to the HTTP/2 preface.
 pub async fn serve(
     listener: XdsListener,
     service: AdsService,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: Limits,
     shutdown: CancellationToken,
 ) -> Result<(), tonic::transport::Error> {
     let metrics = service.metrics.clone();
     let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(DEFAULT_KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(DEFAULT_KEEPALIVE_TIMEOUT))
+        .max_concurrent_streams(Some(limits.max_streams_per_connection))
         .add_service(
             AggregatedDiscoveryServiceServer::new(service).max_decoding_message_size(DEFAULT_MAX_REQUEST_BYTES),
         );
+    let on_refused: accept::OnRefused = Arc::new(move |peer: &str, reason: &str| {
+        if metrics.tls_refused(peer.to_string(), reason.to_string(), now_ms()) {
+            warn!(%peer, %reason, "refused a connection to the xDS port: TLS handshake failed (does the Envoy present a certificate from `devbridge certs issue <proxy>`, over TLS?)");
+        } else {
+            debug!(%peer, %reason, "refused a connection to the xDS port: TLS handshake failed");
+        }
+    });
+    let accept = Accept { what: "xDS", limits, first_bytes: HTTP2_PREFACE_LEN, on_refused: Some(on_refused) };
+    let done = shutdown.clone().cancelled_owned();
     match (listener, tls) {
         (XdsListener::Tcp(listener), None) => {
-            let local: Option<SocketAddr> = listener.local_addr().ok();
-            // Without TCP_NODELAY a 40 KB push waits on Nagle and delayed ACKs (~40 ms).
-            let incoming =
-                TcpIncoming::from(listener).with_nodelay(Some(true)).with_keepalive(Some(DEFAULT_KEEPALIVE_INTERVAL));
-            info!(addr = ?local, tls = false, "xDS server listening");
-            router.serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()).await
+            info!(addr = ?listener.local_addr().ok(), tls = false, "xDS server listening");
+            router.serve_with_incoming_shutdown(accept::incoming(listener, Plain, accept, shutdown), done).await
         }
         (XdsListener::Tcp(listener), Some(acceptor)) => {
             info!(addr = ?listener.local_addr().ok(), tls = true, "xDS server listening");
-            let (tx, rx) = mpsc::channel(RESPONSE_QUEUE);
-            tokio::spawn(accept_tls(listener, acceptor, tx, metrics, shutdown.clone()));
-            router.serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown.cancelled_owned()).await
+            router.serve_with_incoming_shutdown(accept::incoming(listener, acceptor, accept, shutdown), done).await
         }
         (XdsListener::Unix(listener), _) => {
             // A Unix socket is protected by its 0600 mode; TLS is for TCP.
             info!(socket = ?listener.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p.display().to_string())), "xDS server listening");
-            let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-            router.serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned()).await
+            router.serve_with_incoming_shutdown(accept::incoming(listener, Plain, accept, shutdown), done).await
         }
-    }
-}
-
-type TlsConn = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
-
-/// Accepts TCP connections, runs each TLS handshake in its own task (a slow
-/// client stalls nobody), and hands the finished ones to tonic.
-async fn accept_tls(
-    listener: TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
-    tx: mpsc::Sender<Result<TlsConn, std::io::Error>>,
-    metrics: Arc<XdsMetrics>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    debug!(error = %e, "xDS accept failed");
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let keepalive = socket2::TcpKeepalive::new().with_time(DEFAULT_KEEPALIVE_INTERVAL);
-        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-        let (acceptor, tx, metrics) = (acceptor.clone(), tx.clone(), metrics.clone());
-        tokio::spawn(async move {
-            let reason = match tokio::time::timeout(DEFAULT_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(conn)) => {
-                    let _ = tx.send(Ok(conn)).await;
-                    return;
-                }
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => format!("no TLS handshake within {DEFAULT_HANDSHAKE_TIMEOUT:?}"),
-            };
-            if metrics.tls_refused(peer.to_string(), reason.clone(), now_ms()) {
-                warn!(%peer, %reason, "refused a connection to the xDS port: TLS handshake failed (does the Envoy present a certificate from `devbridge certs issue <proxy>`, over TLS?)");
-            } else {
-                debug!(%peer, %reason, "refused a connection to the xDS port: TLS handshake failed");
-            }
-        });
     }
 }
