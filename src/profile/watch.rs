@@ -22,7 +22,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::diff::ProfileDiff;
 use super::{Profile, parse_profile};
@@ -110,6 +110,7 @@ pub async fn follow(
         };
         // Anything may have changed while there was no watcher.
         r.check();
+        debug!("following the profile");
         let end = r.run(&mut events, &shutdown).await;
         drop(watcher);
         match end {
@@ -200,6 +201,7 @@ impl Reloader {
                 return;
             }
         };
+        debug!(bytes = bytes.len(), "profile read");
         let h = hash(&bytes);
         if self.last_read == Some(h) {
             return;
