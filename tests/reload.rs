@@ -165,7 +165,12 @@ async fn edit_break_fix_rename_and_recreate_are_followed_without_failing_a_reque
     // The fix replaces the error.
     write_atomically(&file, &s.profile(&direct("/new", "three")));
     s.wait_for("/new", (200, "three")).await;
-    assert_eq!(status.borrow().error, None);
+    // (The status follows the publication, not the other way round.)
+    eventually("the error to be cleared", 200, || {
+        let cleared = status.borrow().error.is_none();
+        async move { cleared.then_some(()) }
+    })
+    .await;
 
     // Deleted, then created again: served again once it is back.
     std::fs::remove_file(&file).unwrap();
