@@ -387,7 +387,9 @@ impl Reloader {
             _ = shutdown.cancelled() => None,
             done = task => match done {
                 Ok(v) => Some(v),
-                Err(e) => std::panic::resume_unwind(e.into_panic()),
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                // Cancelled: the runtime is shutting down.
+                Err(_) => None,
             },
         }
     }
