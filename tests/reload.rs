@@ -165,7 +165,12 @@ async fn edit_break_fix_rename_and_recreate_are_followed_without_failing_a_reque
     // The fix replaces the error.
     write_atomically(&file, &s.profile(&direct("/new", "three")));
     s.wait_for("/new", (200, "three")).await;
-    assert_eq!(status.borrow().error, None);
+    // (The status follows the publication, not the other way round.)
+    eventually("the error to be cleared", 200, || {
+        let cleared = status.borrow().error.is_none();
+        async move { cleared.then_some(()) }
+    })
+    .await;
 
     // Deleted, then created again: served again once it is back.
     std::fs::remove_file(&file).unwrap();
@@ -245,4 +250,204 @@ async fn an_edit_that_is_not_utf8_is_refused_at_its_byte_and_the_old_profile_kee
     );
     assert_eq!(s.body("/new").await, (200, "one".into()));
     s.finish().await;
+}
+
+/// What every test in this binary logs at (the first caller installs it).
+const LOG_FILTER: &str = "info,devbridge=debug";
+
+/// Log lines about `file` that contain `what`.
+fn log_lines(file: &Path, what: &str) -> Vec<String> {
+    let file = file.display().to_string();
+    support::logs::captured(LOG_FILTER)
+        .lines()
+        .filter(|l| l.contains(what) && l.contains(&file))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Waits until the reloader of `file` has finished starting: from then on
+/// only an edit may make it read the file.
+async fn wait_following(file: &Path) {
+    eventually("the reloader to follow the profile", 200, || {
+        let n = log_lines(file, "following the profile").len();
+        async move { (n > 0).then_some(()) }
+    })
+    .await;
+}
+
+/// A daemon that follows `file` and has an admin API, with no Envoy.
+async fn mk_daemon(file: &Path, text: &str) -> Daemon {
+    std::fs::write(file, text).unwrap();
+    let profile = load_file(file).unwrap();
+    let options = Options { follow: Some(file.to_path_buf()), ..Options::default() };
+    let (xds, admin) = (loopback_listener().await, loopback_listener().await);
+    Daemon::start_with(profile, xds, Some(admin), CancellationToken::new(), options).unwrap()
+}
+
+/// `mk_profile` with `padding` (TOML comment lines) right after the proxy's
+/// `zone` line. A file cut there is a valid profile whose proxy serves
+/// nothing: publishing it would make Envoy drop its listener.
+fn mk_padded_profile(port: u16, stable: SocketAddr, extra_route: &str, padding: &str) -> (String, usize) {
+    let whole = mk_profile(port, stable, extra_route);
+    let zone = "zone = \"dev-local\"\n";
+    let cut = whole.find(zone).unwrap() + zone.len();
+    (format!("{}{padding}{}", &whole[..cut], &whole[cut..]), cut)
+}
+
+/// A small deterministic generator (xorshift64*), so a failing run can be
+/// repeated from the seed it prints.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// How a test writer puts a profile in place without renaming it.
+#[derive(Debug, Clone, Copy)]
+enum InPlace {
+    /// One open file: each piece written and flushed, a pause, the next.
+    OneOpen,
+    /// Like `>` then `>>` in a shell: the first piece truncates, every
+    /// later one opens the file again to append, each closed at once.
+    Reopened,
+}
+
+async fn write_in_pieces(file: &Path, text: &str, cuts: &[usize], pauses: &[u64], how: InPlace) {
+    use std::io::Write;
+    let bounds: Vec<usize> = std::iter::once(0).chain(cuts.iter().copied()).chain([text.len()]).collect();
+    let mut open = None;
+    for (i, piece) in bounds.windows(2).enumerate() {
+        if i > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(pauses[i - 1])).await;
+        }
+        let mut f = match open.take() {
+            Some(f) => f,
+            None if i == 0 => std::fs::File::create(file).unwrap(),
+            None => std::fs::OpenOptions::new().append(true).open(file).unwrap(),
+        };
+        f.write_all(&text.as_bytes()[piece[0]..piece[1]]).unwrap();
+        f.flush().unwrap();
+        if matches!(how, InPlace::OneOpen) {
+            open = Some(f);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_written_in_place_in_pieces_is_served_only_once_whole() {
+    support::logs::captured(LOG_FILTER);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dev.toml");
+    let s = setup(&file, file.clone()).await;
+    let status = s.daemon.reload_status();
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    eprintln!("pieces and pauses from seed {seed}");
+    let mut rng = Rng(seed);
+
+    // Each round writes a whole profile in place, cut (among 1 to 3 random
+    // places) just after the proxy's zone line. A writer that keeps the
+    // file open pauses up to 400 ms between pieces; one that reopens it
+    // pauses less than the settle window after a close (500 ms).
+    const ROUNDS: usize = 6;
+    for round in 0..ROUNDS {
+        let body = format!("round {round}");
+        let (how, padding, max_pause) = match round % 3 {
+            0 => (InPlace::OneOpen, String::new(), 400),
+            1 => (InPlace::Reopened, String::new(), 300),
+            // 20 MB, most of it a comment after the cut, written by one
+            // open file 64 KiB at a time.
+            _ => {
+                (InPlace::OneOpen, "# padding padding padding padding padding padding padding pad\n".repeat(330_000), 1)
+            }
+        };
+        let (text, zone_cut) = mk_padded_profile(s.port, s.stable.addr, &direct("/round", &body), &padding);
+        let mut cuts = vec![zone_cut];
+        if padding.is_empty() {
+            for _ in 0..rng.below(3) {
+                cuts.push(1 + rng.below(text.len() as u64 - 1) as usize);
+            }
+        } else {
+            cuts.extend((zone_cut..text.len()).step_by(64 * 1024).skip(1));
+        }
+        cuts.sort_unstable();
+        cuts.dedup();
+        let pauses: Vec<u64> = cuts.iter().map(|_| rng.below(max_pause + 1)).collect();
+        write_in_pieces(&file, &text, &cuts, &pauses, how).await;
+        s.wait_for("/round", (200, body.as_str())).await;
+        assert_eq!(
+            (status.borrow().reloads_ok, status.borrow().reloads_failed),
+            (round as u64 + 1, 0),
+            "round {round} ({how:?}, cuts {cuts:?}, pauses {pauses:?}): one reload per whole file, none for a piece"
+        );
+    }
+    let reloads = log_lines(&file, "profile reloaded");
+    assert_eq!(reloads.len(), ROUNDS, "one reload per whole file, none for a piece: {reloads:#?}");
+    assert!(log_lines(&file, "profile edit rejected").is_empty());
+    s.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_profile_is_not_read_again() {
+    support::logs::captured(LOG_FILTER);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("idle.toml");
+    let _daemon = mk_daemon(&file, &mk_profile(free_port(), SocketAddr::from(([127, 0, 0, 1], 9)), "")).await;
+    wait_following(&file).await;
+    let after_start = log_lines(&file, "profile read").len();
+
+    // Nothing touches the file: a few seconds of watching it must not read it.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let reads = log_lines(&file, "profile read");
+    assert_eq!(reads.len(), after_start, "the idle profile was read again: {:#?}", &reads[after_start..]);
+}
+
+/// `routes` more routes on the one domain: enough to keep validation and
+/// translation busy for a while.
+fn mk_huge_profile(port: u16, routes: usize) -> String {
+    let extra: String = (0..routes).map(|i| direct(&format!("/r{i}"), &format!("r{i}"))).collect();
+    mk_profile(port, SocketAddr::from(([127, 0, 0, 1], 9)), &extra)
+}
+
+/// One worker thread: a reload that validated on it would hold up
+/// everything else the daemon serves.
+#[tokio::test(flavor = "current_thread")]
+async fn the_admin_api_answers_while_a_huge_profile_is_validated() {
+    support::logs::captured(LOG_FILTER);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("huge.toml");
+    let port = free_port();
+    let daemon = mk_daemon(&file, &mk_profile(port, SocketAddr::from(([127, 0, 0, 1], 9)), "")).await;
+    let admin = daemon.admin_addr.unwrap();
+    wait_following(&file).await;
+    let reads_before = log_lines(&file, "profile read").len();
+
+    write_atomically(&file, &mk_huge_profile(port, 5_000));
+    // Between the reload's read and its end, /healthz must answer.
+    let (mut during, mut done) = (0, false);
+    for _ in 0..100_000 {
+        if !log_lines(&file, "profile reloaded").is_empty() {
+            done = true;
+            break;
+        }
+        if log_lines(&file, "profile read").len() == reads_before {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            continue;
+        }
+        let r = tokio::time::timeout(std::time::Duration::from_secs(30), http_get(admin, "admin", "/healthz", &[]))
+            .await
+            .expect("/healthz answers")
+            .unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, "ok\n"));
+        if log_lines(&file, "profile reloaded").is_empty() {
+            during += 1;
+        }
+    }
+    assert!(done, "the huge profile was never reloaded");
+    assert_eq!(daemon.reload_status().borrow().reloads_ok, 1);
+    assert!(during > 0, "/healthz never answered while the huge profile was being validated");
 }
