@@ -38,8 +38,8 @@ use crate::metrics::{METRICS_CONTENT_TYPE, XdsMetrics};
 use crate::model::Published;
 use crate::profile::watch::ReloadStatus;
 use crate::registered::Registry;
+use crate::status::SourceReport;
 use crate::xds::registry::StreamRegistry;
-pub use status::{ProfileInfo, ProxyStatus, Status};
 
 /// Largest request body accepted (a registered endpoint list); more is 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -50,8 +50,8 @@ pub trait SourcesView: Send + Sync {
     /// Whether every discovery source has synced at least once; `/readyz`
     /// waits for it.
     fn all_synced_once(&self) -> bool;
-    /// One JSON object per source for `/status`'s `sources` array.
-    fn status(&self) -> Vec<serde_json::Value>;
+    /// Each source's state for `/status`.
+    fn status(&self) -> Vec<SourceReport>;
 }
 
 /// The Kubernetes discovery sources, as `/status` and `/readyz` see them.
@@ -63,37 +63,9 @@ impl SourcesView for DiscoverySources {
         self.0.borrow().iter().all(|s| s.synced)
     }
 
-    fn status(&self) -> Vec<serde_json::Value> {
-        use crate::discovery::SourceState;
-        let ms = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    fn status(&self) -> Vec<SourceReport> {
         let now = std::time::SystemTime::now();
-        self.0
-            .borrow()
-            .iter()
-            .map(|s| {
-                let (state, since, error) = match &s.state {
-                    SourceState::Connecting => ("connecting", None, None),
-                    SourceState::Connected { since } => ("connected", Some(ms(*since)), None),
-                    SourceState::Degraded { error, since } => ("degraded", Some(ms(*since)), Some(error.clone())),
-                };
-                serde_json::json!({
-                    "name": s.name,
-                    "server": s.server,
-                    "clusters": s.clusters,
-                    "state": state,
-                    "since_ms": since,
-                    "error": error,
-                    "synced": s.synced,
-                    "last_event_ms": s.last_event.map(ms),
-                    "data_age_ms": s.data_age(now).map(|d| d.as_millis() as u64),
-                    "seen": s.seen,
-                    "selected": s.selected,
-                    "skipped": s.skipped.iter().map(|k| serde_json::json!({
-                        "cluster": k.cluster, "object": k.object, "reason": k.reason.to_string(),
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect()
+        self.0.borrow().iter().map(|s| s.report(now)).collect()
     }
 }
 

@@ -34,6 +34,8 @@ use crate::xds::server::AdsService;
 use crate::xds::server::XdsListener;
 use crate::xds::snapshot::SnapshotError;
 
+pub mod connect;
+
 /// What a daemon does beyond serving its first profile.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -202,6 +204,14 @@ impl Daemon {
         let mut rx = self.reload.clone();
         rx.mark_unchanged();
         rx
+    }
+
+    /// Runs Envoy under the daemon's task tracker: restarted when it exits,
+    /// stopped on shutdown before [`wait`](Self::wait) returns.
+    pub fn supervise_envoy(&self, cmd: crate::supervise::EnvoyCommand, proxy: &str) {
+        let span = tracing::info_span!("envoy", proxy = %proxy);
+        self.tracker
+            .spawn(tracing::Instrument::instrument(crate::supervise::supervise(cmd, self.shutdown.clone()), span));
     }
 
     pub fn shutdown_token(&self) -> CancellationToken {

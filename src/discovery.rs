@@ -137,6 +137,39 @@ impl SourceStatus {
     pub fn is_degraded(&self) -> bool {
         matches!(self.state, SourceState::Degraded { .. })
     }
+
+    /// This source as `/status` shows it, with ages against `now`.
+    pub fn report(&self, now: SystemTime) -> crate::status::SourceReport {
+        use crate::status::{SkippedReport, SourceState as Shown};
+        let ms = |t: SystemTime| t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let (state, since, error) = match &self.state {
+            SourceState::Connecting => (Shown::Connecting, None, None),
+            SourceState::Connected { since } => (Shown::Connected, Some(ms(*since)), None),
+            SourceState::Degraded { error, since } => (Shown::Degraded, Some(ms(*since)), Some(error.clone())),
+        };
+        crate::status::SourceReport {
+            name: self.name.clone(),
+            server: self.server.clone(),
+            clusters: self.clusters.clone(),
+            state,
+            since_ms: since,
+            error,
+            synced: self.synced,
+            last_event_ms: self.last_event.map(ms),
+            data_age_ms: self.data_age(now).map(|d| d.as_millis() as u64),
+            seen: self.seen,
+            selected: self.selected,
+            skipped: self
+                .skipped
+                .iter()
+                .map(|k| SkippedReport {
+                    cluster: k.cluster.clone(),
+                    object: k.object.clone(),
+                    reason: k.reason.to_string(),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A handle on the running discovery.

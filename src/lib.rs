@@ -17,9 +17,11 @@
 //! - [`xds`]: translation, snapshots, per-stream protocol state (pure) and the tonic server.
 //! - [`bootstrap`]: the Envoy bootstrap for a proxy.
 //! - [`settings`]: daemon-wide settings (listen addresses, logging), layered.
-//! - [`status`]: `devbridge status`, the admin API client and its rendering.
+//! - [`status`]: the `/status` schema, its client and its rendering.
+//! - [`cli`]: every subcommand and flag, and the commands that print and exit.
 //! - [`admin`]: the admin HTTP API: health, readiness, status, config dump, metrics, registered endpoints.
-//! - [`publish`]: the builder's pure steps; [`app`]: wires the tasks and channels, runs the builder.
+//! - [`publish`]: the builder's pure steps; [`app`]: wires the tasks and channels, runs the builder,
+//!   and `connect` (listeners, TLS, the supervised Envoy, signals).
 //! - [`metrics`]: shared counters and their Prometheus form.
 //! - [`accept`]: the accept loop of every listener and its limits; [`throttle`]: rate-limited WARNs.
 //! - [`registered`]: endpoints registered at run time, kept in a state file.
@@ -29,6 +31,7 @@ pub mod admin;
 pub mod app;
 pub mod bootstrap;
 pub mod certs;
+pub mod cli;
 pub mod discovery;
 pub mod metrics;
 pub mod model;

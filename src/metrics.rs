@@ -37,7 +37,8 @@ struct SourceLabels {
 }
 
 /// A connection refused during the TLS handshake.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct TlsRefusal {
     pub peer: String,
     pub reason: String,

@@ -35,7 +35,7 @@ use std::time::{Duration, SystemTime};
 
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -64,7 +64,8 @@ pub const DEFAULT_SETTLE: Duration = Duration::from_millis(100);
 pub const DEFAULT_REWATCH_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The reload state of the profile in force, for `/status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ReloadStatus {
     /// The file followed (or where the embedded profile came from).
     pub file: String,
@@ -81,7 +82,8 @@ pub struct ReloadStatus {
 }
 
 /// A rejected edit: every located error, as `file:line:col: key: message`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ReloadError {
     pub at_ms: u64,
     pub errors: Vec<String>,

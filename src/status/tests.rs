@@ -1,12 +1,14 @@
 //! A `/status` body in, the whole summary out.
 
-use serde_json::json;
+use std::net::SocketAddr;
+
+use serde_json::{Value, json};
 
 use super::*;
 
 const NOW: u64 = 1_800_000_000_000;
 
-fn mk_status(extra: Value) -> StatusView {
+fn mk_status(extra: Value) -> Status {
     let mut base = json!({
         "devbridge": "0.1.0",
         "now_ms": NOW,

@@ -1,0 +1,217 @@
+//! The command line: every subcommand and flag, and the front-ends of the
+//! commands that print and exit (`check`, `profiles`, `bootstrap`,
+//! `status`, `certs`). `connect` is wired in [`crate::app::connect`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::bootstrap::{Format, Runtime};
+use crate::model::Profile;
+use crate::profile::load::{self, LoadError};
+use crate::settings::{Flags, LogFormat};
+
+pub mod bootstrap;
+pub mod certs;
+pub mod check;
+pub mod status;
+
+/// Exit code for an invalid profile or usage (EX_USAGE / EX_DATAERR family).
+pub const EXIT_INVALID: u8 = 64;
+/// Exit code when something needed is not there: no daemon answers
+/// `status`, no Envoy for `connect --envoy` (EX_UNAVAILABLE).
+pub const EXIT_UNAVAILABLE: u8 = 69;
+
+#[derive(Parser)]
+#[command(
+    name = "devbridge",
+    version,
+    about = "Control plane for a local Envoy sidecar bridging a laptop to remote staging"
+)]
+pub struct Cli {
+    /// Log filter, RUST_LOG style (e.g. `info,devbridge=debug`). Env: DEVBRIDGE_LOG.
+    #[arg(long, global = true)]
+    pub log: Option<String>,
+    /// Log line format. Env: DEVBRIDGE_LOG_FORMAT.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Settings file (default: ~/.config/devbridge/settings.toml when present).
+    #[arg(long, global = true)]
+    pub settings: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve a profile's configuration to Envoy over xDS until Ctrl-C.
+    Connect(ConnectArgs),
+    /// Validate a profile and print a summary; exit 64 on errors.
+    Check { profile: String },
+    /// Print the Envoy bootstrap (YAML) for one of the profile's proxies.
+    Bootstrap(BootstrapArgs),
+    /// Make the local CA and certificates for TLS between Envoy and devbridge.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// List the profiles found and where.
+    Profiles,
+    /// Show what a running devbridge serves: profile, reloads, connected Envoys and their ACKs.
+    Status(StatusArgs),
+}
+
+#[derive(Subcommand)]
+pub enum CertsCommand {
+    /// Create the CA (once) and devbridge's server certificate, valid for
+    /// localhost, 127.0.0.1, ::1, host.docker.internal, host.minikube.internal
+    /// and every --san.
+    Init {
+        /// Another name or IP address devbridge is reached by (repeatable).
+        #[arg(long)]
+        san: Vec<String>,
+        /// Where to keep them (default ~/.config/devbridge/tls).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Issue a client certificate for one proxy: ca.pem, cert.pem, key.pem.
+    Issue {
+        proxy: String,
+        /// Write into this directory (default: ~/.config/devbridge/tls/proxies/<proxy>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Where the CA is (default ~/.config/devbridge/tls).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConnectArgs {
+    /// Profile name (looked up in the search path) or path to a .toml file.
+    pub profile: String,
+    /// xDS (ADS gRPC) listen address. Env: DEVBRIDGE_XDS_LISTEN. Default 127.0.0.1:18000.
+    #[arg(long)]
+    pub xds_listen: Option<SocketAddr>,
+    /// Admin HTTP listen address. Env: DEVBRIDGE_ADMIN_LISTEN. Default 127.0.0.1:18001.
+    #[arg(long)]
+    pub admin_listen: Option<SocketAddr>,
+    /// Also run the sidecar Envoy (OS-process runtime), supervised: restarted
+    /// when it exits, stopped on shutdown.
+    #[arg(long)]
+    pub envoy: bool,
+    /// With --envoy: the proxy that Envoy is (may be left out when the profile has one).
+    #[arg(long, requires = "envoy")]
+    pub proxy: Option<String>,
+    /// With --envoy: the Envoy binary (default: `envoy` on PATH, then next to devbridge).
+    #[arg(long, requires = "envoy")]
+    pub envoy_bin: Option<PathBuf>,
+    /// Serve xDS over mutual TLS with the certificates of `devbridge certs init`
+    /// (and the admin API too when it is not on loopback). Env: DEVBRIDGE_TLS.
+    #[arg(long)]
+    pub tls: bool,
+    /// Where `devbridge certs init` wrote them (default ~/.config/devbridge/tls).
+    #[arg(long)]
+    pub tls_dir: Option<PathBuf>,
+    /// Allow a non-loopback address without TLS: anyone who reaches it gets the
+    /// routing configuration. Logged at WARN on every start.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Serve xDS on this Unix socket (mode 0600) instead of TCP; for Envoys on
+    /// this machine (`devbridge bootstrap --xds-socket`).
+    #[arg(long, conflicts_with_all = ["xds_listen", "tls"])]
+    pub xds_socket: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BootstrapArgs {
+    pub profile: String,
+    /// Proxy name; may be left out when the profile has exactly one.
+    #[arg(long)]
+    pub proxy: Option<String>,
+    /// Where Envoy reaches devbridge, HOST:PORT (default: per runtime, on the xDS listen port).
+    #[arg(long)]
+    pub xds_address: Option<String>,
+    /// Where the sidecar runs: decides the address it reaches devbridge at.
+    #[arg(long = "for", value_enum, default_value = "process")]
+    pub runtime: Runtime,
+    /// Write to this file instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "yaml")]
+    pub format: Format,
+    /// Reach devbridge over mutual TLS (`devbridge connect --tls`).
+    #[arg(long)]
+    pub tls: bool,
+    /// With --tls: the directory, as the sidecar sees it, holding the proxy's
+    /// ca.pem, cert.pem and key.pem (`devbridge certs issue <proxy>`). Default: the
+    /// proxy's directory under ~/.config/devbridge/tls for a process,
+    /// /etc/devbridge/tls in a container.
+    #[arg(long, requires = "tls")]
+    pub tls_dir: Option<String>,
+    /// Reach devbridge on this Unix socket (`devbridge connect --xds-socket`).
+    #[arg(long, conflicts_with = "xds_address")]
+    pub xds_socket: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The daemon's admin address. Env: DEVBRIDGE_ADMIN_LISTEN. Default 127.0.0.1:18001.
+    #[arg(long)]
+    pub admin: Option<SocketAddr>,
+    /// Print the raw /status JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Cli {
+    /// The flags that layer over settings files and the environment.
+    pub fn flags(&self) -> Flags {
+        let mut flags = Flags {
+            settings_file: self.settings.clone(),
+            log: self.log.clone(),
+            log_format: self.log_format,
+            ..Flags::default()
+        };
+        match &self.command {
+            Command::Connect(c) => {
+                flags.xds_listen = c.xds_listen;
+                flags.admin_listen = c.admin_listen;
+                flags.tls = c.tls.then_some(true);
+                flags.tls_dir = c.tls_dir.clone();
+                flags.insecure = c.insecure.then_some(true);
+            }
+            Command::Status(s) => flags.admin_listen = s.admin,
+            _ => {}
+        }
+        flags
+    }
+}
+
+/// Loads a profile and says where it came from; on errors prints every one
+/// and returns the exit code.
+pub fn load_located(arg: &str) -> Result<(Profile, load::Location), ExitCode> {
+    let loaded = load::resolve(arg, &load::search_path()).and_then(|l| load::load(&l).map(|p| (p, l)));
+    loaded.map_err(|e| {
+        match &e {
+            LoadError::Invalid(errors) => {
+                for err in &errors.0 {
+                    eprintln!("error: {err}");
+                }
+                if let Some(more) = errors.more() {
+                    eprintln!("error: {more}");
+                }
+                eprintln!("devbridge: profile {arg:?} has {} error(s)", errors.total());
+            }
+            other => eprintln!("devbridge: {other}"),
+        }
+        ExitCode::from(EXIT_INVALID)
+    })
+}
+
+/// Loads a profile; on errors prints every one and returns the exit code.
+pub fn load_profile(arg: &str) -> Result<Profile, ExitCode> {
+    load_located(arg).map(|(p, _)| p)
+}

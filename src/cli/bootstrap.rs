@@ -1,0 +1,65 @@
+//! `devbridge bootstrap`: the Envoy bootstrap for one of a profile's proxies.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::{BootstrapArgs, EXIT_INVALID};
+use crate::bootstrap::Format;
+use crate::settings::{Flags, Settings};
+
+/// Prints (or writes to `--out`) the bootstrap, with notes on how to run it.
+pub fn run(args: BootstrapArgs, flags: &Flags) -> anyhow::Result<ExitCode> {
+    let BootstrapArgs { profile, proxy, xds_address, runtime, out, format, tls, tls_dir, xds_socket } = args;
+    let p = match super::load_profile(&profile) {
+        Ok(p) => p,
+        Err(code) => return Ok(code),
+    };
+    let proxy = match crate::bootstrap::select_proxy(&p, proxy.as_deref()) {
+        Ok(proxy) => proxy,
+        Err(e) => {
+            eprintln!("devbridge: {e}");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    let (host, port) = match xds_address {
+        Some(a) => {
+            let (h, port) = a.rsplit_once(':').context("--xds-address must be HOST:PORT")?;
+            let port: u16 = port.parse().context("--xds-address port must be a number")?;
+            (h.trim_start_matches('[').trim_end_matches(']').to_string(), port)
+        }
+        None => {
+            let listen = Settings::load(flags, Some(&p.listen))?.xds_listen;
+            (runtime.xds_host(listen), listen.port())
+        }
+    };
+    let target = match xds_socket {
+        Some(path) => crate::bootstrap::XdsTarget::Pipe { path },
+        None => crate::bootstrap::XdsTarget::Tcp { host: host.clone(), port },
+    };
+    let client_tls = tls
+        .then(|| crate::bootstrap::ClientTls { dir: tls_dir.unwrap_or_else(|| runtime.default_tls_dir(&proxy.name)) });
+    let shown = match &target {
+        crate::bootstrap::XdsTarget::Pipe { path } => format!("unix:{path}"),
+        crate::bootstrap::XdsTarget::Tcp { .. } => format!("{host}:{port}"),
+    };
+    let notes = runtime.notes_with(&p.name, &proxy.name, &shown, client_tls.as_ref());
+    let value = crate::bootstrap::bootstrap_with(proxy, &target, client_tls.as_ref());
+    let text = crate::bootstrap::render(&value, format, &notes);
+    match out {
+        Some(path) => {
+            std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("wrote {} ({runtime:?} bootstrap for proxy {})", path.display(), proxy.name);
+            if format == Format::Json {
+                notes.iter().skip(1).for_each(|n| eprintln!("  {n}"));
+            }
+        }
+        None => {
+            print!("{text}");
+            if format == Format::Json {
+                notes.iter().for_each(|n| eprintln!("{n}"));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
