@@ -32,18 +32,10 @@ use devbridge::xds::translate::to_load_assignment;
 use k8s_openapi::api::core::v1::Pod;
 use support::ads::{AdsClient, envoy_request};
 use support::fake_kube::{FakeKube, Kind, pod};
-use support::kube::{TOKEN, mk_profile};
+use support::kube::{EDGE, TOKEN, mk_profile};
 use tokio_util::sync::CancellationToken;
 
 const EVENTS: usize = 200;
-const EDGE: &str = r#"
-[clusters.edge.kubernetes]
-kubeconfig = "{kc}"
-namespace = "edge"
-selector = "app=edge-envoy"
-port = "http"
-"#;
-
 /// Pod `i` of the edge: loopback addresses only (nothing connects to them).
 fn edge_pod(i: usize, ready: bool) -> serde_json::Value {
     let ip = format!("127.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, (i & 255).max(1));

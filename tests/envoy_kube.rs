@@ -13,17 +13,9 @@ use devbridge::app::Daemon;
 use devbridge::bootstrap::{bootstrap, to_yaml};
 use devbridge::xds::ResourceType;
 use support::fake_kube::{FakeKube, Kind, pod};
-use support::kube::{TOKEN, connected, degraded, mk_options, mk_profile, wait_sources};
+use support::kube::{EDGE, TOKEN, connected, degraded, mk_options, mk_profile, wait_sources};
 use support::{Envoy, Upstream, eventually, free_port, http_get, loopback_listener};
 use tokio_util::sync::CancellationToken;
-
-const EDGE: &str = r#"
-[clusters.edge.kubernetes]
-kubeconfig = "{kc}"
-namespace = "edge"
-selector = "app=edge-envoy"
-port = "http"
-"#;
 
 /// An edge pod on hostNetwork whose container port `http` is a loopback upstream.
 fn edge(name: &str, upstream: &Upstream, ready: bool) -> serde_json::Value {

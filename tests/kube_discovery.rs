@@ -14,18 +14,11 @@ use devbridge::discovery::{SourceState, SourceStatus};
 use devbridge::profile::PortRef;
 use support::fake_kube::{FakeKube, Kind, endpoint_slice, node, pod};
 use support::kube::{
-    TOKEN, connected, degraded, mk_options, mk_source, served, served_in, source_counters, wait_served, wait_sources,
+    EDGE, TOKEN, connected, degraded, mk_options, mk_source, served, served_in, source_counters, wait_served,
+    wait_sources,
 };
 use support::{ProfileFile, eventually, free_port, loopback_listener};
 use tokio_util::sync::CancellationToken;
-
-const EDGE: &str = r#"
-[clusters.edge.kubernetes]
-kubeconfig = "{kc}"
-namespace = "edge"
-selector = "app=edge-envoy"
-port = "http"
-"#;
 
 const LABELS: &[(&str, &str)] = &[("app", "edge-envoy")];
 

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
 use support::fake_kube::FakeKube;
-use support::kube::{TOKEN, source_counters};
+use support::kube::{EDGE, TOKEN, mk_source, source_counters};
 use support::{eventually, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_devbridge");
@@ -24,28 +24,7 @@ async fn an_unreachable_api_server_is_one_warn_and_no_error_however_often_it_is_
     fake.stop();
     let (listen_port, xds_port, admin_port) = (free_port(), free_port(), free_port());
     let profile = dir.path().join("down.toml");
-    std::fs::write(
-        &profile,
-        format!(
-            r#"[zones.dev-local]
-[proxies.dev-proxy]
-zone = "dev-local"
-admin = "127.0.0.1:0"
-domains = ["x.test:{listen_port}"]
-[[domains]]
-name = "x.test:{listen_port}"
-[[domains.routes]]
-prefix = "/"
-cluster = "edge"
-[clusters.edge.kubernetes]
-kubeconfig = "{kubeconfig}"
-namespace = "edge"
-selector = "app=edge-envoy"
-port = "http"
-"#
-        ),
-    )
-    .unwrap();
+    std::fs::write(&profile, mk_source(listen_port, &kubeconfig, &["edge"], EDGE)).unwrap();
     let daemon = Command::new(BIN)
         .args(["connect", profile.to_str().unwrap(), "--xds-listen", &format!("127.0.0.1:{xds_port}")])
         .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])

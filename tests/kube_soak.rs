@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use devbridge::app::Daemon;
 use serde_json::Value;
 use support::fake_kube::{FakeKube, Kind, pod};
-use support::kube::{TOKEN, connected, mk_options, mk_profile, served, served_in, wait_served, wait_sources};
+use support::kube::{EDGE, TOKEN, connected, mk_options, mk_profile, served, served_in, wait_served, wait_sources};
 use support::{free_port, loopback_listener};
 use tokio_util::sync::CancellationToken;
 
@@ -25,14 +25,6 @@ const CI_DISCONNECTS: usize = 200;
 const CI_GONES: usize = 20;
 const FULL_DISCONNECTS: usize = 1000;
 const FULL_GONES: usize = 100;
-
-const EDGE: &str = r#"
-[clusters.edge.kubernetes]
-kubeconfig = "{kc}"
-namespace = "edge"
-selector = "app=edge-envoy"
-port = "http"
-"#;
 
 const LABELS: &[(&str, &str)] = &[("app", "edge-envoy")];
 /// Pods that never change: every publish must hold them.

@@ -39,6 +39,16 @@ pub fn mk_discovery_options() -> Options {
     }
 }
 
+/// Cluster `edge`: the pods labelled `app=edge-envoy` in namespace `edge`,
+/// port `http`, through the kubeconfig `{kc}` (for [`mk_profile`]).
+pub const EDGE: &str = r#"
+[clusters.edge.kubernetes]
+kubeconfig = "{kc}"
+namespace = "edge"
+selector = "app=edge-envoy"
+port = "http"
+"#;
+
 /// A profile whose proxy `sidecar` listens on `port` and routes
 /// `/c/<cluster>` to each cluster; `clusters` is TOML, where `{kc}` stands
 /// for the kubeconfig path.
