@@ -451,3 +451,25 @@ async fn the_admin_api_answers_while_a_huge_profile_is_validated() {
     assert_eq!(daemon.reload_status().borrow().reloads_ok, 1);
     assert!(during > 0, "/healthz never answered while the huge profile was being validated");
 }
+
+/// An edit made while the daemon starts (after the profile was read, before
+/// its watcher exists) is served, not mistaken for the profile in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_made_while_the_daemon_starts_is_served() {
+    let upstream: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let port = free_port();
+    let file = support::ProfileFile::new("starting", &mk_profile(port, upstream, ""));
+    let profile = file.load();
+    let edited = mk_profile(port, upstream, &direct("/new", "late"));
+    write_atomically(&file.path, &edited);
+    let expected = devbridge::profile::parse_profile(&file.path.display().to_string(), "starting", &edited).unwrap();
+    let shutdown = CancellationToken::new();
+    let daemon =
+        Daemon::start_with(profile, loopback_listener().await, None, shutdown.clone(), file.options()).unwrap();
+    eventually("the edit made during start-up to be served", 400, || async {
+        (*daemon.current().profile == expected).then_some(())
+    })
+    .await;
+    shutdown.cancel();
+    daemon.wait().await.unwrap();
+}

@@ -21,6 +21,29 @@ pub struct Profile {
     pub clusters: BTreeMap<String, Cluster>,
     /// Where every proxy reports trace spans, when set.
     pub tracing: Option<Tracing>,
+    /// The text it was parsed from, hashed.
+    pub text: TextHash,
+}
+
+/// A hash of a profile's text, so the reloader can tell whether the file
+/// still holds the profile in force without reading it again. Two profiles
+/// are equal by what they say, so every `TextHash` equals every other.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TextHash(pub u64);
+
+impl TextHash {
+    pub fn of(bytes: &[u8]) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        bytes.hash(&mut h);
+        Self(h.finish())
+    }
+}
+
+impl PartialEq for TextHash {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

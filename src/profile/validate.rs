@@ -131,7 +131,8 @@ pub fn parse_profile(file: &str, default_name: &str, src: &str) -> Result<Profil
     let Some(raw) = cx.deserialize(doc) else {
         return Err(cx.finish());
     };
-    let profile = cx.profile(raw, default_name);
+    let mut profile = cx.profile(raw, default_name);
+    profile.text = crate::model::TextHash::of(src.as_bytes());
     if cx.errors.is_empty() { Ok(profile) } else { Err(cx.finish()) }
 }
 
@@ -281,6 +282,7 @@ impl<'a> Cx<'a> {
             domains,
             clusters,
             tracing,
+            text: Default::default(),
         }
     }
 

@@ -44,7 +44,7 @@ use tracing::{debug, info, warn};
 use super::diff::ProfileDiff;
 use super::{Profile, parse_profile};
 use crate::metrics::XdsMetrics;
-use crate::model::now_ms;
+use crate::model::{TextHash, now_ms};
 
 /// How long a file written in place must stay closed and unchanged before
 /// it is read. A writer that closes the file and opens it again to append
@@ -417,16 +417,19 @@ impl Loader {
         Ok(bytes)
     }
 
-    /// Takes the file as it is as the one in force, without serving it.
+    /// Takes the text of the profile in force as the last read, without
+    /// reading the file: an edit made since it was read (while the daemon
+    /// started) is then a change that the first check serves.
     fn remember(&mut self) {
-        self.last_read = self.read().ok().map(|b| hash(&b));
+        self.real = std::fs::canonicalize(&self.path).ok();
+        self.last_read = Some(self.profile.borrow().text.0);
     }
 
     /// What the file looks like now; `None` when it cannot be read.
     fn look(&mut self) -> Option<Seen> {
         let before = std::fs::metadata(&self.path).ok()?;
         let bytes = self.read().ok()?;
-        Some(Seen { len: before.len(), modified: before.modified().ok(), hash: hash(&bytes) })
+        Some(Seen { len: before.len(), modified: before.modified().ok(), hash: TextHash::of(&bytes).0 })
     }
 
     /// Reads and serves the file if it is still as `seen` (size,
@@ -444,7 +447,7 @@ impl Loader {
         });
         match read {
             Ok((before, bytes, after)) => {
-                let now = Seen { len: before.len(), modified: before.modified().ok(), hash: hash(&bytes) };
+                let now = Seen { len: before.len(), modified: before.modified().ok(), hash: TextHash::of(&bytes).0 };
                 if now != *seen || after.len() != before.len() || after.modified().ok() != now.modified {
                     return false;
                 }
@@ -478,7 +481,7 @@ impl Loader {
 
     /// Parses and serves `bytes` if they differ from the last read.
     fn take(&mut self, bytes: &[u8]) {
-        let h = hash(bytes);
+        let h = TextHash::of(bytes).0;
         if self.last_read == Some(h) {
             return;
         }
@@ -554,11 +557,4 @@ fn parent(p: &Path) -> PathBuf {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     }
-}
-
-fn hash(bytes: &[u8]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut h);
-    h.finish()
 }
