@@ -199,7 +199,11 @@ impl Starter {
 
     fn address_lines(&self, o: &mut String, found: Option<&Inventory>) {
         let ips: Vec<String> = found
-            .map(|f| f.pods.iter().filter_map(|p| p.pod_ip).map(|ip| ip.to_string()).collect::<BTreeSet<_>>())
+            .map(|f| {
+                // The addresses of the pods this profile takes.
+                let taken = f.pods.iter().filter(|p| p.host_network || !self.host_network);
+                taken.filter_map(|p| p.pod_ip).map(|ip| ip.to_string()).collect::<BTreeSet<_>>()
+            })
             .unwrap_or_default()
             .into_iter()
             .take(3)
@@ -211,8 +215,8 @@ impl Starter {
         };
         match (self.address, self.host_network) {
             (AddressKind::Pod, true) => {
-                let _ = writeln!(o, "# Pods on hostNetwork: their pod IP is their node's IP{seen}, which a VPN to the");
-                w(o, "# cluster's nodes routes. If yours routes only the nodes' other address, use");
+                let _ = writeln!(o, "# Pods on hostNetwork: their pod IP is their node's IP{seen},");
+                w(o, "# which a VPN to the cluster's nodes routes. If yours routes only the nodes' other address, use");
                 w(o, "# \"node-internal\" or \"node-external\" (needs read access to nodes).");
             }
             (AddressKind::Pod, false) => {
