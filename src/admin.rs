@@ -88,7 +88,14 @@ impl AdminState {
         if !self.sources.all_synced_once() {
             return Err(format!("profile {} is loaded; waiting for every discovery source to sync once", profile.name));
         }
-        Ok(format!("profile {} ({} proxies)", profile.name, published.snapshots.len()))
+        Ok(format!(
+            "profile {} ({})",
+            profile.name,
+            match published.snapshots.len() {
+                1 => "1 proxy".to_string(),
+                n => format!("{n} proxies"),
+            }
+        ))
     }
 }
 
@@ -103,7 +110,7 @@ pub async fn serve(
     limits: Limits,
     shutdown: CancellationToken,
 ) {
-    info!(addr = ?listener.local_addr().ok(), tls = tls.is_some(), "admin server listening");
+    info!(addr = %listener.local_addr().map_or_else(|e| format!("unknown ({e})"), |a| a.to_string()), tls = tls.is_some(), "admin server listening");
     let accept = Accept { what: "admin", limits, first_bytes: 1, on_refused: None };
     match tls {
         None => {

@@ -84,10 +84,12 @@ impl Runtime {
                 out.push(format!("  volumes: [\"~/.config/devbridge/tls/proxies/{proxy}:{}:ro\"]", tls.dir));
             }
             Runtime::Minikube => {
-                out.push(format!(
-                    "  kubectl create secret generic {proxy}-devbridge-tls --from-file=~/.config/devbridge/tls/proxies/{proxy}"
-                ));
-                out.push(format!("  and mount that secret at {}.", tls.dir));
+                // An absolute path: the shell expands no `~` after `--from-file=`.
+                let certs = crate::certs::CertPaths::default_location()
+                    .map(|p| p.client_dir(proxy).display().to_string())
+                    .unwrap_or_else(|| format!("$HOME/.config/devbridge/tls/proxies/{proxy}"));
+                out.push(format!("  kubectl create secret generic <secret> --from-file={certs}"));
+                out.push(format!("  and mount that Secret (the pod's secretName: <secret>) at {}.", tls.dir));
             }
         }
         out.push("Envoy retries devbridge every 0.1 s to 1 s: a restart is picked up within about a second.".into());
@@ -224,12 +226,18 @@ pub fn bootstrap_with(proxy: &Proxy, target: &XdsTarget, tls: Option<&ClientTls>
         let file = |name: &str| json!({ "filename": format!("{}/{name}", tls.dir.trim_end_matches('/')) });
         let mut validation = json!({ "trusted_ca": file("ca.pem") });
         let mut context = json!({
-            "sni": host.unwrap_or("localhost"),
             "common_tls_context": {
                 "alpn_protocols": ["h2"],
                 "tls_certificates": [{ "certificate_chain": file("cert.pem"), "private_key": file("key.pem") }],
             }
         });
+        // SNI carries host names only (RFC 6066; rustls warns at every
+        // handshake that presents an IP): an IP address is left out, and
+        // the SAN match below still pins the certificate to it.
+        match host {
+            Some(h) if h.parse::<IpAddr>().is_ok() => {}
+            h => context["sni"] = json!(h.unwrap_or("localhost")),
+        }
         // Check that the server certificate names the host dialled, not
         // only that it chains to the CA.
         if let Some(host) = host {
@@ -338,6 +346,44 @@ fn emit(v: &Value, indent: usize, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn mk_proxy() -> Proxy {
+        let src = "[zones.z]\n[proxies.dev-proxy]\nzone = \"z\"\n";
+        crate::profile::parse_profile("p.toml", "p", src).unwrap().proxies["dev-proxy"].clone()
+    }
+
+    fn tls_context(host: &str) -> Value {
+        let target = XdsTarget::Tcp { host: host.into(), port: 18000 };
+        let tls = ClientTls { dir: "/etc/devbridge/tls".into() };
+        let b = bootstrap_with(&mk_proxy(), &target, Some(&tls));
+        b["static_resources"]["clusters"][0]["transport_socket"]["typed_config"].clone()
+    }
+
+    #[test]
+    fn an_ip_address_is_not_sent_as_sni_but_is_still_checked_against_the_certificate() {
+        // RFC 6066 allows only host names in SNI; rustls warns at every
+        // handshake that carries an IP there.
+        let ctx = tls_context("127.0.0.1");
+        assert_eq!(ctx.get("sni"), None, "{ctx}");
+        assert_eq!(
+            ctx["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"],
+            json!([{ "san_type": "IP_ADDRESS", "matcher": { "exact": "127.0.0.1" } }])
+        );
+        assert_eq!(tls_context("::1").get("sni"), None);
+        assert_eq!(tls_context("host.docker.internal")["sni"], "host.docker.internal");
+    }
+
+    #[test]
+    fn the_minikube_tls_note_names_a_path_the_shell_reads_and_no_made_up_secret() {
+        let tls = ClientTls { dir: "/etc/devbridge/tls".into() };
+        let notes = Runtime::Minikube.notes_with("p", "dev-proxy", "host.minikube.internal:18000", Some(&tls));
+        let secret = notes.iter().find(|n| n.contains("kubectl create secret")).expect("a secret line");
+        assert!(!secret.contains("=~"), "the shell does not expand ~ after '=': {secret}");
+        assert!(!secret.contains("dev-proxy-devbridge-tls"), "the deployment names the secret: {secret}");
+        assert!(secret.contains("kubectl create secret generic <secret> --from-file="), "{secret}");
+        assert!(secret.ends_with("/proxies/dev-proxy"), "{secret}");
+        assert!(notes.iter().any(|n| n.contains("<secret>") && n.contains("/etc/devbridge/tls")), "{notes:?}");
+    }
 
     #[test]
     fn yaml_nests_maps_and_hangs_list_items_on_dashes() {

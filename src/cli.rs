@@ -1,6 +1,6 @@
 //! The command line: every subcommand and flag, and the front-ends of the
 //! commands that print and exit (`check`, `profiles`, `bootstrap`,
-//! `status`, `certs`). `connect` is wired in [`crate::app::connect`].
+//! `status`, `certs`, `discover`, `init`). `connect` is wired in [`crate::app::connect`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +16,7 @@ use crate::settings::{Flags, LogFormat};
 pub mod bootstrap;
 pub mod certs;
 pub mod check;
+pub mod onboard;
 pub mod status;
 
 /// Exit code for an invalid profile or usage (EX_USAGE / EX_DATAERR family).
@@ -50,6 +51,11 @@ pub enum Command {
     Connect(ConnectArgs),
     /// Validate a profile and print a summary; exit 64 on errors.
     Check { profile: String },
+    /// List the pods the API server shows (labels, ports, hostNetwork, node, zone,
+    /// readiness) and which a profile would select or skip, and why. Read-only.
+    Discover(onboard::DiscoverArgs),
+    /// Write a starter profile for the edge pods the API server shows.
+    Init(onboard::InitArgs),
     /// Print the Envoy bootstrap (YAML) for one of the profile's proxies.
     Bootstrap(BootstrapArgs),
     /// Make the local CA and certificates for TLS between Envoy and devbridge.

@@ -25,6 +25,7 @@
 //! - [`metrics`]: shared counters and their Prometheus form.
 //! - [`accept`]: the accept loop of every listener and its limits; [`throttle`]: rate-limited WARNs.
 //! - [`registered`]: endpoints registered at run time, kept in a state file.
+//! - [`onboard`]: `devbridge discover` and `devbridge init`: what a cluster shows, and a starter profile from it.
 
 pub mod accept;
 pub mod admin;
@@ -35,6 +36,7 @@ pub mod cli;
 pub mod discovery;
 pub mod metrics;
 pub mod model;
+pub mod onboard;
 pub mod profile;
 pub mod publish;
 pub mod registered;

@@ -68,6 +68,8 @@ fn run(command: Command, flags: &Flags) -> anyhow::Result<ExitCode> {
         Command::Bootstrap(args) => cli::bootstrap::run(args, flags),
         Command::Status(args) => cli::status::run(&args, flags),
         Command::Certs { command } => cli::certs::run(command),
+        Command::Discover(args) => Ok(ExitCode::from(cli::onboard::discover(args))),
+        Command::Init(args) => Ok(ExitCode::from(cli::onboard::init(args))),
         Command::Connect(args) => {
             let (profile, location) = match cli::load_located(&args.profile) {
                 Ok(p) => p,

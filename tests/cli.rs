@@ -83,7 +83,7 @@ fn check_summarises_the_demo_profile() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(
         stdout.lines().take(2).collect::<Vec<_>>(),
-        vec!["profile demo (profiles/demo.toml): ok", "  1 zones, 1 proxies, 1 domains, 4 routes, 2 clusters"]
+        vec!["profile demo (profiles/demo.toml): ok", "  1 zone, 1 proxy, 1 domain, 4 routes, 2 clusters"]
     );
 }
 
@@ -206,7 +206,7 @@ endpoints = [{{ address = "{}" }}]
         .unwrap_or_else(|e| panic!("request to {listener}: {e}\n{}", envoy.log()));
     assert_eq!((r.status, r.body.as_str()), (200, "edge GET /api/colors\n"));
     let ready = http_get(SocketAddr::from(([127, 0, 0, 1], admin_port)), "admin", "/readyz", &[]).await.unwrap();
-    assert_eq!((ready.status, ready.body.as_str()), (200, "ready: profile e2e (1 proxies)\n"));
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready: profile e2e (1 proxy)\n"));
 
     // `devbridge status` shows the Envoy and, once it has ACKed all four types, says so.
     let admin = format!("127.0.0.1:{admin_port}");
@@ -236,6 +236,10 @@ endpoints = [{{ address = "{}" }}]
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("devbridge stopped"), "{stderr}");
+    // Said when the listeners are bound, before any Envoy connects; addresses as written.
+    let listening = stderr.lines().find(|l| l.contains("devbridge is serving")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(listening.ends_with(&format!(" xds=127.0.0.1:{xds_port} admin=127.0.0.1:{admin_port}")), "{listening}");
+    assert!(!stderr.contains("connected;") && !stderr.contains("Some("), "{stderr}");
     // Envoy keeps serving its last config while devbridge is away.
     let r = http_get(listener, "demo.example.com", "/api/still", &[]).await.unwrap();
     assert_eq!(r.status, 200);

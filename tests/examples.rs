@@ -29,18 +29,36 @@ fn root() -> &'static Path {
 fn run_example(script: &str) -> String {
     let _one_at_a_time = EXAMPLES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let started = Instant::now();
-    let out = Command::new("bash")
+    let out = run_once(script);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    eprintln!("{script} --once took {:?}", started.elapsed());
+    stdout
+}
+
+/// `script --once`, bounded: after 120 s the script and everything it
+/// started (its process group) are killed.
+fn run_once(script: &str) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let child = Command::new("bash")
         .arg(script)
         .arg("--once")
         .current_dir(root())
         .env("DEVBRIDGE_BIN", BIN)
         .env("ENVOY_BIN", support::envoy_binary())
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
         .expect("run bash");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{script} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    eprintln!("{script} --once took {:?}", started.elapsed());
-    stdout
+    let group = format!("-{}", child.id());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    let out = rx.recv_timeout(std::time::Duration::from_secs(120)).unwrap_or_else(|_| {
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        rx.recv().expect("the script's output")
+    });
+    out.expect("wait for bash")
 }
 
 /// The answers: every line that is not a command (`$ ...`) or a comment (`# ...`).
@@ -103,6 +121,63 @@ fn the_demo_example_runs() {
     assert_eq!(edges, vec!["edge-1", "edge-2"], "round robin over both edges:\n{stdout}");
     assert!(answers[3].starts_with("edge-2 GET /api/colors"), "x-dev: canary goes to edge-2:\n{stdout}");
     assert_eq!(answers[4], "404");
+}
+
+/// With one of its ports taken (another demo still running), the demo
+/// stops before starting anything, names the port and exits non-zero,
+/// instead of printing whatever the other process answers.
+#[test]
+fn the_demo_fails_early_when_its_ports_are_taken() {
+    let _one_at_a_time = EXAMPLES.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    // A port some other process already holds is as taken as one held here.
+    let _held: Vec<std::net::TcpListener> =
+        [8888, 18000].iter().filter_map(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).ok()).collect();
+    let out = run_once("examples/demo/run.sh");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.is_empty(), "nothing was asked: {stdout}");
+    assert!(
+        stderr.starts_with("demo: 127.0.0.1:8888 is in use (another example or the demo still running?)"),
+        "{stderr}"
+    );
+}
+
+/// The commands the demo prints paste back into a shell as they are.
+#[test]
+fn the_demo_prints_commands_that_paste_back() {
+    let script = read("examples/demo/run.sh");
+    let shown: Vec<&str> = script.lines().filter(|l| l.starts_with("show ")).collect();
+    assert!(shown.iter().any(|l| l.contains("-H 'Host: demo.example.com'")), "{script}");
+    let stdout = run_example("examples/demo/run.sh");
+    let commands: Vec<&str> = stdout.lines().filter_map(|l| l.strip_prefix("$ ")).collect();
+    assert_eq!(commands.len(), shown.len(), "{stdout}");
+    for (printed, written) in commands.iter().zip(&shown) {
+        assert_eq!(format!("show {}", printed.strip_prefix("curl ").unwrap()), **written, "{stdout}");
+    }
+}
+
+/// No runbook passes `certs init` a `--san` the certificate has anyway.
+#[test]
+fn no_runbook_repeats_a_default_certificate_name() {
+    let defaults: Vec<&str> =
+        devbridge::certs::DEFAULT_SERVER_NAMES.iter().chain(devbridge::certs::DEFAULT_SERVER_IPS).copied().collect();
+    let mut docs = vec![root().join("README.md")];
+    for dir in ["examples", "docs"] {
+        for entry in std::fs::read_dir(root().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            docs.push(if path.is_dir() { path.join("README.md") } else { path });
+        }
+    }
+    let mut repeated = Vec::new();
+    for doc in docs.iter().filter(|d| d.extension().is_some_and(|e| e == "md") && d.is_file()) {
+        for line in std::fs::read_to_string(doc).unwrap().lines().filter(|l| l.contains("certs init ")) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            for pair in words.windows(2).filter(|w| w[0] == "--san" && defaults.contains(&w[1])) {
+                repeated.push(format!("{}: --san {}", doc.strip_prefix(root()).unwrap().display(), pair[1]));
+            }
+        }
+    }
+    assert_eq!(repeated, Vec::<String>::new(), "these are in every certificate already");
 }
 
 #[test]

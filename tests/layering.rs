@@ -21,6 +21,8 @@ const CORE: &[&str] = &[
     "xds::dump",
     "discovery::index",
     "discovery::plan",
+    "onboard",
+    "onboard::starter",
 ];
 
 const IO_CRATES: &[&str] = &["tokio", "tokio_util", "tokio_stream", "tonic", "hyper", "hyper_util", "kube", "notify"];

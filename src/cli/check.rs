@@ -1,5 +1,6 @@
 //! `devbridge check` and `devbridge profiles`.
 
+use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use crate::model::{Profile, Source};
@@ -32,40 +33,75 @@ pub fn profiles() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// What `check` prints of a valid profile.
+/// `1 zone`, `2 zones`: a count with its noun in the right number.
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// What `check` prints of a valid profile: counts, then each proxy, domain and cluster.
 pub fn summary(p: &Profile) -> String {
     let routes: usize = p.domains.values().map(|d| d.routes.len()).sum();
     let mut out = format!(
-        "profile {} ({}): ok\n  {} zones, {} proxies, {} domains, {} routes, {} clusters\n",
+        "profile {} ({}): ok\n  {}, {}, {}, {}, {}\n",
         p.name,
         p.file,
-        p.zones.len(),
-        p.proxies.len(),
-        p.domains.len(),
-        routes,
-        p.clusters.len()
+        count(p.zones.len(), "zone", "zones"),
+        count(p.proxies.len(), "proxy", "proxies"),
+        count(p.domains.len(), "domain", "domains"),
+        count(routes, "route", "routes"),
+        count(p.clusters.len(), "cluster", "clusters"),
     );
     for proxy in p.proxies.values() {
-        out.push_str(&format!(
-            "  proxy {} (zone {}, node.cluster {:?}): {}\n",
+        let _ = writeln!(
+            out,
+            "  proxy {} (zone {}, node.cluster {:?}): {}",
             proxy.name,
             proxy.zone,
             proxy.node_cluster,
             proxy.domains.join(", ")
-        ));
+        );
     }
     for d in p.domains.values() {
-        out.push_str(&format!("  domain {}: {} routes\n", d.name, d.routes.len()));
+        let _ = writeln!(out, "  domain {}: {}", d.name, count(d.routes.len(), "route", "routes"));
     }
     for c in p.clusters.values() {
         let detail = match &c.source {
-            Source::Static(eps) => format!("{} endpoints", eps.len()),
+            Source::Static(eps) => count(eps.len(), "endpoint", "endpoints"),
             Source::Dns { hosts, .. } => hosts.iter().map(|(h, p)| format!("{h}:{p}")).collect::<Vec<_>>().join(", "),
             Source::Kubernetes(k) => format!("pods {:?} in {}", k.selector, k.namespaces.join(",")),
             Source::KubernetesService(k) => format!("service {}/{}", k.namespace, k.service),
             Source::Registered => "endpoints set through the admin API".to_string(),
         };
-        out.push_str(&format!("  cluster {} ({}): {detail}\n", c.name, c.source.kind()));
+        let _ = writeln!(out, "  cluster {} ({}): {detail}", c.name, c.source.kind());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::parse_profile;
+
+    #[test]
+    fn one_of_a_kind_is_counted_in_the_singular() {
+        let p = parse_profile(
+            "one.toml",
+            "one",
+            "[zones.z]\n[proxies.p]\nzone = \"z\"\ndomains = [\"a.test:80\"]\n[[domains]]\nname = \"a.test:80\"\n\
+             [[domains.routes]]\ncluster = \"c\"\n[clusters.c.static]\nendpoints = [{ address = \"127.0.0.1:1\" }]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            summary(&p),
+            "profile one (one.toml): ok\n  1 zone, 1 proxy, 1 domain, 1 route, 1 cluster\n  \
+             proxy p (zone z, node.cluster \"p\"): a.test:80\n  domain a.test:80: 1 route\n  \
+             cluster c (static): 1 endpoint\n"
+        );
+    }
+
+    #[test]
+    fn counts_other_than_one_are_plural() {
+        assert_eq!(count(0, "zone", "zones"), "0 zones");
+        assert_eq!(count(2, "proxy", "proxies"), "2 proxies");
+    }
 }

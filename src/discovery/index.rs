@@ -91,6 +91,18 @@ impl Store {
         }
     }
 
+    /// A store holding `objects`, as a completed list would leave it (for
+    /// selecting pods read once, outside a watch).
+    pub fn listed(objects: impl IntoIterator<Item = Object>) -> Self {
+        let mut store = Self::default();
+        store.apply(Change::Init);
+        for o in objects {
+            store.apply(Change::InitApply(o));
+        }
+        store.apply(Change::InitDone);
+        store
+    }
+
     pub fn len(&self) -> usize {
         self.live.len()
     }

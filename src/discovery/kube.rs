@@ -125,8 +125,10 @@ impl Clients {
     }
 }
 
-/// Loads the kubeconfig and makes a client, off the async workers.
-async fn connect(conn: Conn, opts: Options) -> Result<Connection, KubeError> {
+/// Loads the kubeconfig and makes a client, off the async workers. Every
+/// reader of the API server (the watches, `devbridge discover`) gets its
+/// client here, so they authenticate alike.
+pub async fn connect(conn: Conn, opts: Options) -> Result<Connection, KubeError> {
     let handle = tokio::runtime::Handle::current();
     let task = tokio::task::spawn_blocking(move || {
         let kc_opts = KubeConfigOptions { context: conn.context.clone(), cluster: None, user: None };
@@ -372,7 +374,15 @@ fn describe(e: &watcher::Error, server: &str, watch: &WatchKey) -> KubeError {
         WatchKey::Slices { .. } => "endpointslices",
         WatchKey::Nodes { .. } => "nodes",
     };
-    match client_err {
+    describe_request(client_err, &server, verb, resource)
+}
+
+/// Turns a failed request (`verb` on `resource`) into what the user should
+/// know: a refusal names the verb and resource, anything that is not an
+/// answer from the server is "did not answer".
+pub fn describe_request(e: &kube::Error, server: &str, verb: &'static str, resource: &'static str) -> KubeError {
+    let server = server.to_string();
+    match e {
         // Some servers answer a too-old watch with HTTP 410 rather than a
         // watch event; kube would then retry the same version forever.
         kube::Error::Api(s) if s.code == 410 => KubeError::Gone { server },

@@ -377,16 +377,16 @@ pub async fn serve(
     let done = shutdown.clone().cancelled_owned();
     match (listener, tls) {
         (XdsListener::Tcp(listener), None) => {
-            info!(addr = ?listener.local_addr().ok(), tls = false, "xDS server listening");
+            info!(addr = %listener.local_addr().map_or_else(|e| format!("unknown ({e})"), |a| a.to_string()), tls = false, "xDS server listening");
             router.serve_with_incoming_shutdown(accept::incoming(listener, Plain, accept, shutdown), done).await
         }
         (XdsListener::Tcp(listener), Some(acceptor)) => {
-            info!(addr = ?listener.local_addr().ok(), tls = true, "xDS server listening");
+            info!(addr = %listener.local_addr().map_or_else(|e| format!("unknown ({e})"), |a| a.to_string()), tls = true, "xDS server listening");
             router.serve_with_incoming_shutdown(accept::incoming(listener, acceptor, accept, shutdown), done).await
         }
         (XdsListener::Unix(listener), _) => {
             // A Unix socket is protected by its 0600 mode; TLS is for TCP.
-            info!(socket = ?listener.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p.display().to_string())), "xDS server listening");
+            info!(socket = %listener.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p.display().to_string())).unwrap_or_else(|| "unnamed".into()), "xDS server listening");
             router.serve_with_incoming_shutdown(accept::incoming(listener, Plain, accept, shutdown), done).await
         }
     }

@@ -15,7 +15,9 @@
 //! [`FakeKube::end_watches`] ends every open watch as its timeout would,
 //! [`FakeKube::hang`] makes the server go silent (a VPN dropping packets),
 //! [`FakeKube::stop`] / [`FakeKube::start`] take it down and back up on the
-//! same port. Requests need `Authorization: Bearer <token>`.
+//! same port. Requests need `Authorization: Bearer <token>`; with
+//! [`FakeKube::forbid`], requests for a kind are refused with 403, as RBAC
+//! refuses a user without the role.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -72,6 +74,8 @@ struct State {
     /// Open watches deliver no live events (they miss them).
     paused: bool,
     http_410: bool,
+    /// Kinds the token may not read (403 Forbidden).
+    forbidden: std::collections::BTreeSet<Kind>,
     lists: BTreeMap<Kind, usize>,
     watches: BTreeMap<Kind, usize>,
 }
@@ -200,6 +204,16 @@ impl FakeKube {
         self.state.lock().unwrap().http_410 = on;
     }
 
+    /// Refuse (or allow again) every request for `kind` with 403 Forbidden.
+    pub fn forbid(&self, kind: Kind, on: bool) {
+        let mut s = self.state.lock().unwrap();
+        if on {
+            s.forbidden.insert(kind);
+        } else {
+            s.forbidden.remove(&kind);
+        }
+    }
+
     pub fn lists(&self, kind: Kind) -> usize {
         self.state.lock().unwrap().lists.get(&kind).copied().unwrap_or(0)
     }
@@ -294,6 +308,21 @@ async fn handle(
         ["apis", "discovery.k8s.io", "v1", "namespaces", ns, "endpointslices"] => (Kind::Slices, Some(ns.to_string())),
         _ => return respond(StatusCode::NOT_FOUND, status_body(404, "NotFound", &format!("no route {path}"))),
     };
+    if state.lock().unwrap().forbidden.contains(&kind) {
+        let resource = match kind {
+            Kind::Pods => "pods",
+            Kind::Nodes => "nodes",
+            Kind::Slices => "endpointslices",
+        };
+        let scope = match &namespace {
+            Some(ns) => format!("in the namespace \"{ns}\""),
+            None => "at the cluster scope".to_string(),
+        };
+        let message = format!(
+            "{resource} is forbidden: User \"dev\" cannot list resource \"{resource}\" in API group \"\" {scope}"
+        );
+        return respond(StatusCode::FORBIDDEN, status_body(403, "Forbidden", &message));
+    }
     let filter = Filter {
         kind,
         namespace,
