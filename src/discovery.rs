@@ -19,6 +19,7 @@
 //!
 //! Static clusters carry their endpoints in the profile and never pass here.
 
+pub mod error;
 pub mod index;
 pub mod kube;
 pub mod plan;

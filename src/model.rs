@@ -11,7 +11,7 @@ use std::time::Instant;
 
 pub use profile::*;
 
-use crate::xds::Snapshot;
+use crate::xds::snapshot::Snapshot;
 
 /// One cluster's endpoints. Shared, never copied: a set that changes one
 /// cluster of many hands the others on as they are, and whoever holds the

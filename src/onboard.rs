@@ -18,9 +18,9 @@ use std::net::SocketAddr;
 
 use serde_json::{Value, json};
 
+use crate::discovery::error::KubeError;
 use crate::discovery::index::objects::{NodeInfo, Object, PodInfo};
 use crate::discovery::index::{SkipReason, Store, select_pod};
-use crate::discovery::kube::KubeError;
 use crate::discovery::plan::PodRule;
 use crate::model::{AddressKind, PortRef};
 pub use starter::Starter;

@@ -24,8 +24,8 @@ use std::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::model::{Discovered, EndpointSet, Profile, Published};
-use crate::xds::Snapshot;
 use crate::xds::load_assignment::{LoadAssignmentCache, translate_load_assignments};
+use crate::xds::snapshot::Snapshot;
 use crate::xds::snapshot::SnapshotError;
 use crate::xds::translate::{translate, translate_endpoints, translate_proxy_with};
 

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use super::{Inventory, Nodes, address_text, port_text};
 use crate::discovery::plan::{Plan, PodRule, Rule};
 use crate::model::{AddressKind, PortRef, Profile};
-use crate::profile::{ProfileErrors, parse_profile};
+use crate::profile::validate::{ProfileErrors, parse_profile};
 
 /// The cluster of edge Envoys in a starter profile.
 pub const CLUSTER: &str = "edge";
