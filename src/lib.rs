@@ -26,6 +26,8 @@
 //! - [`accept`]: the accept loop of every listener and its limits; [`throttle`]: rate-limited WARNs.
 //! - [`registered`]: endpoints registered at run time, kept in a state file.
 //! - [`onboard`]: `devbridge discover` and `devbridge init`: what a cluster shows, and a starter profile from it.
+//! - [`certs`], [`tls`]: the local CA and the TLS of devbridge's listeners; [`supervise`]: the
+//!   Envoy child of `connect --envoy`.
 
 pub mod accept;
 pub mod admin;
