@@ -17,6 +17,10 @@ pub enum KubeError {
          see examples/rbac.yaml for the minimal role"
     )]
     Forbidden { server: String, verb: &'static str, resource: &'static str, code: u16, message: String },
+    #[error(
+        "{server} answered with something that is not a Kubernetes object ({reason}); is it the API server of this context?"
+    )]
+    Garbled { server: String, reason: String },
     #[error("the API server {server} failed the request ({code}): {message}")]
     Api { server: String, code: u16, message: String },
     #[error("the API server {server} said the watch's resourceVersion is too old (410 Gone); relisting")]

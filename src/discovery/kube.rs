@@ -363,6 +363,8 @@ pub fn describe_request(e: &kube::Error, server: &str, verb: &'static str, resou
             KubeError::Forbidden { server, verb, resource, code: s.code, message: s.message.clone() }
         }
         kube::Error::Api(s) => KubeError::Api { server, code: s.code, message: s.message.clone() },
+        // It answered, so the VPN is up: say what came back instead.
+        kube::Error::SerdeError(e) => KubeError::Garbled { server, reason: e.to_string() },
         other => KubeError::Unreachable { server, reason: error_chain(other) },
     }
 }
@@ -392,6 +394,16 @@ mod tests {
         assert_eq!(log_filter("info,devbridge=debug,"), "info,devbridge=debug,kube_client=off,kube_runtime=off");
         assert_eq!(log_filter("debug,kube_client=debug"), "debug,kube_client=debug,kube_runtime=off");
         assert_eq!(log_filter(""), "kube_client=off,kube_runtime=off");
+    }
+
+    #[test]
+    fn an_answer_that_does_not_parse_is_not_called_unreachable() {
+        let garbled = kube::Error::SerdeError(serde_json::from_str::<u8>("<html>").unwrap_err());
+        let e = describe_request(&garbled, "https://10.0.0.1:6443", "list", "nodes");
+        assert!(matches!(e, KubeError::Garbled { .. }), "{e:?}");
+        assert!(!e.to_string().contains("VPN"), "{e}");
+        let refused = kube::Error::Service("connection refused".into());
+        assert!(matches!(describe_request(&refused, "s", "list", "pods"), KubeError::Unreachable { .. }));
     }
 
     #[test]
