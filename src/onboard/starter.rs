@@ -206,12 +206,12 @@ impl Starter {
             })
             .unwrap_or_default()
             .into_iter()
-            .take(3)
             .collect();
-        let seen = if ips.is_empty() {
-            String::new()
-        } else {
-            format!(" ({}{})", ips.join(", "), if ips.len() == 3 { ", ..." } else { "" })
+        // Three are enough to recognise the network; more is said as "...".
+        let seen = match ips.len() {
+            0 => String::new(),
+            1..=3 => format!(" ({})", ips.join(", ")),
+            _ => format!(" ({}, ...)", ips[..3].join(", ")),
         };
         match (self.address, self.host_network) {
             (AddressKind::Pod, true) => {
