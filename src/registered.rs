@@ -65,11 +65,11 @@ impl RegisteredEndpoint {
         if let Some(z) = self.zone.as_ref().filter(|z| z.chars().any(char::is_control)) {
             return Err(bad(format!("zone {z:?} contains a control character; expected a name like \"eu-west-1a\"")));
         }
-        Ok(Endpoint { addr, zone: self.zone.clone(), weight: self.weight, metadata: self.metadata.clone() })
+        Ok(Endpoint { addr, zone: self.zone.clone(), weight: self.weight, metadata: Arc::new(self.metadata.clone()) })
     }
 
     pub fn from_endpoint(e: &Endpoint) -> Self {
-        Self { address: e.addr.to_string(), zone: e.zone.clone(), weight: e.weight, metadata: e.metadata.clone() }
+        Self { address: e.addr.to_string(), zone: e.zone.clone(), weight: e.weight, metadata: (*e.metadata).clone() }
     }
 }
 

@@ -96,7 +96,7 @@ fn registered_endpoints_are_served_and_emptied() {
             addr: "127.0.0.1:9001".parse().unwrap(),
             zone: Some("us-east-1a".into()),
             weight: Some(3),
-            metadata: [("canary".to_string(), "true".to_string())].into(),
+            metadata: std::sync::Arc::new([("canary".to_string(), "true".to_string())].into()),
         }
     );
     assert_eq!(served(&publisher, "svc"), ["127.0.0.1:Some(PortValue(9002))", "127.0.0.1:Some(PortValue(9001))"]);
