@@ -45,7 +45,11 @@ fn init_logging(s: &Settings) -> tracing_appender::non_blocking::WorkerGuard {
             let _ = writeln!(std::io::stderr(), "devbridge: log filter {:?} is invalid ({e}); using \"info\"", s.log);
             tracing_subscriber::EnvFilter::new(devbridge::discovery::kube::log_filter("info"))
         });
+    // The writer's channel is allocated and touched whole at start-up:
+    // the default 128,000 lines were 4 MiB of an idle daemon's memory.
+    const LOG_BUFFER_LINES: usize = 4096;
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_BUFFER_LINES)
         .lossy(true)
         .thread_name("devbridge-log")
         .finish(std::io::stderr());

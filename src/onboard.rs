@@ -250,7 +250,7 @@ pub fn to_json(inv: &Inventory, rule: Option<&PodRule>) -> Value {
                 "node": p.node,
                 "zone": inv.zone(p).ok(),
                 "ports": p.ports.iter().map(|c| json!({ "name": c.name, "port": c.port })).collect::<Vec<_>>(),
-                "labels": p.labels,
+                "labels": *p.labels,
             });
             match verdicts.as_ref().map(|v| &v[i]) {
                 Some(Ok(addr)) => v["selected"] = json!(addr.to_string()),

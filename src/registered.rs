@@ -65,11 +65,11 @@ impl RegisteredEndpoint {
         if let Some(z) = self.zone.as_ref().filter(|z| z.chars().any(char::is_control)) {
             return Err(bad(format!("zone {z:?} contains a control character; expected a name like \"eu-west-1a\"")));
         }
-        Ok(Endpoint { addr, zone: self.zone.clone(), weight: self.weight, metadata: self.metadata.clone() })
+        Ok(Endpoint { addr, zone: self.zone.clone(), weight: self.weight, metadata: Arc::new(self.metadata.clone()) })
     }
 
     pub fn from_endpoint(e: &Endpoint) -> Self {
-        Self { address: e.addr.to_string(), zone: e.zone.clone(), weight: e.weight, metadata: e.metadata.clone() }
+        Self { address: e.addr.to_string(), zone: e.zone.clone(), weight: e.weight, metadata: (*e.metadata).clone() }
     }
 }
 
@@ -133,7 +133,19 @@ impl Registry {
         profile: watch::Receiver<Arc<Profile>>,
         state_file: Option<PathBuf>,
     ) -> (Arc<Self>, watch::Receiver<Arc<EndpointSet>>) {
-        let mut endpoints = state_file.as_deref().map(load_state).unwrap_or_default();
+        if let Some(path) = &state_file {
+            remove_stale_temporary(path);
+        }
+        let stored = state_file.as_deref().map(load_state).unwrap_or_default();
+        let (mut endpoints, dropped) = restorable(&profile.borrow(), stored);
+        if !dropped.is_empty() {
+            // Not served, so not kept or shown either; the next write of the
+            // state file leaves them out.
+            warn!(
+                clusters = %dropped.join(", "),
+                "stored registered endpoints dropped: the profile declares no such registered cluster"
+            );
+        }
         if !endpoints.is_empty() {
             let n: usize = endpoints.values().map(|e| e.len()).sum();
             match check(&profile.borrow(), &endpoints) {
@@ -219,6 +231,27 @@ impl Registry {
     }
 }
 
+/// What of the stored endpoints the profile can take back: those of its
+/// `registered` clusters. The others are returned as `cluster (why)`.
+fn restorable(profile: &Profile, stored: EndpointSet) -> (EndpointSet, Vec<String>) {
+    let mut dropped = Vec::new();
+    let kept = stored
+        .into_iter()
+        .filter(|(cluster, _)| match profile.clusters.get(cluster).map(|c| &c.source) {
+            Some(Source::Registered) => true,
+            Some(other) => {
+                dropped.push(format!("{cluster} (a {} cluster in profile {:?})", other.kind(), profile.name));
+                false
+            }
+            None => {
+                dropped.push(format!("{cluster} (no such cluster in profile {:?})", profile.name));
+                false
+            }
+        })
+        .collect();
+    (kept, dropped)
+}
+
 /// Whether `profile` can be served with these registered endpoints.
 fn check(profile: &Profile, endpoints: &EndpointSet) -> Result<(), SnapshotError> {
     crate::xds::translate::translate(profile, endpoints).map(drop)
@@ -272,6 +305,24 @@ fn load_state(path: &Path) -> EndpointSet {
     out
 }
 
+/// The temporary file [`write_state`] renames over `path`.
+fn temporary_of(path: &Path) -> PathBuf {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("registered")))
+}
+
+/// A crash between writing the temporary file and renaming it leaves it
+/// behind; it never holds anything the state file does not, as the rename
+/// is what makes a write count.
+fn remove_stale_temporary(path: &Path) {
+    let tmp = temporary_of(path);
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => info!(path = %tmp.display(), "removed a temporary state file left by an interrupted write"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => warn!(path = %tmp.display(), error = %e, "cannot remove a temporary state file"),
+    }
+}
+
 /// Writes the whole registry to a temporary file beside `path`, syncs it and
 /// renames it over `path`, so a crash leaves either the old or the new file.
 fn write_state(path: &Path, endpoints: &EndpointSet) -> std::io::Result<()> {
@@ -280,9 +331,10 @@ fn write_state(path: &Path, endpoints: &EndpointSet) -> std::io::Result<()> {
         .iter()
         .map(|(c, eps)| (c.clone(), eps.iter().map(RegisteredEndpoint::from_endpoint).collect()))
         .collect();
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("registered")));
+    let tmp = temporary_of(path);
+    if let Some(dir) = tmp.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(serde_json::to_string_pretty(&state).map_err(std::io::Error::other)?.as_bytes())?;
     f.write_all(b"\n")?;

@@ -473,3 +473,35 @@ async fn an_edit_made_while_the_daemon_starts_is_served() {
     shutdown.cancel();
     daemon.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_edit_with_more_errors_than_are_listed_says_how_many_more_in_the_log_and_status() {
+    support::logs::captured(LOG_FILTER);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("many-errors.toml");
+    let port = free_port();
+    let stable = SocketAddr::from(([127, 0, 0, 1], 9));
+    let daemon = mk_daemon(&file, &mk_profile(port, stable, "")).await;
+    wait_following(&file).await;
+
+    // 60 routes to a cluster the profile lacks: 60 errors, 50 listed.
+    let bad: String =
+        (0..60).map(|i| format!("[[domains.routes]]\nprefix = \"/r{i}\"\ncluster = \"nope\"\n")).collect();
+    write_atomically(&file, &mk_profile(port, stable, &bad));
+    let status = daemon.reload_status();
+    eventually("the edit to be rejected", 400, || {
+        let failed = status.borrow().reloads_failed;
+        async move { (failed > 0).then_some(()) }
+    })
+    .await;
+    let errors = status.borrow().error.clone().expect("the rejection is shown").errors;
+    let more = "... and 10 more (only the first 50 are listed)";
+    assert_eq!(errors.len(), 51);
+    assert_eq!(errors.last().map(String::as_str), Some(more), "{errors:#?}");
+    let logs = support::logs::captured(LOG_FILTER);
+    let warn = logs
+        .split_inclusive('\n')
+        .skip_while(|l| !(l.contains("profile edit rejected") && l.contains(&file.display().to_string())))
+        .collect::<String>();
+    assert!(warn.contains(more), "the WARN says how many more: {warn}");
+}

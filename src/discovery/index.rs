@@ -405,7 +405,7 @@ pub fn select_slice(port: &PortRef, slice: &SliceInfo) -> Selection {
                 addr: SocketAddr::new(ip, *port),
                 zone: e.zone.clone(),
                 weight: None,
-                metadata: BTreeMap::new(),
+                metadata: Default::default(),
             }),
         };
         match selected {

@@ -13,7 +13,7 @@ fn mk_pod(name: &str, ready: bool, host_network: bool, ports: &[(&str, u16)]) ->
         host_network,
         pod_ip: Some("10.0.0.5".parse().unwrap()),
         node: Some("node-1".into()),
-        labels: BTreeMap::from([("app".to_string(), "edge-envoy".to_string())]),
+        labels: BTreeMap::from([("app".to_string(), "edge-envoy".to_string())]).into(),
         ports: ports.iter().map(|(n, p)| ContainerPort { name: Some(n.to_string()), port: *p }).collect(),
     }
 }

@@ -73,6 +73,12 @@ impl ProfileErrors {
         self.0.len() + self.1
     }
 
+    /// The report line by line: each listed error, then the line that
+    /// stands for the rest, as every reader of a report shows it.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.iter().map(ToString::to_string).chain(self.more()).collect()
+    }
+
     /// The line that stands for the errors not listed, if any.
     pub fn more(&self) -> Option<String> {
         (self.1 > 0).then(|| format!("... and {} more (only the first {} are listed)", self.1, self.0.len()))

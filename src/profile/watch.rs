@@ -81,7 +81,8 @@ pub struct ReloadStatus {
     pub error: Option<ReloadError>,
 }
 
-/// A rejected edit: every located error, as `file:line:col: key: message`.
+/// A rejected edit: every located error, as `file:line:col: key: message`
+/// (the first 50, then a line saying how many more), as its WARN lists them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ReloadError {
@@ -486,8 +487,8 @@ impl Loader {
             return;
         }
         self.last_read = Some(h);
-        let Ok(text) = super::load::profile_text(&self.path.display().to_string(), bytes)
-            .map_err(|e| self.defer(e.0.iter().map(ToString::to_string).collect()))
+        let Ok(text) =
+            super::load::profile_text(&self.path.display().to_string(), bytes).map_err(|e| self.defer(e.lines()))
         else {
             return;
         };
@@ -504,7 +505,7 @@ impl Loader {
         let stem = self.path.file_stem().and_then(|s| s.to_str()).unwrap_or("profile");
         match parse_profile(&file, stem, text) {
             Ok(profile) => self.serve(profile),
-            Err(errors) => self.defer(errors.0.iter().map(ToString::to_string).collect()),
+            Err(errors) => self.defer(errors.lines()),
         }
     }
     /// Where a good parsed profile leaves the reloader: sent on once it

@@ -40,7 +40,7 @@ fn mk_endpoints(clusters: &[(&str, &[&str])]) -> Arc<EndpointSet> {
         addr: a.parse().unwrap(),
         zone: Some("z1".into()),
         weight: None,
-        metadata: BTreeMap::from([("app".to_string(), "edge".to_string())]),
+        metadata: BTreeMap::from([("app".to_string(), "edge".to_string())]).into(),
     };
     Arc::new(clusters.iter().map(|(c, eps)| (c.to_string(), eps.iter().map(endpoint).collect())).collect())
 }

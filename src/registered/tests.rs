@@ -96,7 +96,7 @@ fn registered_endpoints_are_served_and_emptied() {
             addr: "127.0.0.1:9001".parse().unwrap(),
             zone: Some("us-east-1a".into()),
             weight: Some(3),
-            metadata: [("canary".to_string(), "true".to_string())].into(),
+            metadata: std::sync::Arc::new([("canary".to_string(), "true".to_string())].into()),
         }
     );
     assert_eq!(served(&publisher, "svc"), ["127.0.0.1:Some(PortValue(9002))", "127.0.0.1:Some(PortValue(9001))"]);
@@ -208,4 +208,73 @@ fn get_and_report_show_what_is_registered() {
     assert_eq!(registry.report(), BTreeMap::from([("svc".to_string(), vec![mk_endpoint("127.0.0.1:9001")])]));
     assert_eq!(registry.get("fixed").unwrap_err().http_status(), 409);
     assert_eq!(registry.get("nope").unwrap_err().http_status(), 404);
+}
+
+#[test]
+fn a_temporary_state_file_left_by_a_crash_is_removed_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("r.registered.json");
+    {
+        let (_, registry) = mk_registry(Some(state.clone()));
+        registry.set("svc", &[mk_endpoint("127.0.0.1:9001")]).unwrap();
+    }
+    // Killed between creating the temporary file and renaming it.
+    std::fs::write(dir.path().join(".r.registered.json.tmp"), "{ \"svc\": [").unwrap();
+    let (publisher, registry) = mk_registry(Some(state.clone()));
+    assert_eq!(served(&publisher, "svc"), ["127.0.0.1:Some(PortValue(9001))"]);
+    assert_eq!(registry.all()["svc"].len(), 1);
+    let files: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    assert_eq!(files, ["r.registered.json"]);
+}
+
+#[test]
+fn stored_endpoints_of_clusters_not_registered_in_the_profile_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("r.registered.json");
+    std::fs::write(
+        &state,
+        r#"{ "svc": [{ "address": "127.0.0.1:9001" }],
+             "fixed": [{ "address": "127.0.0.1:9002" }],
+             "gone": [{ "address": "127.0.0.1:9003" }] }"#,
+    )
+    .unwrap();
+    let (publisher, registry) = mk_registry(Some(state));
+    assert_eq!(registry.all().keys().collect::<Vec<_>>(), ["svc"]);
+    assert_eq!(registry.report().keys().collect::<Vec<_>>(), ["svc"], "what /status lists");
+    assert_eq!(served(&publisher, "fixed"), ["127.0.0.1:Some(PortValue(9000))"], "the profile's own endpoints");
+}
+
+#[test]
+fn why_stored_clusters_are_not_restored_is_said_per_cluster() {
+    let profile = parse_profile("r.toml", "r", PROFILE).unwrap();
+    let mk = |addr: &str| -> Arc<[Endpoint]> { vec![mk_endpoint(addr).to_endpoint(0).unwrap()].into() };
+    let stored: EndpointSet = [("svc", mk("127.0.0.1:1")), ("fixed", mk("127.0.0.1:2")), ("gone", mk("127.0.0.1:3"))]
+        .into_iter()
+        .map(|(c, e)| (c.to_string(), e))
+        .collect();
+    let (kept, dropped) = restorable(&profile, stored);
+    assert_eq!(kept.keys().collect::<Vec<_>>(), ["svc"]);
+    assert_eq!(
+        dropped,
+        [
+            "fixed (a static cluster in profile \"r\")".to_string(),
+            "gone (no such cluster in profile \"r\")".to_string()
+        ]
+    );
+}
+
+#[test]
+fn restored_endpoints_that_cannot_be_served_are_kept_neither_in_memory_nor_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("r.registered.json");
+    std::fs::write(&state, r#"{ "svc": [{ "address": "127.0.0.1:9001" }] }"#).unwrap();
+    // A profile that does not translate: a route names a cluster it lacks.
+    let mut profile = parse_profile("r.toml", "r", PROFILE).unwrap();
+    profile.clusters.remove("fixed");
+    let (_, rx) = watch::channel(Arc::new(profile));
+    let (registry, registered) = Registry::open(rx, Some(state));
+    assert_eq!(registry.all(), EndpointSet::new());
+    assert_eq!(**registered.borrow(), EndpointSet::new());
+    assert_eq!(registry.report(), BTreeMap::from([("svc".to_string(), vec![])]));
 }

@@ -58,7 +58,7 @@ impl LoadAssignmentCache {
     /// `Resource::with_content_hash(to_load_assignment(cluster, eps))` would be.
     pub fn to_resource(&mut self, cluster: &str, eps: &[Endpoint]) -> Resource {
         let mut sorted: Vec<&Endpoint> = eps.iter().collect();
-        sorted.sort();
+        sorted.sort_unstable();
         let encoded = self.encode_endpoints(cluster, &sorted);
         let hash = content_hash(cluster, encoded.iter().map(|e| e.hash));
         let value = splice(cluster, &encoded);
@@ -211,7 +211,7 @@ fn to_metadata(labels: &BTreeMap<String, String>) -> Option<core::Metadata> {
 /// ([`LoadAssignmentCache`]); the two must group and order alike.
 pub fn to_load_assignment(cluster: &str, eps: &[profile::Endpoint]) -> (endpoint::ClusterLoadAssignment, u64) {
     let mut sorted: Vec<&profile::Endpoint> = eps.iter().collect();
-    sorted.sort();
+    sorted.sort_unstable();
     let mut by_zone: BTreeMap<Option<&str>, Vec<endpoint::LbEndpoint>> = BTreeMap::new();
     for e in &sorted {
         by_zone.entry(e.zone.as_deref()).or_default().push(to_lb_endpoint(e));

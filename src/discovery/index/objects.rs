@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -55,7 +56,8 @@ pub struct PodInfo {
     pub host_network: bool,
     pub pod_ip: Option<IpAddr>,
     pub node: Option<String>,
-    pub labels: BTreeMap<String, String>,
+    /// Shared with the pod's endpoint, which carries them as metadata.
+    pub labels: Arc<BTreeMap<String, String>>,
     /// Every container's ports, in spec order.
     pub ports: Vec<ContainerPort>,
 }
@@ -122,7 +124,7 @@ impl PodInfo {
             host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
             pod_ip: status.and_then(|s| s.pod_ip.as_deref()).and_then(|ip| ip.parse().ok()),
             node: spec.and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()),
-            labels: pod.metadata.labels.clone().unwrap_or_default(),
+            labels: Arc::new(pod.metadata.labels.clone().unwrap_or_default()),
             ports,
         }
     }

@@ -50,7 +50,7 @@ fn mk_pod(name: &str, ip: &str) -> PodInfo {
         host_network: true,
         pod_ip: Some(ip.parse().unwrap()),
         node: Some(format!("node-{ip}")),
-        labels: BTreeMap::from([("app".into(), "edge-envoy".into())]),
+        labels: BTreeMap::from([("app".into(), "edge-envoy".into())]).into(),
         ports: vec![ContainerPort { name: Some("http".into()), port: 8080 }, ContainerPort { name: None, port: 9901 }],
     }
 }
@@ -65,7 +65,7 @@ fn mk_endpoint(addr: &str, zone: Option<&str>) -> Endpoint {
         addr: addr.parse().unwrap(),
         zone: zone.map(Into::into),
         weight: None,
-        metadata: BTreeMap::from([("app".into(), "edge-envoy".into())]),
+        metadata: BTreeMap::from([("app".into(), "edge-envoy".into())]).into(),
     }
 }
 
@@ -351,7 +351,7 @@ fn endpoint_slices_give_the_ready_endpoints_on_the_service_port() {
 
     list(&mut index, &key, vec![Object::Slice(a.clone()), Object::Slice(b)]);
 
-    let endpoint = |addr: &str| Endpoint { metadata: BTreeMap::new(), ..mk_endpoint(addr, Some("eu-1a")) };
+    let endpoint = |addr: &str| Endpoint { metadata: Default::default(), ..mk_endpoint(addr, Some("eu-1a")) };
     assert_eq!(index.endpoints("films"), [endpoint("10.1.0.1:8000")]);
     let no_port = SkipReason::NoPort { port: PortRef::Name("http".into()), has: vec!["grpc=9000".into()] };
     assert_eq!(

@@ -121,7 +121,12 @@ impl Cx<'_> {
                 self.err(e_span, key, format!("endpoint {addr} is listed twice"));
                 ok = false;
             }
-            endpoints.push(Endpoint { addr, zone: e.zone.map(S::into_inner), weight, metadata: e.metadata });
+            endpoints.push(Endpoint {
+                addr,
+                zone: e.zone.map(S::into_inner),
+                weight,
+                metadata: std::sync::Arc::new(e.metadata),
+            });
         }
         ok.then_some(Source::Static(endpoints))
     }

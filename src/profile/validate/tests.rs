@@ -32,7 +32,7 @@ fn mk_errors(src: &str) -> Vec<String> {
 }
 
 fn mk_endpoint(addr: &str) -> Endpoint {
-    Endpoint { addr: addr.parse().unwrap(), zone: None, weight: None, metadata: BTreeMap::new() }
+    Endpoint { addr: addr.parse().unwrap(), zone: None, weight: None, metadata: Default::default() }
 }
 
 fn mk_forward(target: Target) -> Forward {
@@ -124,7 +124,7 @@ fn demo_profile_parses_into_the_expected_model() {
 
     let endpoint = |addr: &str, key: &str, value: &str| Endpoint {
         zone: Some("dev-local".into()),
-        metadata: BTreeMap::from([(key.to_string(), value.to_string())]),
+        metadata: BTreeMap::from([(key.to_string(), value.to_string())]).into(),
         ..mk_endpoint(addr)
     };
     assert_eq!(

@@ -11,7 +11,7 @@ fn mk_endpoint(addr: &str, zone: Option<&str>, weight: Option<u32>, labels: &[(&
         addr: addr.parse().unwrap(),
         zone: zone.map(str::to_string),
         weight,
-        metadata: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+        metadata: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>().into(),
     }
 }
 
@@ -69,7 +69,7 @@ fn later_builds_reuse_unchanged_endpoints_and_keep_only_the_last_ones() {
     cache.to_resource("edge", &eps);
 
     // One endpoint changes (a label), one goes, one comes.
-    eps[0].metadata.insert("ready".into(), "false".into());
+    std::sync::Arc::make_mut(&mut eps[0].metadata).insert("ready".into(), "false".into());
     eps.remove(1);
     eps.push(mk_endpoint("10.0.0.5:80", Some("c"), Some(2), &[("app", "edge"), ("pod", "edge-5")]));
     let got = cache.to_resource("edge", &eps);

@@ -296,7 +296,7 @@ port = 8080
             addr: "10.1.0.7:8080".parse().unwrap(),
             zone: None,
             weight: None,
-            metadata: BTreeMap::new(),
+            metadata: Default::default(),
         }]
         .into(),
     )]
