@@ -215,6 +215,20 @@ impl Cx<'_> {
                 self.err(m.name.span(), format!("{key}.name"), format!("{:?} is not a valid name", m.name.get_ref()));
                 ok = false;
             }
+            // Envoy's StringMatcher and RegexMatcher refuse an empty prefix or regex.
+            for (what, v) in [("prefix", &m.prefix), ("regex", &m.regex)] {
+                if let Some(v) = v.as_ref().filter(|v| v.get_ref().is_empty()) {
+                    self.err(
+                        v.span(),
+                        format!("{key}.{what}"),
+                        format!(
+                            "an empty {what} is refused by Envoy; expected at least one character, \
+                             or present = true to match any value"
+                        ),
+                    );
+                    ok = false;
+                }
+            }
             let kinds = [m.exact.is_some(), m.prefix.is_some(), m.regex.is_some(), m.present.is_some()];
             let kind = match (&m.exact, &m.prefix, &m.regex, &m.present) {
                 (Some(v), None, None, None) => Some(ValueMatchKind::Exact(v.get_ref().clone())),

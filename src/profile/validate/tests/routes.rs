@@ -554,3 +554,28 @@ fn the_shadow_index_finds_the_same_first_shadowing_route_as_comparing_with_each(
         }
     }
 }
+
+#[test]
+fn an_empty_prefix_or_regex_in_a_value_match_is_refused_as_envoy_refuses_it() {
+    let errors = mk_errors(
+        r#"
+        [[domains]]
+        name = "a.test:80"
+        [[domains.routes]]
+        headers = [{ name = "x-a", prefix = "" }, { name = "x-b", regex = "" }, { name = "x-c", exact = "" }]
+        query = [{ name = "q", prefix = "" }]
+        direct_response = { status = 200 }
+        "#,
+    );
+    assert_eq!(
+        errors,
+        [
+            "t.toml:4:37: domains[0].routes[0].headers[0].prefix: an empty prefix is refused by Envoy; \
+             expected at least one character, or present = true to match any value",
+            "t.toml:4:67: domains[0].routes[0].headers[1].regex: an empty regex is refused by Envoy; \
+             expected at least one character, or present = true to match any value",
+            "t.toml:5:33: domains[0].routes[0].query[0].prefix: an empty prefix is refused by Envoy; \
+             expected at least one character, or present = true to match any value",
+        ]
+    );
+}
