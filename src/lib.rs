@@ -15,6 +15,7 @@
 //! - [`discovery`]: endpoints found at run time, per cluster: Kubernetes pods and
 //!   EndpointSlices, watched with `kube`, indexed by a pure index, published EDS-only.
 //! - [`xds`]: translation, snapshots, per-stream protocol state (pure) and the tonic server.
+//! - [`explain`]: where a request would go and why, matched as Envoy matches (pure).
 //! - [`bootstrap`]: the Envoy bootstrap for a proxy.
 //! - [`settings`]: daemon-wide settings (listen addresses, logging), layered.
 //! - [`status`]: the `/status` schema, its client and its rendering.
@@ -36,6 +37,7 @@ pub mod bootstrap;
 pub mod certs;
 pub mod cli;
 pub mod discovery;
+pub mod explain;
 pub mod metrics;
 pub mod model;
 pub mod onboard;

@@ -25,6 +25,12 @@ const CORE: &[&str] = &[
     "discovery::plan",
     "onboard",
     "onboard::starter",
+    "explain",
+    "explain::cluster",
+    "explain::matching",
+    "explain::render",
+    "explain::request",
+    "profile::diff",
 ];
 
 const IO_CRATES: &[&str] = &["tokio", "tokio_util", "tokio_stream", "tonic", "hyper", "hyper_util", "kube", "notify"];

@@ -1,0 +1,209 @@
+use super::*;
+use crate::profile::parse_profile;
+
+fn mk_profile() -> Profile {
+    let src = r#"
+[zones.z]
+[proxies.p]
+zone = "z"
+domains = ["demo.test:8888", "other.test:8888"]
+
+[[domains]]
+name = "demo.test:8888"
+aliases = ["*.demo.test", "localhost"]
+
+[[domains.routes]]
+path = "/healthz"
+direct_response = { status = 200, body = "ok" }
+
+[[domains.routes]]
+prefix = "/api"
+headers = [{ name = "x-dev", exact = "me" }]
+cluster = "local"
+
+[[domains.routes]]
+prefix = "/api"
+query = [{ name = "v", regex = "[0-9]+" }]
+methods = ["POST"]
+weighted_clusters = [{ cluster = "edge", weight = 3 }, { cluster = "local", weight = 1 }]
+
+[[domains.routes]]
+prefix = "/api"
+cluster = "edge"
+timeout = "5s"
+prefix_rewrite = "/v2"
+retries = { count = 2, on = ["5xx"] }
+
+[[domains]]
+name = "other.test:8888"
+[[domains.routes]]
+prefix = "/"
+headers = [{ name = "x-debug", present = true, invert = true }]
+redirect = { https = true, path = "/moved" }
+
+[clusters.local.static]
+endpoints = [{ address = "127.0.0.1:9001", zone = "z" }]
+
+[clusters.edge.kubernetes]
+namespace = "edge"
+selector = "app=edge"
+port = "http"
+"#;
+    parse_profile("t.toml", "t", src).unwrap()
+}
+
+fn mk_req(url: &str, method: &str, headers: &[(&str, &str)]) -> Request {
+    Request::parse(&ExplainRequest {
+        url: url.into(),
+        method: Some(method.into()),
+        headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        proxy: None,
+    })
+    .unwrap()
+}
+
+fn run(url: &str, method: &str, headers: &[(&str, &str)]) -> Explanation {
+    explain(&mk_profile(), &mk_req(url, method, headers), None, &Live::default()).unwrap()
+}
+
+#[test]
+fn the_first_route_that_matches_wins_and_later_ones_are_not_reached() {
+    let e = run("http://demo.test:8888/api/x", "GET", &[("X-Dev", "me")]);
+    assert_eq!(e.outcome, Outcome::Routed);
+    assert_eq!(e.chosen, Some(1));
+    assert_eq!(
+        e.routes.iter().map(|r| (r.matched, r.reached)).collect::<Vec<_>>(),
+        [(false, true), (true, true), (false, false), (true, false)]
+    );
+    assert_eq!(e.virtual_host.unwrap().matched, "demo.test:8888");
+    assert_eq!(e.clusters[0].endpoints.as_ref().unwrap()[0].address, "127.0.0.1:9001");
+}
+
+#[test]
+fn each_failed_condition_says_what_the_request_had() {
+    let e = run("http://demo.test:8888/api/x?v=1x", "POST", &[]);
+    assert_eq!(e.chosen, Some(3));
+    let why: Vec<(&str, bool, &str)> =
+        e.routes[2].conditions.iter().map(|c| (c.kind.as_str(), c.ok, c.why.as_str())).collect();
+    assert_eq!(
+        why,
+        [
+            ("path", true, "/api/x starts with /api"),
+            ("method", true, "method is POST"),
+            ("query", false, "?v is \"1x\"")
+        ]
+    );
+    assert_eq!(e.routes[1].conditions[1].why, "x-dev is not sent");
+}
+
+#[test]
+fn weighted_shares_rewrites_and_retries_are_reported() {
+    let e = run("http://localhost:8888/api/x?v=12", "POST", &[]);
+    let Some(Action::Forward { shares, .. }) = &e.action else { panic!("{e:?}") };
+    assert_eq!(
+        shares.iter().map(|s| (s.cluster.as_str(), s.percent)).collect::<Vec<_>>(),
+        [("edge", 75.0), ("local", 25.0)]
+    );
+    let e = run("http://localhost:8888/api/x?q=1", "GET", &[]);
+    assert_eq!(
+        e.action,
+        Some(Action::Forward {
+            shares: vec![Share { cluster: "edge".into(), weight: 1, percent: 100.0 }],
+            timeout: "5s".into(),
+            timeout_is_default: false,
+            retries: Some("2 retries on 5xx".into()),
+            path_rewrite: Some("/v2/x?q=1".into()),
+            host_rewrite: None,
+            headers_added: vec![],
+        })
+    );
+    // Found at run time and no daemon: unknown, not empty.
+    assert_eq!(e.clusters[0].endpoints, None);
+    assert_eq!(e.outcome, Outcome::Routed);
+}
+
+#[test]
+fn a_discovered_cluster_without_endpoints_on_a_daemon_is_no_endpoints() {
+    let live = Live { daemon: true, ..Default::default() };
+    let e = explain(&mk_profile(), &mk_req("http://demo.test:8888/api", "GET", &[]), None, &live).unwrap();
+    assert_eq!((e.outcome, e.outcome.exit_code()), (Outcome::NoEndpoints, 1));
+}
+
+#[test]
+fn wildcards_match_at_least_one_label_character_and_hosts_ignore_case() {
+    assert_eq!(run("http://A.Demo.Test:8888/healthz", "GET", &[]).virtual_host.unwrap().matched, "*.demo.test:8888");
+    let e = run("http://demo.test:8888/healthz", "GET", &[("host", "DEMO.test")]);
+    assert_eq!(e.virtual_host.unwrap().matched, "demo.test");
+    // `*.demo.test` does not match `.demo.test` itself.
+    assert_eq!(run("http://.demo.test:8888/", "GET", &[]).outcome, Outcome::NoVirtualHost);
+}
+
+#[test]
+fn an_unknown_host_names_the_hosts_served() {
+    let e = run("http://nope.test:8888/", "GET", &[]);
+    assert_eq!(e.outcome, Outcome::NoVirtualHost);
+    assert_eq!(e.candidates, ["demo.test:8888 (also *.demo.test:8888, localhost:8888)", "other.test:8888"]);
+    assert_eq!(run("http://demo.test:9999/", "GET", &[]).outcome, Outcome::NoListener);
+}
+
+#[test]
+fn no_route_names_the_nearest_candidates() {
+    let e = run("http://demo.test:8888/ap", "GET", &[]);
+    assert_eq!(e.outcome, Outcome::NoRoute);
+    assert_eq!(e.candidates[0], "routes[0] path /healthz -> direct response 200: /ap is not /healthz");
+}
+
+#[test]
+fn an_inverted_presence_match_fails_when_the_header_is_sent() {
+    assert_eq!(run("http://other.test:8888/a?b=c", "GET", &[("x-debug", "1")]).outcome, Outcome::NoRoute);
+    let e = run("http://other.test:8888/a?b=c", "GET", &[]);
+    assert_eq!(e.action, Some(Action::Redirect { code: 301, location: "https://other.test/moved?b=c".into() }));
+}
+
+#[test]
+fn regexes_match_the_whole_value_with_ascii_classes() {
+    assert!(matching::full_match("[0-9]+", "12"));
+    assert!(!matching::full_match("[0-9]+", "12a"));
+    assert!(!matching::full_match("a|b", "ab"));
+    assert!(matching::full_match(r"\d+", "42"));
+    assert!(matching::full_match("(?i)get", "GET"));
+}
+
+#[test]
+fn query_parameters_are_read_as_envoy_reads_them() {
+    let r = mk_req("http://x/p?a=1&b&a=2&c=x%20y", "GET", &[]);
+    let s = r.seen();
+    assert_eq!((s.query("a"), s.query("b"), s.query("c"), s.query("d")), (Some("1"), Some(""), Some("x%20y"), None));
+}
+
+#[test]
+fn bad_input_is_refused_with_a_reason() {
+    let parse = |url: &str| Request::parse(&ExplainRequest { url: url.into(), ..Default::default() });
+    assert!(parse("https://x/").unwrap_err().0.contains("plain HTTP"));
+    assert!(parse("http://x:99999/").is_err());
+    assert!(parse("http:///path").is_err());
+    assert_eq!(parse("demo.test:8888").unwrap().path, "/");
+    assert_eq!(parse("http://demo.test?x=1#frag").unwrap().path, "/?x=1");
+    assert_eq!(parse("http://[::1]:8080/a").unwrap().port, 8080);
+}
+
+#[test]
+fn an_unknown_proxy_is_bad_input() {
+    let r = mk_req("http://demo.test:8888/", "GET", &[]);
+    assert!(explain(&mk_profile(), &r, Some("nope"), &Live::default()).is_err());
+}
+
+#[test]
+fn a_repeated_header_matches_when_any_value_does_and_invert_flips_that() {
+    let mut profile = mk_profile();
+    let d = profile.domains.get_mut("demo.test:8888").unwrap();
+    d.routes[1].matcher.headers[0].kind = crate::model::ValueMatchKind::Exact("me".into());
+    let req = mk_req("http://demo.test:8888/api", "GET", &[("x-dev", "you"), ("x-dev", "me")]);
+    let e = explain(&profile, &req, None, &Live::default()).unwrap();
+    assert_eq!(e.chosen, Some(1));
+    assert_eq!(e.routes[1].conditions[1].why, r#"x-dev is "you", "me""#);
+    let d = profile.domains.get_mut("demo.test:8888").unwrap();
+    d.routes[1].matcher.headers[0].invert = true;
+    let e = explain(&profile, &req, None, &Live::default()).unwrap();
+    assert_eq!(e.chosen, Some(3));
+}
