@@ -31,6 +31,7 @@ const CORE: &[&str] = &[
     "explain::render",
     "explain::request",
     "profile::diff",
+    "profile::diff::words",
 ];
 
 const IO_CRATES: &[&str] = &["tokio", "tokio_util", "tokio_stream", "tonic", "hyper", "hyper_util", "kube", "notify"];

@@ -1,12 +1,19 @@
-//! A one-line summary of what a profile edit changed, for the reload log
-//! line and `/status`. Pure.
+//! What a profile edit changes: a one-line summary for the reload log line
+//! and `/status` (the [`Display`](std::fmt::Display) of [`ProfileDiff`]),
+//! and per proxy, route by route in words, for `devbridge diff`, which prints
+//! the same summary line: what `diff` promises is what reload reports. Pure.
+
+mod words;
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
 
 use super::{Profile, Route};
 
 /// What changed between two profiles, by kind.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ProfileDiff {
     pub proxies: NameDiff,
     pub domains: NameDiff,
@@ -15,20 +22,27 @@ pub struct ProfileDiff {
     pub routes: Counts,
     /// `[tracing]` was added, removed or changed.
     pub tracing: bool,
+    /// Per proxy, each change it would see, in words.
+    pub per_proxy: BTreeMap<String, Vec<String>>,
 }
 
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NameDiff {
     pub added: Vec<String>,
     pub removed: Vec<String>,
     pub changed: Vec<String>,
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Counts {
     pub added: usize,
     pub removed: usize,
     pub changed: usize,
+    /// Domains whose routes, the same ones, come in another order (first
+    /// match wins, so they may route differently).
+    pub reordered: usize,
 }
 
 impl ProfileDiff {
@@ -47,6 +61,17 @@ impl ProfileDiff {
             // Same match, different action. (A route moved among the others
             // is not counted: after an insertion every later route moves.)
             routes.changed += a.iter().filter(|(k, r)| b.get(*k).is_some_and(|s| s != *r)).count();
+            let order = |p: &Profile, other: &BTreeMap<String, Route>| -> Vec<String> {
+                p.domains
+                    .get(name)
+                    .map(|d| {
+                        d.routes.iter().map(|r| format!("{:?}", r.matcher)).filter(|k| other.contains_key(k)).collect()
+                    })
+                    .unwrap_or_default()
+            };
+            if order(old, &b) != order(new, &a) {
+                routes.reordered += 1;
+            }
         }
         // Domains compare without their routes, which are counted above.
         let strip = |p: &Profile| -> BTreeMap<String, (String, u16, Vec<String>)> {
@@ -58,12 +83,65 @@ impl ProfileDiff {
             clusters: NameDiff::of(&old.clusters, &new.clusters),
             routes,
             tracing: old.tracing != new.tracing,
+            per_proxy: words::per_proxy(old, new),
         }
     }
 
     pub fn is_empty(&self) -> bool {
         self == &Self::default()
     }
+}
+
+/// What `devbridge diff` asks the daemon (the body of `POST /v1/diff`).
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DiffRequest {
+    /// Where `text` was read from, for messages.
+    pub file: Option<String>,
+    /// The profile to compare; `None`: the file the daemon follows, as it is on disk now.
+    pub text: Option<String>,
+}
+
+/// `devbridge diff`'s answer (the body of the admin API's `POST /v1/diff`):
+/// the change, or why the new profile cannot be served.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DiffAnswer {
+    /// What is compared against: `profile demo (profiles/demo.toml)`.
+    pub against: String,
+    /// The file whose profile would be served.
+    pub file: String,
+    /// Located errors, as `devbridge check` prints them; when any, no diff.
+    pub errors: Vec<String>,
+    /// The one-line summary, as the reload log line and `/status` show it.
+    pub summary: String,
+    pub diff: Option<ProfileDiff>,
+}
+
+/// What serving `text` (read from `file`) would change against `served`:
+/// parsed, validated and checked to translate as a reload does.
+pub fn compare(served: &Profile, file: &str, text: &str) -> DiffAnswer {
+    let against = format!("profile {} ({})", served.name, served.file);
+    let stem = std::path::Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or("profile");
+    let errors = |errors: Vec<String>| DiffAnswer {
+        against: against.clone(),
+        file: file.to_string(),
+        errors,
+        ..Default::default()
+    };
+    let new = match super::parse_profile(file, stem, text) {
+        Ok(p) => p,
+        Err(e) => {
+            let mut lines: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+            lines.extend(e.more());
+            return errors(lines);
+        }
+    };
+    if let Err(e) = crate::publish::check(&new) {
+        return errors(vec![format!("{file}: the profile is valid but cannot be served: {e}")]);
+    }
+    let diff = ProfileDiff::between(served, &new);
+    DiffAnswer { against, file: file.to_string(), errors: vec![], summary: diff.to_string(), diff: Some(diff) }
 }
 
 impl NameDiff {
@@ -97,6 +175,9 @@ impl std::fmt::Display for ProfileDiff {
                 if n > 0 {
                     parts.push(format!("{sign}{n}"));
                 }
+            }
+            if r.reordered > 0 {
+                parts.push(format!("reordered in {} domain{}", r.reordered, if r.reordered == 1 { "" } else { "s" }));
             }
             format!("routes {}", parts.join(" "))
         });
@@ -156,13 +237,15 @@ endpoints = []
         let edge = new.clusters.get_mut("edge").unwrap();
         edge.connect_timeout = std::time::Duration::from_secs(3);
         let d = ProfileDiff::between(&old, &new);
+        assert_eq!(d.routes, Counts { added: 1, ..Counts::default() });
+        assert_eq!(d.clusters, NameDiff { added: vec![], removed: vec!["old".into()], changed: vec!["edge".into()] });
+        assert_eq!((d.domains.clone(), d.proxies.clone(), d.tracing), Default::default());
         assert_eq!(
-            d,
-            ProfileDiff {
-                routes: Counts { added: 1, removed: 0, changed: 0 },
-                clusters: NameDiff { added: vec![], removed: vec!["old".into()], changed: vec!["edge".into()] },
-                ..ProfileDiff::default()
-            }
+            d.per_proxy["p"],
+            [
+                "a.test:80: + route [1] path /health -> direct response 200",
+                "cluster edge: connect timeout 1s -> connect timeout 3s",
+            ]
         );
         assert_eq!(d.to_string(), "routes +1, clusters -old ~edge");
     }
@@ -182,5 +265,40 @@ endpoints = []
         let d = new.domains.get_mut("a.test:80").unwrap();
         d.routes[0].action = crate::profile::RouteAction::DirectResponse { status: 204, body: None };
         assert_eq!(ProfileDiff::between(&old, &new).to_string(), "routes ~1");
+    }
+
+    #[test]
+    fn a_route_change_is_told_field_by_field() {
+        let old = mk_profile("timeout = \"10s\"\n[[domains.routes]]\npath = \"/x\"\ncluster = \"old\"\n");
+        let new = mk_profile("timeout = \"5s\"\n[[domains.routes]]\npath = \"/x\"\ncluster = \"edge\"\n");
+        let d = ProfileDiff::between(&old, &new);
+        assert_eq!(
+            d.per_proxy["p"],
+            [
+                "a.test:80 prefix /api: timeout 10s -> 5s",
+                "a.test:80 path /x: cluster old -> cluster edge",
+                "- cluster old"
+            ]
+        );
+        assert_eq!(d.to_string(), "routes ~2");
+    }
+
+    #[test]
+    fn the_same_routes_in_another_order_are_a_change() {
+        let old = mk_profile("[[domains.routes]]\npath = \"/x\"\ncluster = \"old\"\n");
+        let mut new = old.clone();
+        new.domains.get_mut("a.test:80").unwrap().routes.reverse();
+        let d = ProfileDiff::between(&old, &new);
+        assert_eq!(d.to_string(), "routes reordered in 1 domain");
+        assert_eq!(d.per_proxy["p"], ["a.test:80: routes reordered, now: path /x | prefix /api"]);
+    }
+
+    #[test]
+    fn an_invalid_profile_is_its_located_errors() {
+        let served = mk_profile("");
+        let a = compare(&served, "new.toml", "[proxies.p]\nzone = 1\n");
+        assert_eq!(a.diff, None);
+        assert_eq!(a.errors.len(), 1);
+        assert!(a.errors[0].starts_with("new.toml:2:8: "), "{:?}", a.errors);
     }
 }
