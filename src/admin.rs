@@ -8,11 +8,15 @@
 //! | `GET /config_dump` | JSON: what each proxy is served, per type and resource (devbridge's view) |
 //! | `GET /metrics` | Prometheus (OpenMetrics text) |
 //! | `GET, PUT, DELETE /v1/clusters/{name}/endpoints` | endpoints registered at run time |
+//! | `POST /v1/explain` | JSON in and out: where a request would go, and why (`devbridge explain`) |
+//! | `POST /v1/diff` | JSON in and out: what serving a profile would change (`devbridge diff`) |
 //!
 //! Every handler reads shared state by cloning it out of its `watch` or
 //! mutex; none holds a lock across an `.await`.
 
+mod diff;
 mod endpoints;
+mod explain;
 mod http;
 mod status;
 
@@ -78,6 +82,8 @@ pub struct AdminState {
     pub metrics: Arc<XdsMetrics>,
     pub reload: watch::Receiver<ReloadStatus>,
     pub sources: Arc<dyn SourcesView>,
+    /// The profile file the daemon follows, if any (`devbridge diff` without a file reads it).
+    pub follow: Option<std::path::PathBuf>,
 }
 
 impl AdminState {
@@ -171,11 +177,17 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
     if let Some(cluster) = endpoints::cluster_of(&path) {
         return endpoints::handle(state, cluster, req).await;
     }
+    if path == explain::PATH {
+        return explain::handle(state, req).await;
+    }
+    if path == diff::PATH {
+        return diff::handle(state, req).await;
+    }
     let known = ["/healthz", "/readyz", "/status", "/config_dump", "/metrics"];
     if !known.contains(&path.as_str()) {
         return http::text(
             StatusCode::NOT_FOUND,
-            "not found; try /healthz, /readyz, /status, /config_dump, /metrics or /v1/clusters/NAME/endpoints\n",
+            "not found; try /healthz, /readyz, /status, /config_dump, /metrics, /v1/explain, /v1/diff or /v1/clusters/NAME/endpoints\n",
         );
     }
     if req.method() != Method::GET {

@@ -120,6 +120,7 @@ impl Daemon {
         let tracker = TaskTracker::new();
         // Without a file to follow, the profile's sender is dropped here and
         // the first profile stays in force.
+        let follow = options.follow.clone();
         if let Some(path) = options.follow {
             let span = tracing::info_span!("reload", file = %path.display());
             tracker.spawn(tracing::Instrument::instrument(
@@ -156,6 +157,7 @@ impl Daemon {
                 metrics: metrics.clone(),
                 reload: reload_rx.clone(),
                 sources: Arc::new(crate::admin::DiscoverySources(discovery.sources())),
+                follow,
             };
             tracker.spawn(crate::admin::serve(admin, state, admin_tls, options.limits, shutdown.clone()));
         }

@@ -1,6 +1,6 @@
 //! The command line: every subcommand and flag, and the front-ends of the
 //! commands that print and exit (`check`, `profiles`, `bootstrap`,
-//! `status`, `certs`, `discover`, `init`). `connect` is wired in [`crate::app::connect`].
+//! `status`, `explain`, `diff`, `certs`, `discover`, `init`). `connect` is wired in [`crate::app::connect`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +16,8 @@ use crate::settings::{Flags, LogFormat};
 pub mod bootstrap;
 pub mod certs;
 pub mod check;
+pub mod diff;
+pub mod explain;
 pub mod onboard;
 pub mod status;
 
@@ -67,6 +69,17 @@ pub enum Command {
     Profiles,
     /// Show what a running devbridge serves: profile, reloads, connected Envoys and their ACKs.
     Status(StatusArgs),
+    /// Show where a request would go, and why: route by route, to the endpoints.
+    ///
+    /// The listener, the virtual host, every route in order with why it did or did not match, the
+    /// action, the cluster and its endpoints, and what the proxy's Envoys acknowledged. Exit 0
+    /// routed, 1 no route or no endpoints, 64 bad input, 69 no daemon.
+    Explain(ExplainArgs),
+    /// Show what serving a profile would change, per proxy and route by route.
+    ///
+    /// Against what the daemon serves, or another file (`--against`). The summary line is the one
+    /// the reload will log. Exit 0 no change, 1 changes, 64 invalid, 69 no daemon.
+    Diff(DiffArgs),
 }
 
 #[derive(Subcommand)]
@@ -172,6 +185,47 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    /// The URL as the local service calls it, e.g. http://demo.example.com:8888/api/colors.
+    pub url: String,
+    /// A request header, `Name: value` (repeatable); `Host: ...` replaces the URL's host.
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+    /// The request method.
+    #[arg(short = 'X', long = "request", value_name = "METHOD", default_value = "GET")]
+    pub method: String,
+    /// The proxy whose Envoy gets the request (default: the one listening on the URL's port).
+    #[arg(long)]
+    pub proxy: Option<String>,
+    /// Explain from this profile (name or file) alone, without a daemon: no run-time endpoints
+    /// or Envoys.
+    #[arg(long, conflicts_with = "admin")]
+    pub profile: Option<String>,
+    /// The daemon's admin address. Env: DEVBRIDGE_ADMIN_LISTEN. Default 127.0.0.1:18001.
+    #[arg(long)]
+    pub admin: Option<SocketAddr>,
+    /// Print the explanation as JSON (the admin API's answer).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DiffArgs {
+    /// The profile (name or file) to compare; default: the file the daemon follows, as it is on
+    /// disk now.
+    pub profile: Option<String>,
+    /// Compare against this profile file instead of what the daemon serves (no daemon needed).
+    #[arg(long, value_name = "FILE", conflicts_with = "admin")]
+    pub against: Option<String>,
+    /// The daemon's admin address. Env: DEVBRIDGE_ADMIN_LISTEN. Default 127.0.0.1:18001.
+    #[arg(long)]
+    pub admin: Option<SocketAddr>,
+    /// Print the changes as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
 impl Cli {
     /// The flags that layer over settings files and the environment.
     pub fn flags(&self) -> Flags {
@@ -190,10 +244,27 @@ impl Cli {
                 flags.insecure = c.insecure.then_some(true);
             }
             Command::Status(s) => flags.admin_listen = s.admin,
+            Command::Explain(e) => flags.admin_listen = e.admin,
+            Command::Diff(d) => flags.admin_listen = d.admin,
             _ => {}
         }
         flags
     }
+}
+
+/// The address a client command reaches the daemon's admin API at: a
+/// daemon listening on 0.0.0.0 is reached on loopback.
+pub fn admin_address(flags: &Flags) -> anyhow::Result<SocketAddr> {
+    let settings = crate::settings::Settings::load(flags, None)?;
+    let (host, port) = crate::settings::reachable_xds_address(settings.admin_listen);
+    Ok(SocketAddr::new(host.parse()?, port))
+}
+
+/// Whether output may be coloured: standard output is a terminal and
+/// `NO_COLOR` is unset or empty.
+pub fn color() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Loads a profile and says where it came from; on errors prints every one

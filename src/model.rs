@@ -37,6 +37,10 @@ pub struct Discovered {
 pub struct Published {
     pub profile: Arc<Profile>,
     pub snapshots: BTreeMap<String, Arc<Snapshot>>,
+    /// The endpoints found and registered at run time it was built from
+    /// (registered ones win for a cluster in both), for `explain`.
+    pub discovered: Arc<Discovered>,
+    pub registered: Arc<EndpointSet>,
     /// When it was published: the start of the change-to-push latency that
     /// streams measure.
     pub changed_at: Instant,

@@ -52,7 +52,7 @@ impl Builder {
     /// at start-up; fails if it cannot be served.
     pub fn new(profile: Arc<Profile>, registered: Arc<EndpointSet>) -> Result<Self, SnapshotError> {
         let discovered = Arc::new(Discovered::default());
-        let published = Arc::new(build(&profile, &discovered.endpoints, &registered)?);
+        let published = Arc::new(build(&profile, &discovered, &registered)?);
         Ok(Self { profile, discovered, registered, load_assignments: LoadAssignmentCache::default(), published })
     }
 
@@ -66,7 +66,7 @@ impl Builder {
         if Arc::ptr_eq(&profile, &self.profile) {
             return Ok(None);
         }
-        let published = build(&profile, &self.discovered.endpoints, &self.registered)
+        let published = build(&profile, &self.discovered, &self.registered)
             .inspect_err(|e| warn!(error = %e, "translation failed; keeping the previous configuration"))?;
         self.profile = profile;
         Ok(self.publish(published))
@@ -77,7 +77,7 @@ impl Builder {
         if Arc::ptr_eq(&registered, &self.registered) {
             return Ok(None);
         }
-        let published = build(&self.profile, &self.discovered.endpoints, &registered)
+        let published = build(&self.profile, &self.discovered, &registered)
             .inspect_err(|e| warn!(error = %e, "translation failed; keeping the previous configuration"))?;
         self.registered = registered;
         Ok(self.publish(published))
@@ -113,8 +113,14 @@ impl Builder {
                 snapshots.insert(name.clone(), Arc::new(next));
             }
         }
+        let published = Published {
+            profile: profile.clone(),
+            snapshots,
+            discovered: discovered.clone(),
+            registered: registered.clone(),
+            changed_at: Instant::now(),
+        };
         self.discovered = discovered;
-        let published = Published { profile: profile.clone(), snapshots, changed_at: Instant::now() };
         Ok(self.publish(published))
     }
 
@@ -155,10 +161,10 @@ fn same_snapshots(a: &BTreeMap<String, Arc<Snapshot>>, b: &BTreeMap<String, Arc<
 /// Every proxy's snapshot, registered endpoints winning over discovered ones.
 fn build(
     profile: &Arc<Profile>,
-    discovered: &EndpointSet,
-    registered: &EndpointSet,
+    discovered: &Arc<Discovered>,
+    registered: &Arc<EndpointSet>,
 ) -> Result<Published, SnapshotError> {
-    let lookup = |name: &str| registered.get(name).or_else(|| discovered.get(name)).map(|e| &**e);
+    let lookup = |name: &str| registered.get(name).or_else(|| discovered.endpoints.get(name)).map(|e| &**e);
     let snapshots = profile
         .proxies
         .values()
@@ -167,7 +173,13 @@ fn build(
     for (proxy, s) in &snapshots {
         info!(profile = %profile.name, %proxy, version = %s.version, "snapshot built");
     }
-    Ok(Published { profile: profile.clone(), snapshots, changed_at: Instant::now() })
+    Ok(Published {
+        profile: profile.clone(),
+        snapshots,
+        discovered: discovered.clone(),
+        registered: registered.clone(),
+        changed_at: Instant::now(),
+    })
 }
 
 #[cfg(test)]

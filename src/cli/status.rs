@@ -1,19 +1,15 @@
 //! `devbridge status`: asks a running daemon and prints its answer.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use super::{EXIT_UNAVAILABLE, StatusArgs};
-use crate::settings::{Flags, Settings};
+use crate::settings::Flags;
 use crate::status;
 
 /// Exit 0 when ready, 1 when not ([`status::EXIT_NOT_READY`]), 69 when no
 /// daemon answers.
 pub fn run(args: &StatusArgs, flags: &Flags) -> anyhow::Result<ExitCode> {
-    let settings = Settings::load(flags, None)?;
-    // A daemon listening on 0.0.0.0 is reached on loopback.
-    let (host, port) = crate::settings::reachable_xds_address(settings.admin_listen);
-    let addr = SocketAddr::new(host.parse()?, port);
+    let addr = super::admin_address(flags)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let body = match rt.block_on(status::fetch(addr, status::DEFAULT_TIMEOUT)) {
         Ok(b) => b,

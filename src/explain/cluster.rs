@@ -141,8 +141,10 @@ impl Live {
             .iter()
             .filter(|e| e.proxy.as_deref() == Some(proxy.name.as_str()))
             .map(|e| {
+                // A type the Envoy never asked for (EDS without EDS clusters) is not waited on.
                 let types: Vec<TypeAck> = types
                     .iter()
+                    .filter(|(kind, _)| e.types.contains_key(*kind) || e.types.is_empty())
                     .map(|(kind, served)| {
                         let StreamType { acked, nack } = e.types.get(kind).cloned().unwrap_or_default();
                         let nack = nack.filter(|(v, _)| v == served).map(|(_, text)| text);
@@ -227,6 +229,7 @@ pub fn source_detail(s: &Source) -> String {
         v
     };
     match s {
+        Source::Static(eps) if eps.len() == 1 => "1 endpoint in the profile".to_string(),
         Source::Static(eps) => format!("{} endpoints in the profile", eps.len()),
         Source::Dns { hosts, .. } => format!(
             "names Envoy resolves: {}",

@@ -53,8 +53,9 @@ pub fn render(e: &Explanation, st: Style) -> String {
         st.bold(&r.url()),
         st.dim(&format!("(profile {}, {origin})", e.profile))
     );
-    if !r.headers.is_empty() {
-        let hs: Vec<String> = r.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    let host = (r.authority != r.target).then(|| format!("host: {}", r.authority));
+    if !r.headers.is_empty() || host.is_some() {
+        let hs: Vec<String> = host.into_iter().chain(r.headers.iter().map(|(k, v)| format!("{k}: {v}"))).collect();
         let _ = writeln!(out, "headers: {}", hs.join(", "));
     }
     match (&e.proxy, &e.listener) {
@@ -87,20 +88,25 @@ pub fn render(e: &Explanation, st: Style) -> String {
     let _ = writeln!(out, "routes, in order (first match wins):");
     for v in &e.routes {
         let chosen = e.chosen == Some(v.index);
-        let mark = match (chosen, v.matched, v.reached) {
-            (true, _, _) => st.green("MATCH"),
-            (false, true, false) => st.dim("would"),
-            (false, false, false) => st.dim("-    "),
-            (false, _, true) => st.red("no   "),
+        let mark = match (chosen, v.reached) {
+            (true, _) => st.green("MATCH"),
+            (false, false) => st.dim("-    "),
+            (false, true) => st.red("no   "),
         };
         let line = format!("[{}] {} -> {}", v.index, v.matcher, v.action);
         let line = if v.reached { line } else { st.dim(&line) };
-        let tail = if !v.reached { st.dim("  (not reached: an earlier route matched)") } else { String::new() };
+        let tail = match (v.reached, v.matched) {
+            (true, _) => String::new(),
+            (false, true) => st.dim("  (not reached; would match too)"),
+            (false, false) => st.dim("  (not reached)"),
+        };
         let _ = writeln!(out, "  {mark} {line}{tail}");
         if v.reached {
             for c in &v.conditions {
                 let ok = if c.ok { st.green("ok  ") } else { st.red("FAIL") };
-                let _ = writeln!(out, "          {ok} {} {}: {}", c.kind, c.what, c.why);
+                // A path condition names its kind already (`prefix /api`).
+                let what = if c.kind == "path" { c.what.clone() } else { format!("{} {}", c.kind, c.what) };
+                let _ = writeln!(out, "          {ok} {what}: {}", c.why);
             }
         }
     }

@@ -31,6 +31,8 @@ pub struct Request {
     pub port: u16,
     /// The `Host` header sent.
     pub authority: String,
+    /// The URL's `host[:port]`, where the request is sent.
+    pub target: String,
     /// The path with its query string, without any fragment.
     pub path: String,
     pub method: String,
@@ -101,12 +103,12 @@ impl Request {
                 added_by_envoy.push((name.to_string(), value.to_string()));
             }
         }
-        Ok(Request { port, authority: host, path, method, headers, added_by_envoy })
+        Ok(Request { port, authority: host, target: authority.to_string(), path, method, headers, added_by_envoy })
     }
 
-    /// The URL the request stands for, as given (for messages).
+    /// The URL the request is sent to (for messages).
     pub fn url(&self) -> String {
-        format!("http://{}{}", self.authority, self.path)
+        format!("http://{}{}", self.target, self.path)
     }
 
     /// What Envoy's router matches against.

@@ -101,11 +101,13 @@ pub fn resolve(arg: &str, search: &[PathBuf]) -> Result<Location, LoadError> {
 pub fn load(location: &Location) -> Result<Profile, LoadError> {
     match location {
         Location::File(path) => load_file(path),
-        Location::Embedded(name) => {
-            let src = EMBEDDED.iter().find(|(n, _)| n == name).map_or("", |(_, s)| *s);
-            Ok(parse_profile(&location.to_string(), name, src)?)
-        }
+        Location::Embedded(name) => Ok(parse_profile(&location.to_string(), name, embedded(name).unwrap_or(""))?),
     }
+}
+
+/// The text of a profile built into devbridge.
+pub fn embedded(name: &str) -> Option<&'static str> {
+    EMBEDDED.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
 }
 
 /// Reads and validates the profile at `path`.

@@ -1,0 +1,83 @@
+//! `devbridge explain`: a thin client of the daemon's `POST /v1/explain`,
+//! or, with `--profile`, the same code over a profile file alone.
+
+use std::process::ExitCode;
+
+use super::{EXIT_INVALID, EXIT_UNAVAILABLE, ExplainArgs};
+use crate::explain::{self, ExplainRequest, Explanation, Live, render};
+use crate::settings::Flags;
+use crate::status;
+
+pub fn run(args: &ExplainArgs, flags: &Flags) -> anyhow::Result<ExitCode> {
+    let mut headers = Vec::new();
+    for h in &args.headers {
+        match h.split_once(':') {
+            Some((k, v)) => headers.push((k.trim().to_string(), v.trim().to_string())),
+            None => {
+                eprintln!("devbridge: -H {h:?} is not `Name: value`");
+                return Ok(ExitCode::from(EXIT_INVALID));
+            }
+        }
+    }
+    let ask =
+        ExplainRequest { url: args.url.clone(), method: Some(args.method.clone()), headers, proxy: args.proxy.clone() };
+    // Bad input is refused here, daemon or not.
+    let req = match explain::Request::parse(&ask) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("devbridge: {e}");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    let answer = match &args.profile {
+        Some(p) => {
+            let profile = match super::load_profile(p) {
+                Ok(p) => p,
+                Err(code) => return Ok(code),
+            };
+            explain::explain(&profile, &req, args.proxy.as_deref(), &Live::default())
+                .map_err(|e| (EXIT_INVALID, e.to_string()))
+        }
+        None => ask_daemon(&ask, flags)?,
+    };
+    let e = match answer {
+        Ok(e) => e,
+        Err((code, message)) => {
+            eprintln!("devbridge: {message}");
+            return Ok(ExitCode::from(code));
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&e)?);
+    } else {
+        print!("{}", render::render(&e, render::Style { color: super::color() }));
+    }
+    Ok(ExitCode::from(e.outcome.exit_code()))
+}
+
+/// The daemon's explanation, or the exit code and message for why there is none.
+fn ask_daemon(ask: &ExplainRequest, flags: &Flags) -> anyhow::Result<Result<Explanation, (u8, String)>> {
+    let addr = super::admin_address(flags)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let body = serde_json::to_string(ask)?;
+    let answer =
+        rt.block_on(status::client::exchange(addr, "POST", "/v1/explain", Some(body), status::DEFAULT_TIMEOUT));
+    Ok(match answer {
+        Err(e) => Err((EXIT_UNAVAILABLE, e.to_string())),
+        Ok((200, body)) => serde_json::from_str(&body)
+            .map_err(|e| (EXIT_UNAVAILABLE, format!("{addr} answered /v1/explain with something else: {e}"))),
+        Ok((400, body)) => Err((EXIT_INVALID, error_text(&body))),
+        Ok((404, _)) => {
+            Err((EXIT_UNAVAILABLE, format!("the devbridge at {addr} has no /v1/explain; is it an older version?")))
+        }
+        Ok((code, body)) => Err((EXIT_UNAVAILABLE, format!("{addr} answered HTTP {code}: {}", error_text(&body)))),
+    })
+}
+
+/// The `error` of an admin API refusal, or the body as it is.
+pub fn error_text(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        .unwrap_or_else(|| body.trim().to_string())
+}
