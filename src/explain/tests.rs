@@ -207,3 +207,83 @@ fn a_repeated_header_matches_when_any_value_does_and_invert_flips_that() {
     let e = explain(&profile, &req, None, &Live::default()).unwrap();
     assert_eq!(e.chosen, Some(3));
 }
+
+fn mk_live() -> Live {
+    use std::collections::BTreeMap;
+    let ep = crate::model::Endpoint {
+        addr: "10.0.0.7:8080".parse().unwrap(),
+        zone: Some("a".into()),
+        weight: None,
+        metadata: Default::default(),
+    };
+    let types: BTreeMap<String, String> =
+        [("LDS", "l1"), ("RDS", "r2"), ("CDS", "c1"), ("EDS", "e1")].map(|(k, v)| (k.into(), v.into())).into();
+    let stream_types = |rds: StreamType| -> BTreeMap<String, StreamType> {
+        let ok = |v: &str| StreamType { acked: Some(v.into()), nack: None };
+        [("LDS".into(), ok("l1")), ("RDS".into(), rds), ("CDS".into(), ok("c1")), ("EDS".into(), ok("e1"))].into()
+    };
+    Live {
+        daemon: true,
+        discovered: [("edge".to_string(), std::sync::Arc::from(vec![ep]))].into(),
+        registered: Default::default(),
+        sources: vec![SourceInfo {
+            name: "pods \"app=edge\" in edge".into(),
+            clusters: vec!["edge".into()],
+            state: "degraded".into(),
+            error: Some("is the VPN up?".into()),
+            data_age_ms: Some(65_000),
+            skipped: vec![
+                ("edge".into(), "edge/pending-1".into(), "phase is Pending, not Running".into()),
+                ("other".into(), "edge/x".into(), "not ready".into()),
+            ],
+        }],
+        snapshots: [("p".to_string(), ("v9".to_string(), types))].into(),
+        envoys: vec![
+            EnvoyStream {
+                stream: 1,
+                node_id: "laptop".into(),
+                proxy: Some("p".into()),
+                types: stream_types(StreamType {
+                    acked: Some("r1".into()),
+                    nack: Some(("r2".into(), "bad regex".into())),
+                }),
+                ..Default::default()
+            },
+            EnvoyStream {
+                stream: 2,
+                node_id: "other".into(),
+                proxy: Some("p".into()),
+                types: stream_types(StreamType { acked: Some("r2".into()), nack: None }),
+                ..Default::default()
+            },
+        ],
+    }
+}
+
+#[test]
+fn a_daemon_lists_discovered_endpoints_skipped_pods_a_degraded_source_and_acks() {
+    let req = mk_req("http://demo.test:8888/api", "GET", &[]);
+    let e = explain(&mk_profile(), &req, None, &mk_live()).unwrap();
+    assert_eq!(e.outcome, Outcome::Routed);
+    let c = &e.clusters[0];
+    let eps = c.endpoints.as_ref().unwrap();
+    assert_eq!((eps[0].address.as_str(), eps[0].origin.as_str()), ("10.0.0.7:8080", "discovered"));
+    // Only this cluster's skipped pods.
+    assert_eq!(
+        c.sources[0].skipped,
+        [("edge".to_string(), "edge/pending-1".to_string(), "phase is Pending, not Running".to_string())]
+    );
+    let served = e.served.as_ref().unwrap();
+    assert_eq!(served.envoys.iter().map(|a| a.state.as_str()).collect::<Vec<_>>(), ["nacked", "acked"]);
+    let text = render::render(&e, render::Style { color: false });
+    for line in [
+        "  10.0.0.7:8080  zone a  discovered",
+        "  source pods \"app=edge\" in edge: degraded, data 1m 5s old (is the VPN up?); the last known endpoints are served",
+        "    skipped edge/pending-1: phase is Pending, not Running",
+        "envoy: node laptop (stream 1) NACKed RDS r2: bad regex",
+        "envoy: node other (stream 2) ACKed version v9",
+        "result: routed",
+    ] {
+        assert!(text.contains(line), "{line:?} in\n{text}");
+    }
+}
