@@ -6,7 +6,7 @@
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 
 use super::{AdminState, MAX_BODY_BYTES, http};
 use crate::profile::diff::{DiffRequest, compare};
@@ -15,18 +15,9 @@ use crate::profile::load;
 pub const PATH: &str = "/v1/diff";
 
 pub async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    if req.method() != Method::POST {
-        return http::method_not_allowed("POST");
-    }
-    let body = match http::read_body(req, MAX_BODY_BYTES).await {
-        Ok(b) => b,
-        Err(response) => return *response,
-    };
-    let ask: DiffRequest = match serde_json::from_slice(&body) {
+    let ask: DiffRequest = match http::post_json(req, MAX_BODY_BYTES, "{\"file\"?, \"text\"?}").await {
         Ok(a) => a,
-        Err(e) => {
-            return http::error(StatusCode::BAD_REQUEST, &format!("the body is not {{\"file\"?, \"text\"?}}: {e}"));
-        }
+        Err(response) => return *response,
     };
     let served = state.published.borrow().profile.clone();
     let follow = state.follow.clone();

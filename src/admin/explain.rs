@@ -5,7 +5,7 @@
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 
 use super::{AdminState, MAX_BODY_BYTES, http};
 use crate::explain::{self, EnvoyStream, ExplainRequest, Live, SourceInfo, StreamType};
@@ -15,19 +15,10 @@ use crate::xds::ResourceType;
 pub const PATH: &str = "/v1/explain";
 
 pub async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    if req.method() != Method::POST {
-        return http::method_not_allowed("POST");
-    }
-    let body = match http::read_body(req, MAX_BODY_BYTES).await {
-        Ok(b) => b,
-        Err(response) => return *response,
-    };
-    let ask: ExplainRequest = match serde_json::from_slice(&body) {
+    let want = "{\"url\": \"http://host:port/path\", \"method\"?, \"headers\"?: [[name, value]], \"proxy\"?}";
+    let ask: ExplainRequest = match http::post_json(req, MAX_BODY_BYTES, want).await {
         Ok(a) => a,
-        Err(e) => {
-            let want = "{\"url\": \"http://host:port/path\", \"method\"?, \"headers\"?: [[name, value]], \"proxy\"?}";
-            return http::error(StatusCode::BAD_REQUEST, &format!("the body is not {want}: {e}"));
-        }
+        Err(response) => return *response,
     };
     let published = state.published.borrow().clone();
     let answer = explain::Request::parse(&ask)

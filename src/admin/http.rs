@@ -35,6 +35,21 @@ pub fn method_not_allowed(allow: &str) -> Response<Full<Bytes>> {
     r
 }
 
+/// A `POST` whose body (at most `limit` bytes) is the JSON of a `T`; else
+/// the 405, 413 or 400 to answer, the 400 saying `shape`.
+pub async fn post_json<T: serde::de::DeserializeOwned>(
+    req: Request<Incoming>,
+    limit: usize,
+    shape: &str,
+) -> Result<T, Box<Response<Full<Bytes>>>> {
+    if req.method() != hyper::Method::POST {
+        return Err(Box::new(method_not_allowed("POST")));
+    }
+    let body = read_body(req, limit).await?;
+    serde_json::from_slice(&body)
+        .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, &format!("the body is not {shape}: {e}"))))
+}
+
 /// Reads a whole request body of at most `limit` bytes; a larger one is a
 /// 413 response, a broken one a 400.
 pub async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Box<Response<Full<Bytes>>>> {
