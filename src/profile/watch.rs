@@ -518,15 +518,18 @@ impl Loader {
         }
         let summary = ProfileDiff::between(&self.profile.borrow(), &profile).to_string();
         let name = profile.name.clone();
-        self.profile.send_replace(Arc::new(profile));
+        // The status before the profile: whoever sees the new profile served
+        // (an Envoy's answer, `/status`'s versions) then finds the reload
+        // counted; it translates, so it will be served.
         self.metrics.reload(true);
-        // The status first: the log line may wait for its writer.
         self.status.send_modify(|s| {
             s.loaded_at_ms = now_ms();
             s.reloads_ok += 1;
             s.last_change = Some(summary.clone());
             s.error = None;
         });
+        self.profile.send_replace(Arc::new(profile));
+        // The log line last: it may wait for its writer.
         info!(profile = %name, file = %self.path.display(), change = %summary, "profile reloaded");
     }
 
