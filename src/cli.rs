@@ -260,6 +260,39 @@ pub fn admin_address(flags: &Flags) -> anyhow::Result<SocketAddr> {
     Ok(SocketAddr::new(host.parse()?, port))
 }
 
+/// Asks the daemon's admin API `POST path` with `ask` as JSON: its answer,
+/// or the exit code and message for why there is none (64 for a refused
+/// request, 69 for no daemon or one that does not know `path`).
+pub fn post_admin<A: serde::Serialize, R: serde::de::DeserializeOwned>(
+    flags: &Flags,
+    path: &str,
+    ask: &A,
+) -> anyhow::Result<Result<R, (u8, String)>> {
+    use crate::status;
+    let addr = admin_address(flags)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let body = serde_json::to_string(ask)?;
+    let answer = rt.block_on(status::client::exchange(addr, "POST", path, Some(body), status::DEFAULT_TIMEOUT));
+    Ok(match answer {
+        Err(e) => Err((EXIT_UNAVAILABLE, e.to_string())),
+        Ok((200, body)) => serde_json::from_str(&body)
+            .map_err(|e| (EXIT_UNAVAILABLE, format!("{addr} answered {path} with something else: {e}"))),
+        Ok((400, body)) => Err((EXIT_INVALID, error_text(&body))),
+        Ok((404, _)) => {
+            Err((EXIT_UNAVAILABLE, format!("the devbridge at {addr} has no {path}; is it an older version?")))
+        }
+        Ok((code, body)) => Err((EXIT_UNAVAILABLE, format!("{addr} answered HTTP {code}: {}", error_text(&body)))),
+    })
+}
+
+/// The `error` of an admin API refusal, or the body as it is.
+pub fn error_text(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        .unwrap_or_else(|| body.trim().to_string())
+}
+
 /// Whether output may be coloured: standard output is a terminal and
 /// `NO_COLOR` is unset or empty.
 pub fn color() -> bool {

@@ -4,12 +4,11 @@
 
 use std::process::ExitCode;
 
-use super::{DiffArgs, EXIT_INVALID, EXIT_UNAVAILABLE};
+use super::{DiffArgs, EXIT_INVALID};
 use crate::explain::render::Style;
 use crate::profile::diff::{DiffAnswer, compare};
 use crate::profile::load;
 use crate::settings::Flags;
-use crate::status;
 
 /// Exit 0 no change, 1 changes, 64 invalid (as `diff` does), 69 no daemon.
 pub fn run(args: &DiffArgs, flags: &Flags) -> anyhow::Result<ExitCode> {
@@ -81,25 +80,9 @@ fn read(arg: &str) -> Result<(String, String), ExitCode> {
 }
 
 fn ask_daemon(new: Option<(String, String)>, flags: &Flags) -> anyhow::Result<Result<DiffAnswer, (u8, String)>> {
-    let addr = super::admin_address(flags)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let body = serde_json::to_string(&crate::profile::diff::DiffRequest {
-        file: new.as_ref().map(|(f, _)| f.clone()),
-        text: new.map(|(_, t)| t),
-    })?;
-    let answer = rt.block_on(status::client::exchange(addr, "POST", "/v1/diff", Some(body), status::DEFAULT_TIMEOUT));
-    Ok(match answer {
-        Err(e) => Err((EXIT_UNAVAILABLE, e.to_string())),
-        Ok((200, body)) => serde_json::from_str(&body)
-            .map_err(|e| (EXIT_UNAVAILABLE, format!("{addr} answered /v1/diff with something else: {e}"))),
-        Ok((400, body)) => Err((EXIT_INVALID, super::explain::error_text(&body))),
-        Ok((404, _)) => {
-            Err((EXIT_UNAVAILABLE, format!("the devbridge at {addr} has no /v1/diff; is it an older version?")))
-        }
-        Ok((code, body)) => {
-            Err((EXIT_UNAVAILABLE, format!("{addr} answered HTTP {code}: {}", super::explain::error_text(&body))))
-        }
-    })
+    let ask =
+        crate::profile::diff::DiffRequest { file: new.as_ref().map(|(f, _)| f.clone()), text: new.map(|(_, t)| t) };
+    super::post_admin(flags, "/v1/diff", &ask)
 }
 
 /// The change for people: the summary line reload will log, then each proxy's changes.

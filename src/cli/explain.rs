@@ -3,10 +3,9 @@
 
 use std::process::ExitCode;
 
-use super::{EXIT_INVALID, EXIT_UNAVAILABLE, ExplainArgs};
+use super::{EXIT_INVALID, ExplainArgs};
 use crate::explain::{self, ExplainRequest, Explanation, Live, render};
 use crate::settings::Flags;
-use crate::status;
 
 pub fn run(args: &ExplainArgs, flags: &Flags) -> anyhow::Result<ExitCode> {
     let mut headers = Vec::new();
@@ -57,27 +56,5 @@ pub fn run(args: &ExplainArgs, flags: &Flags) -> anyhow::Result<ExitCode> {
 
 /// The daemon's explanation, or the exit code and message for why there is none.
 fn ask_daemon(ask: &ExplainRequest, flags: &Flags) -> anyhow::Result<Result<Explanation, (u8, String)>> {
-    let addr = super::admin_address(flags)?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let body = serde_json::to_string(ask)?;
-    let answer =
-        rt.block_on(status::client::exchange(addr, "POST", "/v1/explain", Some(body), status::DEFAULT_TIMEOUT));
-    Ok(match answer {
-        Err(e) => Err((EXIT_UNAVAILABLE, e.to_string())),
-        Ok((200, body)) => serde_json::from_str(&body)
-            .map_err(|e| (EXIT_UNAVAILABLE, format!("{addr} answered /v1/explain with something else: {e}"))),
-        Ok((400, body)) => Err((EXIT_INVALID, error_text(&body))),
-        Ok((404, _)) => {
-            Err((EXIT_UNAVAILABLE, format!("the devbridge at {addr} has no /v1/explain; is it an older version?")))
-        }
-        Ok((code, body)) => Err((EXIT_UNAVAILABLE, format!("{addr} answered HTTP {code}: {}", error_text(&body)))),
-    })
-}
-
-/// The `error` of an admin API refusal, or the body as it is.
-pub fn error_text(body: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-        .unwrap_or_else(|| body.trim().to_string())
+    super::post_admin(flags, "/v1/explain", ask)
 }
