@@ -169,6 +169,7 @@ impl SourceStatus {
                     reason: k.reason.to_string(),
                 })
                 .collect(),
+            summary: String::new(),
         }
     }
 }

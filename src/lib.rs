@@ -26,6 +26,7 @@
 //! - [`metrics`]: shared counters and their Prometheus form.
 //! - [`accept`]: the accept loop of every listener and its limits; [`throttle`]: rate-limited WARNs.
 //! - [`registered`]: endpoints registered at run time, kept in a state file.
+//! - [`probe`]: edge probing: whether the laptop reaches each endpoint (one probe in `probe::check`).
 //! - [`onboard`]: `devbridge discover` and `devbridge init`: what a cluster shows, and a starter profile from it.
 //! - [`certs`], [`tls`]: the local CA and the TLS of devbridge's listeners; [`supervise`]: the
 //!   Envoy child of `connect --envoy`.
@@ -41,6 +42,7 @@ pub mod explain;
 pub mod metrics;
 pub mod model;
 pub mod onboard;
+pub mod probe;
 pub mod profile;
 pub mod publish;
 pub mod registered;

@@ -40,6 +40,80 @@ pub struct Status {
     pub sources: Vec<SourceReport>,
     /// Refusals at the xDS port: TLS handshakes and certificate identities.
     pub refused: Refused,
+    /// Where the daemon listens, so a client can say which daemon it asked.
+    pub listen: ListenInfo,
+    /// What the laptop's probes find, per probed cluster (`probe.rs`).
+    pub probes: BTreeMap<String, ClusterProbes>,
+    /// The last events (reloads, NACKs, discovery and probe changes),
+    /// oldest first; the status page shows them.
+    pub events: Vec<Event>,
+}
+
+/// The daemon's listeners.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ListenInfo {
+    /// The xDS address (`host:port`), or `unix:PATH`.
+    pub xds: String,
+    pub admin: String,
+    pub pid: u32,
+}
+
+/// One cluster's endpoints as the laptop's probes see them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClusterProbes {
+    /// `tcp connect`, or `http GET /healthz`.
+    pub kind: String,
+    /// Endpoints the cluster has now.
+    pub endpoints: usize,
+    /// Of them, probed at least once and last found reachable / unreachable.
+    pub reachable: usize,
+    pub unreachable: usize,
+    /// Why not every endpoint is probed each round (rotation over a large
+    /// set), or why probe results did not change what Envoy is told.
+    pub note: Option<String>,
+    /// One line in words, e.g. `healthy: 3/3 reachable`.
+    pub summary: String,
+    /// Per endpoint, in the cluster's order (at most the ones probed).
+    pub results: Vec<EndpointProbe>,
+}
+
+/// One endpoint's last probe.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EndpointProbe {
+    pub address: String,
+    pub zone: Option<String>,
+    pub state: ProbeState,
+    /// The last probe's latency, when it answered.
+    pub latency_ms: Option<f64>,
+    /// Why the last probe failed.
+    pub error: Option<String>,
+    /// When the current state began, and when the last probe ended (ms since the epoch).
+    pub since_ms: Option<u64>,
+    pub last_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeState {
+    /// Not probed yet.
+    #[default]
+    Unknown,
+    Reachable,
+    Unreachable,
+}
+
+/// Something that happened, for the status page and `/status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Event {
+    pub at_ms: u64,
+    /// `reload`, `reload_failed`, `nack`, `ack`, `envoy`, `discovery`, `probe`.
+    pub kind: String,
+    /// One line for people, e.g. `reload: route added: demo.example.com /api -> api`.
+    pub text: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -93,6 +167,10 @@ pub struct SourceReport {
     pub selected: usize,
     /// Every pod (or slice endpoint) a cluster skipped, and why.
     pub skipped: Vec<SkippedReport>,
+    /// The state in words, API server and probes together: the line a user
+    /// sees first, e.g. `API server unreachable (VPN down?)`, `3 edges
+    /// listed, 0 reachable (VPN or firewall?)`, `healthy: 3/3 reachable`.
+    pub summary: String,
 }
 
 /// A source's state as `/status` names it.
