@@ -218,7 +218,7 @@ endpoints = [{{ address = "{}" }}]
     })
     .await;
     let lines: Vec<&str> = status.lines().collect();
-    assert_eq!(lines[0], format!("devbridge {} at {admin}: ready", env!("CARGO_PKG_VERSION")));
+    assert_eq!(lines[0], format!("devbridge {} at {admin} (pid {}): ready", env!("CARGO_PKG_VERSION"), daemon.id()));
     assert!(lines[1].starts_with(&format!("profile e2e ({profile}), loaded ")), "{status}");
     assert!(
         status.contains("envoys: 1 connected\n  dev-proxy (node.cluster dev-proxy, zone dev-local) from 127.0.0.1:"),
