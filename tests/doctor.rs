@@ -285,6 +285,22 @@ async fn a_healthy_chain_exits_0_and_status_finds_the_daemon_from_the_profile() 
         "{stderr}"
     );
     assert!(stderr.contains("not \"other\"; is `devbridge connect other` running?"), "{stderr}");
+    // So are diff and explain, which find their daemon the same way.
+    let out = devbridge(&["diff", other.path.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(69));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("serves profile \"chain\""), "{out:?}");
+    let url = format!("http://x.test:{port}/");
+    let out = devbridge(&["explain", "--daemon", path, &url]).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&edge.addr.to_string()), "{out:?}");
+    // A bad edit on disk still names the [listen] its daemon was started with.
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("chain.toml");
+    std::fs::write(&broken, format!("{}
+not_a_key = 1
+", listen(xds, admin))).unwrap();
+    let out = devbridge(&["status", broken.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
     drop(edge);
 }
 
