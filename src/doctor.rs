@@ -204,6 +204,12 @@ pub fn daemon_check(addr: SocketAddr, origin: &str, named: Option<&str>, answer:
                 if *ready { ", ready" } else { ", NOT READY" }
             );
             match named {
+                _ if !*ready && named.is_none_or(|n| n == profile) => Check::warning(
+                    DAEMON,
+                    name,
+                    found,
+                    "it waits for a discovery source to sync once (`devbridge status` says which; the checks below say why)",
+                ),
                 Some(n) if n != profile => Check::failed(
                     DAEMON,
                     name,

@@ -296,9 +296,16 @@ async fn a_healthy_chain_exits_0_and_status_finds_the_daemon_from_the_profile() 
     // A bad edit on disk still names the [listen] its daemon was started with.
     let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("chain.toml");
-    std::fs::write(&broken, format!("{}
+    std::fs::write(
+        &broken,
+        format!(
+            "{}
 not_a_key = 1
-", listen(xds, admin))).unwrap();
+",
+            listen(xds, admin)
+        ),
+    )
+    .unwrap();
     let out = devbridge(&["status", broken.to_str().unwrap()]).await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     drop(edge);

@@ -152,7 +152,7 @@ async fn daemon(ask: &Ask, checks: &mut Vec<Check>) -> Option<Status> {
             .map_or_else(|| arg.to_string(), |p| p.name)
     });
     let fact = match &answer {
-        Err(e) => DaemonAnswer::NotRunning(e.clone()),
+        Err(e) => DaemonAnswer::NotRunning(e.trim_end_matches(" (--admin)").to_string()),
         Ok(s) => DaemonAnswer::Serves {
             version: s.devbridge.clone(),
             pid: s.listen.pid,
