@@ -34,6 +34,7 @@ const CORE: &[&str] = &[
     "profile::diff::words",
     "doctor",
     "doctor::render",
+    "doctor::source",
 ];
 
 const IO_CRATES: &[&str] = &["tokio", "tokio_util", "tokio_stream", "tonic", "hyper", "hyper_util", "kube", "notify"];
