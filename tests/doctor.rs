@@ -304,11 +304,17 @@ async fn a_healthy_chain_exits_0_and_status_finds_the_daemon_from_the_profile() 
         "{stderr}"
     );
     assert!(stderr.contains("not \"other\"; is `devbridge connect other` running?"), "{stderr}");
-    // So are diff and explain, which find their daemon the same way.
+    // diff finds the daemon the same way; the edit it compares may have another name, and its
+    // first line says which profile it is compared with.
     let out = devbridge(&["diff", other.path.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let first = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_string();
+    assert_eq!(first, format!("{} against profile chain ({path})", other.path.display()));
+    // explain --daemon names the daemon's profile: the wrong one is refused.
+    let url = format!("http://x.test:{port}/");
+    let out = devbridge(&["explain", "--daemon", other.path.to_str().unwrap(), &url]).await;
     assert_eq!(out.status.code(), Some(69));
     assert!(String::from_utf8_lossy(&out.stderr).contains("serves profile \"chain\""), "{out:?}");
-    let url = format!("http://x.test:{port}/");
     let out = devbridge(&["explain", "--daemon", path, &url]).await;
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains(&edge.addr.to_string()), "{out:?}");

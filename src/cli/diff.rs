@@ -79,14 +79,17 @@ fn read(arg: &str) -> Result<(String, String), ExitCode> {
     }
 }
 
-/// Asks the daemon of `profile` (or the one `--admin` and the settings name).
+/// Asks the daemon `profile`'s `[listen]` names (or the one `--admin` and
+/// the settings name). The profile is the edit to compare, so it may be
+/// named otherwise than the one served (`edited-demo.toml` against `demo`):
+/// the answer's first line says which profile the daemon serves.
 fn ask_daemon(
     new: Option<(String, String)>,
     profile: Option<&str>,
     flags: &Flags,
 ) -> anyhow::Result<Result<DiffAnswer, (u8, String)>> {
     let target = match super::find_daemon(flags, profile)? {
-        Ok(t) => t,
+        Ok(t) => super::DaemonTarget { profile: None, ..t },
         Err(e) => return Ok(Err(e)),
     };
     let ask =

@@ -143,7 +143,11 @@ async fn daemon(ask: &Ask, checks: &mut Vec<Check>) -> Option<Status> {
         crate::profile::load::resolve(arg, &load::search_path())
             .ok()
             .and_then(|l| load::load(&l).ok())
-            .map_or_else(|| arg.to_string(), |p| p.name)
+            // A profile that does not load is named as it would be: by its file's stem.
+            .map_or_else(
+                || std::path::Path::new(arg).file_stem().map_or(arg.to_string(), |s| s.to_string_lossy().into_owned()),
+                |p| p.name,
+            )
     });
     let fact = match &answer {
         Err(e) => DaemonAnswer::NotRunning(e.trim_end_matches(" (--admin)").to_string()),
