@@ -401,3 +401,65 @@ async fn review(
     };
     (access, skew)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio_rustls::rustls;
+
+    use super::*;
+
+    /// A TLS server on loopback with a self-signed certificate, accepting once.
+    async fn tls_server() -> SocketAddr {
+        let rcgen::CertifiedKey { cert, signing_key } =
+            rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let _ = acceptor.accept(s).await;
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn an_https_server_is_reached_by_dns_tcp_and_tls_in_turn() {
+        let addr = tls_server().await;
+        let steps = reach(&format!("https://localhost:{}", addr.port())).await;
+        let names: Vec<&str> = steps.iter().map(|s| s.name).collect();
+        assert_eq!(names, ["DNS", "TCP", "TLS"]);
+        assert!(steps.iter().all(|s| s.result.is_ok()), "{steps:?}");
+        assert_eq!(steps[2].result.as_ref().unwrap().1, "TLSv1_3");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_does_not_speak_tls_fails_at_the_tls_step() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let _ = tokio::io::AsyncWriteExt::write_all(&mut s, b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        });
+        let steps = reach(&format!("https://127.0.0.1:{}", addr.port())).await;
+        assert_eq!(steps.len(), 3);
+        assert!(steps[1].result.is_ok() && steps[2].result.is_err(), "{steps:?}");
+    }
+
+    #[test]
+    fn an_exec_credential_gives_its_expiry_and_never_its_token() {
+        let out =
+            br#"{"kind":"ExecCredential","status":{"token":"s3cret","expirationTimestamp":"2030-01-01T00:00:00Z"}}"#;
+        assert_eq!(expiry(out), Ok(Some(1_893_456_000_000)));
+        let err = expiry(br#"{"kind":"ExecCredential","status":{}}"#).unwrap_err();
+        assert_eq!(err, "its ExecCredential has no token and no client certificate");
+    }
+}
