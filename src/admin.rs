@@ -84,6 +84,8 @@ pub struct AdminState {
     pub sources: Arc<dyn SourcesView>,
     /// The profile file the daemon follows, if any (`devbridge diff` without a file reads it).
     pub follow: Option<std::path::PathBuf>,
+    /// Where the daemon listens and its pid, for `/status`'s `listen`.
+    pub listen: crate::status::ListenInfo,
 }
 
 impl AdminState {

@@ -158,6 +158,14 @@ impl Daemon {
                 reload: reload_rx.clone(),
                 sources: Arc::new(crate::admin::DiscoverySources(discovery.sources())),
                 follow,
+                listen: crate::status::ListenInfo {
+                    xds: match &xds_socket {
+                        Some(path) => format!("unix:{}", path.display()),
+                        None => xds_addr.to_string(),
+                    },
+                    admin: admin_addr.map(|a| a.to_string()).unwrap_or_default(),
+                    pid: std::process::id(),
+                },
             };
             tracker.spawn(crate::admin::serve(admin, state, admin_tls, options.limits, shutdown.clone()));
         }

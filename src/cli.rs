@@ -1,6 +1,6 @@
 //! The command line: every subcommand and flag, and the front-ends of the
 //! commands that print and exit (`check`, `profiles`, `bootstrap`,
-//! `status`, `explain`, `diff`, `certs`, `discover`, `init`). `connect` is wired in [`crate::app::connect`].
+//! `status`, `explain`, `diff`, `doctor`, `certs`, `discover`, `init`). `connect` is wired in [`crate::app::connect`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,14 +9,16 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::bootstrap::{Format, Runtime};
+use crate::model::ListenOverrides;
 use crate::model::Profile;
 use crate::profile::load::{self, LoadError};
-use crate::settings::{Flags, LogFormat};
+use crate::settings::{Flags, LogFormat, Origin};
 
 pub mod bootstrap;
 pub mod certs;
 pub mod check;
 pub mod diff;
+pub mod doctor;
 pub mod explain;
 pub mod onboard;
 pub mod status;
@@ -80,6 +82,13 @@ pub enum Command {
     /// Against what the daemon serves, or another file (`--against`). The summary line is the one
     /// the reload will log. Exit 0 no change, 1 changes, 64 invalid, 69 no daemon.
     Diff(DiffArgs),
+    /// Walk the chain from profile to edges and say which link is broken, with the fix.
+    ///
+    /// The profile and settings, the daemon and its Envoys, the Envoy binary and ports, each
+    /// Kubernetes source (kubeconfig, API server, credentials, RBAC, selector, clock) and the
+    /// edges (probes, route). Works without a daemon. Exit 0 all ok (warnings allowed), 1 a
+    /// check failed, 64 bad input.
+    Doctor(DoctorArgs),
 }
 
 #[derive(Subcommand)]
@@ -177,6 +186,9 @@ pub struct BootstrapArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
+    /// Ask the daemon serving this profile (name or file): its admin address from the
+    /// profile's `[listen]`, the settings and the environment, as `connect` finds it.
+    pub profile: Option<String>,
     /// The daemon's admin address. Env: DEVBRIDGE_ADMIN_LISTEN. Default 127.0.0.1:18001.
     #[arg(long)]
     pub admin: Option<SocketAddr>,
@@ -200,8 +212,12 @@ pub struct ExplainArgs {
     pub proxy: Option<String>,
     /// Explain from this profile (name or file) alone, without a daemon: no run-time endpoints
     /// or Envoys.
-    #[arg(long, conflicts_with = "admin")]
+    #[arg(long, conflicts_with_all = ["admin", "daemon"])]
     pub profile: Option<String>,
+    /// Ask the daemon serving this profile (name or file), found from its `[listen]`, the
+    /// settings and the environment, as `connect` finds it.
+    #[arg(long, value_name = "PROFILE")]
+    pub daemon: Option<String>,
     /// The daemon's admin address. Env: DEVBRIDGE_ADMIN_LISTEN. Default 127.0.0.1:18001.
     #[arg(long)]
     pub admin: Option<SocketAddr>,
@@ -213,7 +229,7 @@ pub struct ExplainArgs {
 #[derive(Debug, clap::Args)]
 pub struct DiffArgs {
     /// The profile (name or file) to compare; default: the file the daemon follows, as it is on
-    /// disk now.
+    /// disk now. Its daemon is found from its `[listen]`, the settings and the environment.
     pub profile: Option<String>,
     /// Compare against this profile file instead of what the daemon serves (no daemon needed).
     #[arg(long, value_name = "FILE", conflicts_with = "admin")]
@@ -222,6 +238,18 @@ pub struct DiffArgs {
     #[arg(long)]
     pub admin: Option<SocketAddr>,
     /// Print the changes as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// The profile (name or file) to check; default: the one the daemon serves.
+    pub profile: Option<String>,
+    /// The daemon's admin address (default: found from the profile, as `status` finds it).
+    #[arg(long)]
+    pub admin: Option<SocketAddr>,
+    /// Print the checks as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -246,31 +274,131 @@ impl Cli {
             Command::Status(s) => flags.admin_listen = s.admin,
             Command::Explain(e) => flags.admin_listen = e.admin,
             Command::Diff(d) => flags.admin_listen = d.admin,
+            Command::Doctor(d) => flags.admin_listen = d.admin,
             _ => {}
         }
         flags
     }
 }
 
-/// The address a client command reaches the daemon's admin API at: a
-/// daemon listening on 0.0.0.0 is reached on loopback.
-pub fn admin_address(flags: &Flags) -> anyhow::Result<SocketAddr> {
-    let settings = crate::settings::Settings::load(flags, None)?;
-    let (host, port) = crate::settings::reachable_xds_address(settings.admin_listen);
-    Ok(SocketAddr::new(host.parse()?, port))
+/// The daemon a client command talks to, and how it was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonTarget {
+    /// Its admin address, as this machine reaches it (a daemon listening on
+    /// 0.0.0.0 is reached on loopback).
+    pub addr: SocketAddr,
+    /// The profile named to find it, if one was.
+    pub profile: Option<String>,
+    /// Where the address came from: a flag, the environment, the profile's
+    /// `[listen]`, the settings file, or the default.
+    pub origin: Origin,
 }
 
-/// Asks the daemon's admin API `POST path` with `ask` as JSON: its answer,
+impl DaemonTarget {
+    /// `127.0.0.1:18001 (the profile's [listen])`, for messages.
+    pub fn describe(&self) -> String {
+        format!("{} ({})", self.addr, self.origin)
+    }
+}
+
+/// A profile's name and `[listen]`, for finding its daemon. A profile whose
+/// file does not validate still names its `[listen]`: its daemon may be
+/// serving the last good version, so it is read from the TOML as written.
+pub fn profile_listen(arg: &str) -> Result<(String, ListenOverrides), String> {
+    let location = load::resolve(arg, &load::search_path()).map_err(|e| e.to_string())?;
+    match load::load(&location) {
+        Ok(p) => Ok((p.name, p.listen)),
+        Err(LoadError::Invalid(_)) => {
+            let text = match &location {
+                load::Location::File(path) => std::fs::read_to_string(path).map_err(|e| e.to_string())?,
+                load::Location::Embedded(name) => load::embedded(name).unwrap_or_default().to_string(),
+            };
+            let table: toml::Table = text.parse().map_err(|e| format!("profile {arg:?} is not TOML: {e}"))?;
+            let stem = match &location {
+                load::Location::File(p) => p.file_stem().and_then(|s| s.to_str()).unwrap_or(arg).to_string(),
+                load::Location::Embedded(name) => name.to_string(),
+            };
+            let name = table.get("name").and_then(|v| v.as_str()).map_or(stem, str::to_string);
+            let addr = |key: &str| -> Result<Option<SocketAddr>, String> {
+                match table.get("listen").and_then(|l| l.get(key)) {
+                    None => Ok(None),
+                    Some(v) => v
+                        .as_str()
+                        .and_then(|s| s.parse().ok())
+                        .map(Some)
+                        .ok_or_else(|| format!("profile {arg:?}: listen.{key} = {v} is not an address HOST:PORT")),
+                }
+            };
+            Ok((name, ListenOverrides { xds: addr("xds")?, admin: addr("admin")? }))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Finds the daemon a client command asks: `--admin` (in `flags`), else
+/// the layers `connect` stacks for its admin address (the environment, the
+/// named profile's `[listen]`, the settings file, the default), so a
+/// profile's daemon is found where `connect PROFILE` put it.
+pub fn find_daemon(flags: &Flags, profile: Option<&str>) -> anyhow::Result<Result<DaemonTarget, (u8, String)>> {
+    let (name, listen) = match profile {
+        None => (None, None),
+        Some(arg) => match profile_listen(arg) {
+            Ok((name, listen)) => (Some(name), Some(listen)),
+            Err(e) => return Ok(Err((EXIT_INVALID, e))),
+        },
+    };
+    let settings = crate::settings::Settings::load(flags, listen.as_ref())?;
+    let (host, port) = crate::settings::reachable_xds_address(settings.admin_listen);
+    let origin = crate::settings::origin("admin_listen", flags, listen.as_ref());
+    Ok(Ok(DaemonTarget { addr: SocketAddr::new(host.parse()?, port), profile: name, origin }))
+}
+
+/// The address a client command reaches the daemon's admin API at, without
+/// a profile: [`find_daemon`] with none.
+pub fn admin_address(flags: &Flags) -> anyhow::Result<SocketAddr> {
+    match find_daemon(flags, None)? {
+        Ok(t) => Ok(t.addr),
+        Err((_, e)) => Err(anyhow::anyhow!(e)),
+    }
+}
+
+/// When a profile was named, whether the daemon at `target` serves it:
+/// `Err` says plainly which profile it serves instead.
+pub fn serves_named(target: &DaemonTarget, status: &crate::status::Status) -> Result<(), String> {
+    let (Some(named), Some(served)) = (&target.profile, &status.profile) else { return Ok(()) };
+    if *named == served.name {
+        return Ok(());
+    }
+    let pid = match status.listen.pid {
+        0 => String::new(),
+        pid => format!(", pid {pid}"),
+    };
+    Err(format!(
+        "the devbridge at {} serves profile {:?} ({}{pid}), not {named:?}; is `devbridge connect {named}` running? \
+         (the address came from {})",
+        target.addr, served.name, served.file, target.origin
+    ))
+}
+
+/// Asks the daemon at `target` `POST path` with `ask` as JSON: its answer,
 /// or the exit code and message for why there is none (64 for a refused
-/// request, 69 for no daemon or one that does not know `path`).
+/// request, 69 for no daemon, one that serves another profile than the one
+/// named, or one that does not know `path`).
 pub fn post_admin<A: serde::Serialize, R: serde::de::DeserializeOwned>(
-    flags: &Flags,
+    target: &DaemonTarget,
     path: &str,
     ask: &A,
 ) -> anyhow::Result<Result<R, (u8, String)>> {
     use crate::status;
-    let addr = admin_address(flags)?;
+    let addr = target.addr;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    if target.profile.is_some() {
+        let checked = rt.block_on(status::fetch(addr, status::DEFAULT_TIMEOUT)).map_err(|e| e.to_string());
+        let checked = checked.and_then(|b| status::parse(addr, &b).map_err(|e| e.to_string()));
+        if let Err(e) = checked.and_then(|s| serves_named(target, &s)) {
+            return Ok(Err((EXIT_UNAVAILABLE, e)));
+        }
+    }
     let body = serde_json::to_string(ask)?;
     let answer = rt.block_on(status::client::exchange(addr, "POST", path, Some(body), status::DEFAULT_TIMEOUT));
     Ok(match answer {

@@ -28,6 +28,8 @@
 //! - [`registered`]: endpoints registered at run time, kept in a state file.
 //! - [`probe`]: edge probing: whether the laptop reaches each endpoint (one probe in `probe::check`).
 //! - [`onboard`]: `devbridge discover` and `devbridge init`: what a cluster shows, and a starter profile from it.
+//! - [`doctor`]: `devbridge doctor`: the chain from profile to edges as checks with fixes (verdicts pure,
+//!   `doctor::gather` reads).
 //! - [`certs`], [`tls`]: the local CA and the TLS of devbridge's listeners; [`supervise`]: the
 //!   Envoy child of `connect --envoy`.
 
@@ -38,6 +40,7 @@ pub mod bootstrap;
 pub mod certs;
 pub mod cli;
 pub mod discovery;
+pub mod doctor;
 pub mod explain;
 pub mod metrics;
 pub mod model;

@@ -73,6 +73,7 @@ fn run(command: Command, flags: &Flags) -> anyhow::Result<ExitCode> {
         Command::Status(args) => cli::status::run(&args, flags),
         Command::Explain(args) => cli::explain::run(&args, flags),
         Command::Diff(args) => cli::diff::run(&args, flags),
+        Command::Doctor(args) => cli::doctor::run(&args, flags),
         Command::Certs { command } => cli::certs::run(command),
         Command::Discover(args) => Ok(ExitCode::from(cli::onboard::discover(args))),
         Command::Init(args) => Ok(ExitCode::from(cli::onboard::init(args))),

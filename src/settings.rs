@@ -139,6 +139,85 @@ impl Settings {
     }
 }
 
+/// Which layer a setting's value comes from (`devbridge doctor` says it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Default,
+    /// The settings file at this path.
+    File(PathBuf),
+    /// The profile's `[listen]` table.
+    Profile,
+    /// This environment variable.
+    Env(String),
+    /// A command-line flag.
+    Flag,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Default => write!(f, "default"),
+            Origin::File(p) => write!(f, "settings file {}", p.display()),
+            Origin::Profile => write!(f, "the profile's [listen]"),
+            Origin::Env(v) => write!(f, "environment {v}"),
+            Origin::Flag => write!(f, "command-line flag"),
+        }
+    }
+}
+
+/// The keys [`Settings`] has, in the order people read them.
+pub const KEYS: &[&str] = &[
+    "xds_listen",
+    "admin_listen",
+    "log",
+    "log_format",
+    "tls",
+    "tls_dir",
+    "insecure",
+    "read_timeout",
+    "max_connections",
+    "max_streams_per_connection",
+];
+
+/// Where `key`'s value in force comes from, looking at the layers top down
+/// as [`Settings::load`] stacks them: flag, environment, profile, file, default.
+pub fn origin(key: &str, flags: &Flags, profile: Option<&ListenOverrides>) -> Origin {
+    let flagged = match key {
+        "xds_listen" => flags.xds_listen.is_some(),
+        "admin_listen" => flags.admin_listen.is_some(),
+        "log" => flags.log.is_some(),
+        "log_format" => flags.log_format.is_some(),
+        "tls" => flags.tls.is_some(),
+        "tls_dir" => flags.tls_dir.is_some(),
+        "insecure" => flags.insecure.is_some(),
+        _ => false,
+    };
+    if flagged {
+        return Origin::Flag;
+    }
+    let var = format!("DEVBRIDGE_{}", key.to_ascii_uppercase());
+    if std::env::var_os(&var).is_some() {
+        return Origin::Env(var);
+    }
+    let in_profile = match key {
+        "xds_listen" => profile.is_some_and(|l| l.xds.is_some()),
+        "admin_listen" => profile.is_some_and(|l| l.admin.is_some()),
+        _ => false,
+    };
+    if in_profile {
+        return Origin::Profile;
+    }
+    let file = flags.settings_file.clone().or_else(default_settings_file);
+    let in_file = file
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .is_some_and(|text| text.parse::<toml::Table>().is_ok_and(|t| t.contains_key(key)));
+    match (in_file, file) {
+        (true, Some(p)) => Origin::File(p),
+        _ => Origin::Default,
+    }
+}
+
 /// Where an Envoy on this machine reaches an xDS server listening on `listen`.
 pub fn reachable_xds_address(listen: SocketAddr) -> (String, u16) {
     let ip = listen.ip();
@@ -214,6 +293,18 @@ mod tests {
         assert_eq!(
             Settings::load(&flags, None).unwrap_err().to_string(),
             "settings file /nonexistent/settings.toml does not exist"
+        );
+    }
+
+    #[test]
+    fn each_setting_names_the_layer_it_comes_from() {
+        let (_dir, file) = mk_file("log = \"debug\"\nadmin_listen = \"127.0.0.1:1001\"\n");
+        let profile = ListenOverrides { xds: None, admin: Some("127.0.0.1:2001".parse().unwrap()) };
+        let flags = Flags { settings_file: Some(file.clone()), log_format: Some(LogFormat::Json), ..Flags::default() };
+        let at = |key| origin(key, &flags, Some(&profile));
+        assert_eq!(
+            [at("log"), at("admin_listen"), at("log_format"), at("max_connections")],
+            [Origin::File(file), Origin::Profile, Origin::Flag, Origin::Default]
         );
     }
 

@@ -218,7 +218,7 @@ endpoints = [{{ address = "{}" }}]
     })
     .await;
     let lines: Vec<&str> = status.lines().collect();
-    assert_eq!(lines[0], format!("devbridge {} at {admin}: ready", env!("CARGO_PKG_VERSION")));
+    assert_eq!(lines[0], format!("devbridge {} at {admin} (pid {}): ready", env!("CARGO_PKG_VERSION"), daemon.id()));
     assert!(lines[1].starts_with(&format!("profile e2e ({profile}), loaded ")), "{status}");
     assert!(
         status.contains("envoys: 1 connected\n  dev-proxy (node.cluster dev-proxy, zone dev-local) from 127.0.0.1:"),
@@ -533,7 +533,12 @@ async fn status_exits_1_while_the_daemon_is_not_ready() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(
         (out.status.code(), stdout.lines().next()),
-        (Some(1), Some(format!("devbridge {} at {admin}: NOT READY", env!("CARGO_PKG_VERSION")).as_str()))
+        (
+            Some(1),
+            Some(
+                format!("devbridge {} at {admin} (pid {}): NOT READY", env!("CARGO_PKG_VERSION"), daemon.id()).as_str()
+            )
+        )
     );
     let json = devbridge(&["status", "--admin", &admin, "--json"]);
     assert_eq!(json.status.code(), Some(1));

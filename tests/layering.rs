@@ -32,6 +32,9 @@ const CORE: &[&str] = &[
     "explain::request",
     "profile::diff",
     "profile::diff::words",
+    "doctor",
+    "doctor::render",
+    "doctor::source",
 ];
 
 const IO_CRATES: &[&str] = &["tokio", "tokio_util", "tokio_stream", "tonic", "hyper", "hyper_util", "kube", "notify"];

@@ -16,7 +16,8 @@
 //!   answer is compared line by line in any order (Envoy's round robin
 //!   starts at a random endpoint), with trailing spaces trimmed and three
 //!   things that change from run to run normalised on both sides: content
-//!   versions (16 hex digits), ages (`3s ago`) and an Envoy's client port.
+//!   versions (16 hex digits), ages (`3s ago`), an Envoy's client port and
+//!   the daemon's pid (`(pid 4242)`).
 //!   A command is retried, every 200 ms for at most 30 s, until its answer
 //!   matches, because the daemon, Envoy and the stand-in edges start in
 //!   the background.
@@ -105,6 +106,7 @@ struct Normalise {
     version: Regex,
     ago: Regex,
     peer: Regex,
+    pid: Regex,
 }
 
 impl Normalise {
@@ -113,6 +115,7 @@ impl Normalise {
             version: Regex::new(r"\b[0-9a-f]{16}\b").unwrap(),
             ago: Regex::new(r"\b(\d+[dhm] )?\d+[dhms] ago\b").unwrap(),
             peer: Regex::new(r"from 127\.0\.0\.1:\d+").unwrap(),
+            pid: Regex::new(r"\(pid \d+\)").unwrap(),
         }
     }
 
@@ -122,6 +125,7 @@ impl Normalise {
             .map(|l| {
                 let l = self.version.replace_all(l.trim_end(), "<version>");
                 let l = self.ago.replace_all(&l, "<age> ago");
+                let l = self.pid.replace_all(&l, "(pid <pid>)");
                 self.peer.replace_all(&l, "from 127.0.0.1:<port>").into_owned()
             })
             .collect();
@@ -219,6 +223,10 @@ fn normalising_keeps_what_matters_and_drops_what_changes() {
     let rejected = n.lines(&["  CDS  REJECTED  sent 9487003b992d0cbe  acked -".into(), "loaded 3s ago".into()]);
     assert_ne!(a, rejected);
     assert_ne!(n.lines(&["from 127.0.0.1:18001".into()]), n.lines(&["from 10.0.0.1:18001".into()]));
+    assert_eq!(
+        n.lines(&["at 127.0.0.1:18001 (pid 12): ready".into()]),
+        n.lines(&["at 127.0.0.1:18001 (pid 4242): ready".into()])
+    );
 }
 
 #[test]

@@ -33,7 +33,7 @@ pub fn run(args: &DiffArgs, flags: &Flags) -> anyhow::Result<ExitCode> {
             let (file, text) = new.expect("a profile is named with --against");
             compare(&served, &file, &text)
         }
-        None => match ask_daemon(new, flags)? {
+        None => match ask_daemon(new, args.profile.as_deref(), flags)? {
             Ok(a) => a,
             Err((code, message)) => {
                 eprintln!("devbridge: {message}");
@@ -79,10 +79,22 @@ fn read(arg: &str) -> Result<(String, String), ExitCode> {
     }
 }
 
-fn ask_daemon(new: Option<(String, String)>, flags: &Flags) -> anyhow::Result<Result<DiffAnswer, (u8, String)>> {
+/// Asks the daemon `profile`'s `[listen]` names (or the one `--admin` and
+/// the settings name). The profile is the edit to compare, so it may be
+/// named otherwise than the one served (`edited-demo.toml` against `demo`):
+/// the answer's first line says which profile the daemon serves.
+fn ask_daemon(
+    new: Option<(String, String)>,
+    profile: Option<&str>,
+    flags: &Flags,
+) -> anyhow::Result<Result<DiffAnswer, (u8, String)>> {
+    let target = match super::find_daemon(flags, profile)? {
+        Ok(t) => super::DaemonTarget { profile: None, ..t },
+        Err(e) => return Ok(Err(e)),
+    };
     let ask =
         crate::profile::diff::DiffRequest { file: new.as_ref().map(|(f, _)| f.clone()), text: new.map(|(_, t)| t) };
-    super::post_admin(flags, "/v1/diff", &ask)
+    super::post_admin(&target, "/v1/diff", &ask)
 }
 
 /// The change for people: the summary line reload will log, then each proxy's changes.

@@ -1,10 +1,11 @@
 //! `devbridge explain`: a thin client of the daemon's `POST /v1/explain`,
-//! or, with `--profile`, the same code over a profile file alone.
+//! found by `--admin` or `--daemon PROFILE`, or, with `--profile`, the same
+//! code over a profile file alone.
 
 use std::process::ExitCode;
 
 use super::{EXIT_INVALID, ExplainArgs};
-use crate::explain::{self, ExplainRequest, Explanation, Live, render};
+use crate::explain::{self, ExplainRequest, Live, render};
 use crate::settings::Flags;
 
 pub fn run(args: &ExplainArgs, flags: &Flags) -> anyhow::Result<ExitCode> {
@@ -37,7 +38,10 @@ pub fn run(args: &ExplainArgs, flags: &Flags) -> anyhow::Result<ExitCode> {
             explain::explain(&profile, &req, args.proxy.as_deref(), &Live::default())
                 .map_err(|e| (EXIT_INVALID, e.to_string()))
         }
-        None => ask_daemon(&ask, flags)?,
+        None => match super::find_daemon(flags, args.daemon.as_deref())? {
+            Ok(target) => super::post_admin(&target, "/v1/explain", &ask)?,
+            Err(e) => Err(e),
+        },
     };
     let e = match answer {
         Ok(e) => e,
@@ -52,9 +56,4 @@ pub fn run(args: &ExplainArgs, flags: &Flags) -> anyhow::Result<ExitCode> {
         print!("{}", render::render(&e, render::Style { color: super::color() }));
     }
     Ok(ExitCode::from(e.outcome.exit_code()))
-}
-
-/// The daemon's explanation, or the exit code and message for why there is none.
-fn ask_daemon(ask: &ExplainRequest, flags: &Flags) -> anyhow::Result<Result<Explanation, (u8, String)>> {
-    super::post_admin(flags, "/v1/explain", ask)
 }

@@ -138,7 +138,8 @@ fn probe_address(scheme: Option<&str>, host: Option<&str>, port: Option<u16>) ->
     Some(format!("{}:{port}", host?))
 }
 
-fn expand_home(path: &str) -> String {
+/// `~/x` as `$HOME/x`, as kubectl reads a kubeconfig path.
+pub fn expand_home(path: &str) -> String {
     match (path.strip_prefix("~/"), std::env::var("HOME")) {
         (Some(rest), Ok(home)) => format!("{home}/{rest}"),
         _ => path.to_string(),

@@ -23,7 +23,12 @@ pub fn render(s: &Status, addr: &str) -> String {
     let mut out = String::new();
     let now = s.now_ms;
     let ready = if s.ready { "ready" } else { "NOT READY" };
-    let _ = writeln!(out, "devbridge {} at {addr}: {ready}", s.devbridge);
+    // The pid tells two daemons apart (an older one does not send it).
+    let pid = match s.listen.pid {
+        0 => String::new(),
+        pid => format!(" (pid {pid})"),
+    };
+    let _ = writeln!(out, "devbridge {} at {addr}{pid}: {ready}", s.devbridge);
     match &s.profile {
         Some(p) => {
             let _ = writeln!(out, "profile {} ({}), loaded {}", p.name, p.file, ago(now, s.reload.loaded_at_ms));

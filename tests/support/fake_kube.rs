@@ -17,7 +17,10 @@
 //! [`FakeKube::stop`] / [`FakeKube::start`] take it down and back up on the
 //! same port. Requests need `Authorization: Bearer <token>`; with
 //! [`FakeKube::forbid`], requests for a kind are refused with 403, as RBAC
-//! refuses a user without the role.
+//! refuses a user without the role, and a `SelfSubjectAccessReview`
+//! (`POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews`) for it
+//! answers `allowed: false`. Every answer has a `Date` header, off by
+//! [`FakeKube::set_clock_offset`] to play a server whose clock is wrong.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -78,6 +81,9 @@ struct State {
     forbidden: std::collections::BTreeSet<Kind>,
     lists: BTreeMap<Kind, usize>,
     watches: BTreeMap<Kind, usize>,
+    /// Seconds the server's clock (its `Date` header) is ahead of the real one.
+    clock_offset: i64,
+    reviews: usize,
 }
 
 pub struct FakeKube {
@@ -138,7 +144,18 @@ impl FakeKube {
                         let (state, events, tasks, token) =
                             (state.clone(), events.clone(), tasks_inner.clone(), token.clone());
                         let ended = ends.subscribe();
-                        async move { Ok::<_, Infallible>(handle(req, state, events, ended, tasks, &token).await) }
+                        async move {
+                            let offset = state.lock().unwrap().clock_offset;
+                            let mut resp = handle(req, state, events, ended, tasks, &token).await;
+                            let now = std::time::SystemTime::now();
+                            let at = if offset >= 0 {
+                                now + Duration::from_secs(offset as u64)
+                            } else {
+                                now - Duration::from_secs(offset.unsigned_abs())
+                            };
+                            resp.headers_mut().insert("date", httpdate::fmt_http_date(at).parse().unwrap());
+                            Ok::<_, Infallible>(resp)
+                        }
                     });
                     let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
                 });
@@ -212,6 +229,16 @@ impl FakeKube {
         } else {
             s.forbidden.remove(&kind);
         }
+    }
+
+    /// The server's clock runs `secs` ahead (negative: behind), as its `Date` header shows.
+    pub fn set_clock_offset(&self, secs: i64) {
+        self.state.lock().unwrap().clock_offset = secs;
+    }
+
+    /// SelfSubjectAccessReviews answered.
+    pub fn reviews(&self) -> usize {
+        self.state.lock().unwrap().reviews
     }
 
     pub fn lists(&self, kind: Kind) -> usize {
@@ -300,6 +327,10 @@ async fn handle(
         return respond(StatusCode::UNAUTHORIZED, status_body(401, "Unauthorized", "Unauthorized"));
     }
     let path = req.uri().path().to_string();
+    if path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews" && req.method() == hyper::Method::POST {
+        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        return access_review(&state, &body);
+    }
     let query = parse_query(req.uri().query().unwrap_or(""));
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (kind, namespace) = match segments.as_slice() {
@@ -409,6 +440,27 @@ async fn handle(
         .header("content-type", "application/json")
         .body(BodyExt::boxed(StreamBody::new(ReceiverStream::new(rx))))
         .unwrap()
+}
+
+/// Answers a SelfSubjectAccessReview as RBAC would: allowed unless the
+/// resource's kind is forbidden.
+fn access_review(state: &Mutex<State>, body: &[u8]) -> Response<Body> {
+    let Ok(mut review) = serde_json::from_slice::<Value>(body) else {
+        return respond(StatusCode::BAD_REQUEST, status_body(400, "BadRequest", "not JSON"));
+    };
+    let attrs = &review["spec"]["resourceAttributes"];
+    let kind = match attrs["resource"].as_str() {
+        Some("pods") => Some(Kind::Pods),
+        Some("nodes") => Some(Kind::Nodes),
+        Some("endpointslices") => Some(Kind::Slices),
+        _ => None,
+    };
+    let mut s = state.lock().unwrap();
+    s.reviews += 1;
+    let allowed = kind.is_some_and(|k| !s.forbidden.contains(&k));
+    let reason = if allowed { "RBAC: allowed by RoleBinding \"edge-reader\"" } else { "" };
+    review["status"] = json!({"allowed": allowed, "reason": reason});
+    respond(StatusCode::CREATED, review)
 }
 
 /// What one request selects.
