@@ -84,6 +84,8 @@ pub struct AdminState {
     pub sources: Arc<dyn SourcesView>,
     /// The profile file the daemon follows, if any (`devbridge diff` without a file reads it).
     pub follow: Option<std::path::PathBuf>,
+    /// The events log (`events.rs`): `/status` shows its last events, the page waits on it.
+    pub events: watch::Receiver<crate::events::EventLog>,
 }
 
 impl AdminState {

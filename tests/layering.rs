@@ -32,6 +32,7 @@ const CORE: &[&str] = &[
     "explain::request",
     "profile::diff",
     "profile::diff::words",
+    "events::diff",
 ];
 
 const IO_CRATES: &[&str] = &["tokio", "tokio_util", "tokio_stream", "tonic", "hyper", "hyper_util", "kube", "notify"];

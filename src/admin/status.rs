@@ -37,6 +37,7 @@ pub fn build(state: &AdminState) -> Status {
             last_tls: state.metrics.last_tls_refusal.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             identity: state.metrics.identity_refused.load(std::sync::atomic::Ordering::Relaxed),
         },
+        events: state.events.borrow().last(crate::events::SHOWN),
         ..Status::default()
     }
 }
