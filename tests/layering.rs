@@ -33,6 +33,7 @@ const CORE: &[&str] = &[
     "profile::diff",
     "profile::diff::words",
     "events::diff",
+    "admin::page::view",
 ];
 
 const IO_CRATES: &[&str] = &["tokio", "tokio_util", "tokio_stream", "tonic", "hyper", "hyper_util", "kube", "notify"];
