@@ -40,9 +40,18 @@ pub struct EventLog {
 }
 
 impl EventLog {
-    /// Adds `found` at `at_ms`, dropping the oldest beyond [`CAPACITY`].
+    /// Adds `found` at `at_ms`, dropping the oldest beyond [`CAPACITY`]; an
+    /// ACK right after an ACK of the same Envoy merges into it.
     pub fn push(&mut self, at_ms: u64, found: Found) {
         for (kind, text) in found {
+            if kind == diff::Kind::Ack
+                && let Some(last) = self.events.back_mut().filter(|e| e.kind == kind.as_str())
+                && let Some(merged) = diff::merge_acks(&last.text, &text)
+            {
+                last.text = merged;
+                last.at_ms = at_ms;
+                continue;
+            }
             if self.events.len() == CAPACITY {
                 self.events.pop_front();
             }
@@ -254,6 +263,17 @@ mod tests {
         let last: Vec<String> = log.last(2).into_iter().map(|e| e.text).collect();
         assert_eq!(last, ["reload 203", "reload 204"]);
         assert_eq!(log.last(SHOWN).len(), SHOWN);
+    }
+
+    #[test]
+    fn acks_one_after_another_are_one_event() {
+        let mut log = EventLog::default();
+        log.push(1, vec![(diff::Kind::Ack, "p acked CDS".into())]);
+        log.push(2, vec![(diff::Kind::Ack, "p acked EDS".into()), (diff::Kind::Ack, "p acked LDS, RDS".into())]);
+        let texts: Vec<(u64, String)> = log.events.iter().map(|e| (e.at_ms, e.text.clone())).collect();
+        assert_eq!(texts, [(2, "p acked CDS, EDS, LDS, RDS".to_string())]);
+        log.push(3, vec![(diff::Kind::Reload, "reload: routes +1".into()), (diff::Kind::Ack, "p acked RDS".into())]);
+        assert_eq!(log.events.len(), 3);
     }
 
     #[test]

@@ -135,6 +135,25 @@ pub fn envoys(old: &BTreeMap<u64, Envoy>, new: &BTreeMap<u64, Envoy>) -> Found {
     out
 }
 
+/// One Envoy's ACKs of several types arrive one by one: an ACK event that
+/// follows one of the same Envoy merges into it (`p acked CDS` and `p acked
+/// EDS, LDS` are `p acked CDS, EDS, LDS`).
+pub fn merge_acks(last: &str, next: &str) -> Option<String> {
+    const SEP: &str = " acked ";
+    let (who, types) = last.split_once(SEP)?;
+    let (who_next, more) = next.split_once(SEP)?;
+    if who != who_next {
+        return None;
+    }
+    let mut all: Vec<&str> = types.split(", ").collect();
+    for t in more.split(", ") {
+        if !all.contains(&t) {
+            all.push(t);
+        }
+    }
+    Some(format!("{who}{SEP}{}", all.join(", ")))
+}
+
 /// Versions are content hashes: the first 12 characters name one.
 fn short(v: &str) -> &str {
     v.get(..12).unwrap_or(v)
@@ -303,6 +322,13 @@ mod tests {
         );
         assert_eq!(envoys(&nacked, &nacked), vec![]);
         assert_eq!(envoys(&nacked, &empty), vec![(Kind::Envoy, "dev-proxy disconnected (stream 3)".into())]);
+    }
+
+    #[test]
+    fn acks_of_one_envoy_merge_and_of_two_do_not() {
+        assert_eq!(merge_acks("p acked CDS", "p acked EDS, CDS").as_deref(), Some("p acked CDS, EDS"));
+        assert_eq!(merge_acks("p acked CDS", "q acked EDS"), None);
+        assert_eq!(merge_acks("p connected", "p acked EDS"), None);
     }
 
     #[test]
