@@ -3,7 +3,7 @@
 //! into the digest here, keeps the last one, and stamps what this returns
 //! with the time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::model::EndpointSet;
@@ -194,10 +194,11 @@ pub fn endpoints(old: &EndpointSet, new: &EndpointSet) -> Found {
         if Arc::ptr_eq(was, eps) || was == eps {
             continue;
         }
-        let addrs = |set: &[crate::model::Endpoint]| set.iter().map(|e| e.addr.to_string()).collect::<Vec<_>>();
+        // Sets: a cluster may hold thousands of endpoints.
+        let addrs = |set: &[crate::model::Endpoint]| set.iter().map(|e| e.addr).collect::<BTreeSet<_>>();
         let (before, after) = (addrs(was), addrs(eps));
-        let added: Vec<String> = after.iter().filter(|a| !before.contains(a)).cloned().collect();
-        let removed: Vec<String> = before.iter().filter(|a| !after.contains(a)).cloned().collect();
+        let added: Vec<String> = after.difference(&before).map(|a| a.to_string()).collect();
+        let removed: Vec<String> = before.difference(&after).map(|a| a.to_string()).collect();
         let mut parts = Vec::new();
         if !added.is_empty() {
             parts.push(format!("+{}", named(&added)));
