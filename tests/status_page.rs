@@ -234,6 +234,7 @@ async fn the_page_shows_the_demo_and_follows_a_profile_edit_live() {
                 "acked CDS EDS LDS RDS",
                 "live",
                 "devbridge started: profile demo",
+                "All well: 1 Envoy up to date, every cluster has endpoints",
             ],
         )
         .await;
