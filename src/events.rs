@@ -81,14 +81,16 @@ pub struct Inputs {
 /// force at the start are the baseline: only changes after it are events.
 pub async fn run(mut inputs: Inputs, log: watch::Sender<EventLog>, shutdown: CancellationToken) {
     let mut streams_changed = inputs.streams.changes();
+    streams_changed.borrow_and_update();
     let published = inputs.published.borrow_and_update().clone();
+    // The start is the baseline of what is served; an Envoy, a reload or a
+    // source that came before this task first looked is still an event.
     let mut seen = Seen {
-        reload: reload_digest(&inputs.reload.borrow_and_update()),
-        envoys: envoys_digest(&inputs.streams.all()),
-        sources: sources_digest(&inputs.sources.borrow_and_update()),
+        reload: diff::Reload::default(),
+        envoys: BTreeMap::new(),
+        sources: BTreeMap::new(),
         endpoints: endpoints_digest(&published),
     };
-    streams_changed.borrow_and_update();
     let proxies = match published.snapshots.len() {
         1 => "1 proxy".to_string(),
         n => format!("{n} proxies"),
@@ -103,7 +105,10 @@ pub async fn run(mut inputs: Inputs, log: watch::Sender<EventLog>, shutdown: Can
                     published.profile.name, published.profile.file
                 ),
             )],
-        )
+        );
+        l.push(crate::model::now_ms(), seen.reload(reload_digest(&inputs.reload.borrow_and_update())));
+        l.push(crate::model::now_ms(), seen.envoys(envoys_digest(&inputs.streams.all())));
+        l.push(crate::model::now_ms(), seen.sources(sources_digest(&inputs.sources.borrow_and_update())));
     });
     // An input whose writer is gone keeps its last value.
     let mut open = [true; 4];
