@@ -1,8 +1,9 @@
 //! The events log and the status page's endpoints, in process: a gRPC ADS
 //! client stands in for Envoy, the profile is a followed file. Each change
 //! (an Envoy connecting, ACKing, NACKing, leaving; registered endpoints; a
-//! good and a bad edit) is an event in `/status`, `/v1/view` follows what
-//! is served, and `/v1/events` sends a message after each change.
+//! good and a bad edit; a Kubernetes source connecting, its API server
+//! going away and returning) is an event in `/status`, `/v1/view` follows
+//! what is served, and `/v1/events` sends a message after each change.
 
 mod support;
 
@@ -175,4 +176,48 @@ async fn the_event_stream_sends_a_message_after_each_change_and_ends_on_shutdown
     .await;
     assert!(eof.is_ok(), "the event stream stayed open after shutdown");
     daemon.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_source_going_down_and_back_is_an_event_each_way() {
+    use support::fake_kube::{FakeKube, Kind, pod};
+    let fake = FakeKube::start_new(support::kube::TOKEN).await;
+    fake.apply(Kind::Pods, pod("edge", "e1", &[("app", "edge-envoy")], "127.0.0.1", &[("http", 9001)], true));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = fake.kubeconfig(dir.path());
+    let src = support::kube::mk_source(support::free_port(), &kubeconfig, &["edge"], support::kube::EDGE);
+    let file = ProfileFile::new("kube", &src);
+    let options = devbridge::app::Options { follow: file.options().follow, ..support::kube::mk_options() };
+    let daemon = Daemon::start_with(
+        file.load(),
+        loopback_listener().await,
+        Some(loopback_listener().await),
+        CancellationToken::new(),
+        options,
+    )
+    .unwrap();
+    let admin = daemon.admin_addr.unwrap();
+    wait_event(admin, "endpoints: cluster edge: 0 -> 1 endpoints (+127.0.0.1:9001)").await;
+    let connected = eventually("a connected event", 200, || async {
+        event_texts(admin).await.into_iter().find(|e| e.starts_with("discovery: ") && e.ends_with(": connected"))
+    })
+    .await;
+    assert!(connected.starts_with("discovery: pods \"app=edge-envoy\" in edge via "), "{connected}");
+
+    fake.stop();
+    let degraded = eventually("a degraded event", 200, || async {
+        event_texts(admin).await.into_iter().find(|e| e.starts_with("discovery: ") && e.contains(": degraded: "))
+    })
+    .await;
+    assert!(
+        degraded.contains(&format!("is the VPN up? the API server http://{} did not answer", fake.addr)),
+        "{degraded}"
+    );
+    fake.start().await;
+    eventually("a connected event after the degraded one", 200, || async {
+        let texts = event_texts(admin).await;
+        let down = texts.iter().position(|e| e.contains(": degraded: "))?;
+        texts[down..].iter().any(|e| e.starts_with("discovery: ") && e.contains(": connected")).then_some(())
+    })
+    .await;
 }
