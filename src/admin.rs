@@ -2,6 +2,9 @@
 //!
 //! | path | what |
 //! | --- | --- |
+//! | `GET /` | the status page: proxies, domains, routes, clusters, endpoints, Envoys, sources, events; live |
+//! | `GET /v1/view` | JSON: what is served, as the page draws it (proxy -> domains -> routes -> clusters -> endpoints) |
+//! | `GET /v1/events` | server-sent events: a message whenever something the page shows may have changed |
 //! | `GET /healthz` | the process is alive |
 //! | `GET /readyz` | a profile is loaded, its snapshots built, and every discovery source synced once |
 //! | `GET /status` | JSON: profile, reload state, snapshot versions, registered endpoints, connected Envoys, sources |
@@ -18,12 +21,14 @@ mod diff;
 mod endpoints;
 mod explain;
 mod http;
+mod page;
 mod status;
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -86,6 +91,8 @@ pub struct AdminState {
     pub follow: Option<std::path::PathBuf>,
     /// Where the daemon listens and its pid, for `/status`'s `listen`.
     pub listen: crate::status::ListenInfo,
+    /// The events log (`events.rs`): `/status` shows its last events, the page waits on it.
+    pub events: watch::Receiver<crate::events::EventLog>,
 }
 
 impl AdminState {
@@ -153,9 +160,11 @@ async fn connection<IO>(io: TokioIo<IO>, state: AdminState, limits: Limits, shut
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let stop = shutdown.clone();
     let svc = service_fn(move |req| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(handle(&state, req).await) }
+        let stop = stop.clone();
+        async move { Ok::<_, Infallible>(respond(&state, req, stop).await) }
     });
     // The header-read timeout runs from the connection's start and between
     // keep-alive requests, so neither a slowloris nor an idle socket holds a slot.
@@ -174,6 +183,18 @@ where
     }
 }
 
+/// Every answer: the event stream's body streams; all others are whole.
+async fn respond(
+    state: &AdminState,
+    req: Request<Incoming>,
+    shutdown: CancellationToken,
+) -> Response<BoxBody<Bytes, Infallible>> {
+    if req.uri().path() == page::EVENTS_PATH && req.method() == Method::GET {
+        return page::events(state, shutdown);
+    }
+    handle(state, req).await.map(BodyExt::boxed)
+}
+
 async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     if let Some(cluster) = endpoints::cluster_of(&path) {
@@ -185,17 +206,20 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
     if path == diff::PATH {
         return diff::handle(state, req).await;
     }
-    let known = ["/healthz", "/readyz", "/status", "/config_dump", "/metrics"];
+    let known =
+        ["/", "/healthz", "/readyz", "/status", "/config_dump", "/metrics", page::view::PATH, page::EVENTS_PATH];
     if !known.contains(&path.as_str()) {
         return http::text(
             StatusCode::NOT_FOUND,
-            "not found; try /healthz, /readyz, /status, /config_dump, /metrics, /v1/explain, /v1/diff or /v1/clusters/NAME/endpoints\n",
+            "not found; try / (the status page), /healthz, /readyz, /status, /config_dump, /metrics, /v1/view, /v1/events, /v1/explain, /v1/diff or /v1/clusters/NAME/endpoints\n",
         );
     }
     if req.method() != Method::GET {
         return http::method_not_allowed("GET");
     }
     match path.as_str() {
+        "/" => page::page(),
+        page::view::PATH => http::json(StatusCode::OK, &page::view::build(&state.published.borrow().clone())),
         "/healthz" => http::text(StatusCode::OK, "ok\n"),
         "/readyz" => match state.readiness() {
             Ok(why) => http::text(StatusCode::OK, &format!("ready: {why}\n")),

@@ -5,6 +5,7 @@
 //! profile::watch (reload) ─watch<Arc<Profile>>──┬──────────────▶ builder ─watch<Arc<Published>>─▶ ADS streams ─▶ Envoy
 //!                                               ├─▶ discovery ─watch<Arc<Discovered>>─▶ builder   └─▶ admin server
 //!                                               └─▶ registered ─watch<Arc<EndpointSet>>─▶ builder
+//! reload status, Published, sources, stream registry ─▶ events ─watch<EventLog>─▶ admin (/status, the page)
 //! ```
 //!
 //! The builder task ([`run_builder`]) is the single writer of what is
@@ -79,6 +80,7 @@ pub struct Daemon {
     pub xds_socket: Option<PathBuf>,
     pub admin_addr: Option<SocketAddr>,
     discovery: Discovery,
+    events: watch::Receiver<crate::events::EventLog>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     xds_task: JoinHandle<Result<(), tonic::transport::Error>>,
@@ -149,6 +151,17 @@ impl Daemon {
             service = service.requiring_identity();
         }
         let xds_task = tokio::spawn(crate::xds::server::serve(xds, service, xds_tls, options.limits, shutdown.clone()));
+        let (events_tx, events) = watch::channel(crate::events::EventLog::default());
+        let inputs = crate::events::Inputs {
+            reload: reload_rx.clone(),
+            published: rx.clone(),
+            sources: discovery.sources(),
+            streams: streams.clone(),
+        };
+        tracker.spawn(tracing::Instrument::instrument(
+            crate::events::run(inputs, events_tx, shutdown.clone()),
+            tracing::info_span!("events"),
+        ));
         if let Some(admin) = admin {
             let state = crate::admin::AdminState {
                 published: rx.clone(),
@@ -166,6 +179,7 @@ impl Daemon {
                     admin: admin_addr.map(|a| a.to_string()).unwrap_or_default(),
                     pid: std::process::id(),
                 },
+                events: events.clone(),
             };
             tracker.spawn(crate::admin::serve(admin, state, admin_tls, options.limits, shutdown.clone()));
         }
@@ -179,6 +193,7 @@ impl Daemon {
             xds_socket,
             admin_addr,
             discovery,
+            events,
             shutdown,
             tracker,
             xds_task,
@@ -214,6 +229,11 @@ impl Daemon {
         let mut rx = self.reload.clone();
         rx.mark_unchanged();
         rx
+    }
+
+    /// The events log (`events.rs`); `changed` fires on every input change it sees.
+    pub fn events(&self) -> watch::Receiver<crate::events::EventLog> {
+        self.events.clone()
     }
 
     /// Runs Envoy under the daemon's task tracker: restarted when it exits,

@@ -23,6 +23,8 @@
 //! - [`admin`]: the admin HTTP API: health, readiness, status, config dump, metrics, registered endpoints.
 //! - [`publish`]: the builder's pure steps; [`app`]: wires the tasks and channels, runs the builder,
 //!   and `connect` (listeners, TLS, the supervised Envoy, signals).
+//! - [`events`]: the events log: reloads, Envoys, discovery and endpoint changes in words, from the
+//!   existing channels (the words are pure, `events::diff`).
 //! - [`metrics`]: shared counters and their Prometheus form.
 //! - [`accept`]: the accept loop of every listener and its limits; [`throttle`]: rate-limited WARNs.
 //! - [`registered`]: endpoints registered at run time, kept in a state file.
@@ -41,6 +43,7 @@ pub mod certs;
 pub mod cli;
 pub mod discovery;
 pub mod doctor;
+pub mod events;
 pub mod explain;
 pub mod metrics;
 pub mod model;

@@ -110,7 +110,7 @@ pub enum ProbeState {
 #[serde(default)]
 pub struct Event {
     pub at_ms: u64,
-    /// `reload`, `reload_failed`, `nack`, `ack`, `envoy`, `discovery`, `probe`.
+    /// `start`, `reload`, `reload_failed`, `envoy`, `ack`, `nack`, `discovery`, `endpoints`, `probe` (`events::diff::Kind`).
     pub kind: String,
     /// One line for people, e.g. `reload: route added: demo.example.com /api -> api`.
     pub text: String,

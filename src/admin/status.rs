@@ -38,6 +38,7 @@ pub fn build(state: &AdminState) -> Status {
             identity: state.metrics.identity_refused.load(std::sync::atomic::Ordering::Relaxed),
         },
         listen: state.listen.clone(),
+        events: state.events.borrow().last(crate::events::SHOWN),
         ..Status::default()
     }
 }

@@ -6,13 +6,15 @@
 //! removes it. The lock is a plain mutex held only to copy a value in or
 //! out, never across an `.await`, so a slow admin client cannot stall a
 //! stream. Converting protocol state to a report is pure
-//! ([`TypeInfo::from_state`]).
+//! ([`TypeInfo::from_state`]). [`StreamRegistry::changes`] fires after each
+//! change that altered a report (outside the lock).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use super::ResourceType;
 use super::stream::TypeState;
@@ -101,10 +103,19 @@ impl StreamInfo {
 }
 
 /// Every open stream's latest report.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct StreamRegistry {
     next: AtomicU64,
     streams: Mutex<BTreeMap<u64, StreamInfo>>,
+    /// Counts changes (a stream added, updated or gone), so a reader (the
+    /// events task) waits for one instead of polling.
+    changes: watch::Sender<u64>,
+}
+
+impl Default for StreamRegistry {
+    fn default() -> Self {
+        Self { next: AtomicU64::new(0), streams: Mutex::default(), changes: watch::Sender::new(0) }
+    }
 }
 
 impl StreamRegistry {
@@ -117,7 +128,17 @@ impl StreamRegistry {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let info = StreamInfo { stream: id, peer, connected_at_ms, ..Default::default() };
         self.lock().insert(id, info);
+        self.changed();
         StreamEntry { registry: self.clone(), id }
+    }
+
+    /// Fires on every change to the set of streams or to a report.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// A copy of every open stream's report, oldest first.
@@ -154,8 +175,16 @@ impl StreamEntry {
     /// Changes the report. `f` runs under the registry lock: keep it to
     /// copying values in.
     pub fn update(&self, f: impl FnOnce(&mut StreamInfo)) {
-        if let Some(info) = self.registry.lock().get_mut(&self.id) {
-            f(info);
+        let changed = match self.registry.lock().get_mut(&self.id) {
+            Some(info) => {
+                let before = info.clone();
+                f(info);
+                *info != before
+            }
+            None => false,
+        };
+        if changed {
+            self.registry.changed();
         }
     }
 }
@@ -163,6 +192,7 @@ impl StreamEntry {
 impl Drop for StreamEntry {
     fn drop(&mut self) {
         self.registry.lock().remove(&self.id);
+        self.registry.changed();
     }
 }
 
