@@ -222,6 +222,38 @@ pub struct Cluster {
     pub health_check: Option<HealthCheck>,
     pub circuit_breakers: Option<CircuitBreakers>,
     pub tls: Option<UpstreamTls>,
+    /// How devbridge probes the endpoints from the laptop; `None` when it
+    /// does not (`probe = false`, or a DNS cluster: Envoy resolves those).
+    pub probe: Option<ProbeSpec>,
+}
+
+/// What the laptop does to each endpoint of a cluster to tell whether it
+/// is reachable (`crate::probe`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// Open a TCP connection and close it.
+    Tcp,
+    /// `GET path` with this `Host` (the endpoint's address when `None`);
+    /// any answer below 400 counts as reachable and healthy.
+    Http { path: String, host: Option<String> },
+}
+
+impl Probe {
+    /// `tcp connect` or `http GET /healthz`, as `/status` names it.
+    pub fn describe(&self) -> String {
+        match self {
+            Probe::Tcp => "tcp connect".to_string(),
+            Probe::Http { path, .. } => format!("http GET {path}"),
+        }
+    }
+}
+
+/// A cluster's probe: what, and how often (`None`: the daemon's defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeSpec {
+    pub probe: Probe,
+    pub interval: Option<Duration>,
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
