@@ -25,6 +25,8 @@ use tokio_util::task::TaskTracker;
 use crate::discovery::{self, Discovery, SourceStatus};
 use crate::metrics::XdsMetrics;
 use crate::model::{Discovered, EndpointSet, Profile, Published};
+use crate::probe::Prober;
+use crate::probe::report::Probes;
 use crate::profile::watch::ReloadStatus;
 use crate::publish::Builder;
 use crate::registered::Registry;
@@ -54,6 +56,8 @@ pub struct Options {
     pub discovery: discovery::Options,
     /// What one client may hold on the xDS and admin listeners.
     pub limits: crate::accept::Limits,
+    /// Edge probing's pace and concurrency.
+    pub probe: crate::probe::Options,
 }
 
 /// Why a daemon could not start.
@@ -79,6 +83,7 @@ pub struct Daemon {
     pub xds_socket: Option<PathBuf>,
     pub admin_addr: Option<SocketAddr>,
     discovery: Discovery,
+    prober: Prober,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     xds_task: JoinHandle<Result<(), tonic::transport::Error>>,
@@ -134,6 +139,7 @@ impl Daemon {
             run_builder(builder, Inputs { profile: profile_rx, discovered, registered }, published, shutdown.clone()),
             tracing::info_span!("builder"),
         ));
+        let prober = crate::probe::spawn(rx.clone(), metrics.clone(), options.probe, &tracker, shutdown.clone());
         let (xds_addr, xds_socket) = match &xds {
             XdsListener::Tcp(l) => (l.local_addr().expect("bound listener has an address"), None),
             XdsListener::Unix(l) => (
@@ -157,6 +163,7 @@ impl Daemon {
                 metrics: metrics.clone(),
                 reload: reload_rx.clone(),
                 sources: Arc::new(crate::admin::DiscoverySources(discovery.sources())),
+                probes: prober.probes.clone(),
                 follow,
             };
             tracker.spawn(crate::admin::serve(admin, state, admin_tls, options.limits, shutdown.clone()));
@@ -171,6 +178,7 @@ impl Daemon {
             xds_socket,
             admin_addr,
             discovery,
+            prober,
             shutdown,
             tracker,
             xds_task,
@@ -185,6 +193,11 @@ impl Daemon {
 
     pub fn discovery(&self) -> &Discovery {
         &self.discovery
+    }
+
+    /// What the probes find, updated after each round that changed it.
+    pub fn probes(&self) -> watch::Receiver<Arc<Probes>> {
+        self.prober.probes.clone()
     }
 
     /// What is served, as every reader sees it; `changed` fires on the
