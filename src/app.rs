@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! profile::watch (reload) ─watch<Arc<Profile>>──┬──────────────▶ builder ─watch<Arc<Published>>─▶ ADS streams ─▶ Envoy
-//!                                               ├─▶ discovery ─watch<Arc<Discovered>>─▶ builder   └─▶ admin server
-//!                                               └─▶ registered ─watch<Arc<EndpointSet>>─▶ builder
+//!                                               ├─▶ discovery ─watch<Arc<Discovered>>─▶ builder   ├─▶ admin server
+//!                                               └─▶ registered ─watch<Arc<EndpointSet>>─▶ builder └─▶ prober
+//! prober (probe.rs) ─watch<Arc<Marks>>─▶ builder; ─watch<Arc<Probes>>─▶ admin server
 //! ```
 //!
 //! The builder task ([`run_builder`]) is the single writer of what is
@@ -24,7 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::discovery::{self, Discovery, SourceStatus};
 use crate::metrics::XdsMetrics;
-use crate::model::{Discovered, EndpointSet, Profile, Published};
+use crate::model::{Discovered, EndpointSet, Marks, Profile, Published};
 use crate::probe::Prober;
 use crate::probe::report::Probes;
 use crate::profile::watch::ReloadStatus;
@@ -135,11 +136,12 @@ impl Daemon {
         }
         let (discovery, discovered) =
             discovery::spawn(profile_rx.clone(), metrics.clone(), options.discovery, &tracker, shutdown.clone());
+        let prober = crate::probe::spawn(rx.clone(), metrics.clone(), options.probe, &tracker, shutdown.clone());
+        let inputs = Inputs { profile: profile_rx, discovered, registered, marks: prober.marks.clone() };
         tracker.spawn(tracing::Instrument::instrument(
-            run_builder(builder, Inputs { profile: profile_rx, discovered, registered }, published, shutdown.clone()),
+            run_builder(builder, inputs, published, shutdown.clone()),
             tracing::info_span!("builder"),
         ));
-        let prober = crate::probe::spawn(rx.clone(), metrics.clone(), options.probe, &tracker, shutdown.clone());
         let (xds_addr, xds_socket) = match &xds {
             XdsListener::Tcp(l) => (l.local_addr().expect("bound listener has an address"), None),
             XdsListener::Unix(l) => (
@@ -254,6 +256,8 @@ pub struct Inputs {
     pub discovered: watch::Receiver<Arc<Discovered>>,
     /// Written by the [`Registry`].
     pub registered: watch::Receiver<Arc<EndpointSet>>,
+    /// Written by the prober (`probe.rs`): endpoints to publish unhealthy.
+    pub marks: watch::Receiver<Arc<Marks>>,
 }
 
 /// The builder task: the one writer of `watch<Arc<Published>>`. Hands each
@@ -266,7 +270,7 @@ pub async fn run_builder(
     published: watch::Sender<Arc<Published>>,
     shutdown: CancellationToken,
 ) {
-    let mut open = [true; 3];
+    let mut open = [true; 4];
     loop {
         let step = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -281,6 +285,10 @@ pub async fn run_builder(
             r = inputs.discovered.changed(), if open[2] => match r {
                 Ok(()) => builder.set_discovered(inputs.discovered.borrow_and_update().clone()),
                 Err(_) => { open[2] = false; continue }
+            },
+            r = inputs.marks.changed(), if open[3] => match r {
+                Ok(()) => builder.set_marks(inputs.marks.borrow_and_update().clone()),
+                Err(_) => { open[3] = false; continue }
             },
         };
         // Failures are logged by the builder; the last good stays served.

@@ -349,6 +349,11 @@ pub struct Endpoint {
     /// changes, and copying 10,000 maps each time cost more than the rest
     /// of an EDS update. Equal maps compare by pointer first.
     pub metadata: Arc<BTreeMap<String, String>>,
+    /// Published with EDS health status UNHEALTHY: the laptop's probes
+    /// failed to reach it while others of its cluster answer
+    /// (`probe::plan::Board::marks`). Found and registered endpoints never
+    /// are; only the builder sets it.
+    pub unhealthy: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -146,8 +146,7 @@ pub struct Change {
     pub error: Option<String>,
 }
 
-/// Endpoints to publish with health status UNHEALTHY, by cluster.
-pub type Marks = BTreeMap<String, BTreeSet<SocketAddr>>;
+pub use crate::model::Marks;
 
 /// Every probed cluster's endpoints and what their probes found.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -11,6 +11,7 @@ use crate::profile::parse_profile;
 fn mk_published(src: &str, discovered: &[(&str, &[&str])]) -> Published {
     let profile = Arc::new(parse_profile("t.toml", "t", src).expect("valid"));
     let endpoint = |a: &&str| Endpoint {
+        unhealthy: false,
         addr: a.parse().unwrap(),
         zone: Some("z1".into()),
         weight: None,

@@ -209,6 +209,7 @@ impl Cx<'_> {
                 ok = false;
             }
             endpoints.push(Endpoint {
+                unhealthy: false,
                 addr,
                 zone: e.zone.map(S::into_inner),
                 weight,

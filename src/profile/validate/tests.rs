@@ -32,7 +32,7 @@ fn mk_errors(src: &str) -> Vec<String> {
 }
 
 fn mk_endpoint(addr: &str) -> Endpoint {
-    Endpoint { addr: addr.parse().unwrap(), zone: None, weight: None, metadata: Default::default() }
+    Endpoint { unhealthy: false, addr: addr.parse().unwrap(), zone: None, weight: None, metadata: Default::default() }
 }
 
 fn mk_forward(target: Target) -> Forward {
