@@ -186,7 +186,8 @@ impl Run {
 /// of endpoints unreachable at once, which is one event, not thousands.
 fn log_changes(changes: &[Change]) {
     let mut by: BTreeMap<(&str, bool), Vec<&Change>> = BTreeMap::new();
-    for c in changes {
+    // A first probe that answers is no news.
+    for c in changes.iter().filter(|c| !(c.from == Reach::Unknown && c.reach == Reach::Reachable)) {
         by.entry((&c.cluster, c.reach == Reach::Reachable)).or_default().push(c);
     }
     for ((cluster, up), eps) in by {

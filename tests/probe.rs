@@ -34,11 +34,16 @@ fn mk_probe_options() -> devbridge::probe::Options {
 }
 
 fn mk_profile(port: u16, endpoints: &[SocketAddr]) -> String {
+    mk_profile_with(port, endpoints, "")
+}
+
+/// [`mk_profile`] with `extra` keys in cluster `edge`.
+fn mk_profile_with(port: u16, endpoints: &[SocketAddr], extra: &str) -> String {
     let list: Vec<String> = endpoints.iter().map(|a| format!("{{ address = \"{a}\" }}")).collect();
     format!(
         "[zones.dev-local]\n[proxies.sidecar]\nzone = \"dev-local\"\nadmin = \"127.0.0.1:0\"\ndomains = [\"x.test:{port}\"]\n\
          [[domains]]\nname = \"x.test:{port}\"\n[[domains.routes]]\ncluster = \"edge\"\n\
-         [clusters.edge]\nconnect_timeout = \"250ms\"\nstatic.endpoints = [{}]\n",
+         [clusters.edge]\nconnect_timeout = \"250ms\"\n{extra}\nstatic.endpoints = [{}]\n",
         list.join(", ")
     )
 }
@@ -208,7 +213,7 @@ async fn a_cluster_with_no_endpoint_reachable_is_not_marked_and_says_why() {
     let daemon =
         Daemon::start_with(file.load(), loopback_listener().await, Some(admin), CancellationToken::new(), options)
             .unwrap();
-    let want = "2 endpoints listed, 0 reachable (connection refused (nothing listens on the port))";
+    let want = "2 endpoints listed, 0 reachable: connection refused (nothing listens on the port)";
     wait_summary(admin_addr, "edge", want).await;
     // Several rounds later, still nothing is marked.
     eventually("three more rounds", 400, || async {
@@ -222,9 +227,7 @@ async fn a_cluster_with_no_endpoint_reachable_is_not_marked_and_says_why() {
     let s = status(admin_addr).await;
     assert_eq!(
         s.probes["edge"].note.as_deref(),
-        Some(
-            "none reachable: nothing marked unhealthy (most likely the laptop's own network); Envoy keeps trying them all"
-        )
+        Some("none reachable: nothing marked unhealthy; Envoy keeps trying them all")
     );
 }
 
@@ -267,4 +270,54 @@ async fn a_source_summary_names_the_broken_link() {
     // And the API server goes too: "VPN down".
     fake.stop();
     summary("API server unreachable (VPN down?); serving 1 last known edge, 0 reachable").await;
+}
+
+/// The measurement in docs/benchmarks.md: two endpoints, one whose port is
+/// closed, requests through a real Envoy without retries; failures with the
+/// probes' marks and with `probe = false` (nothing marked). Printed; the
+/// only assertions are that marks leave no failure and that without them
+/// some requests fail (Envoy round-robins onto the closed port).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marking_keeps_requests_off_a_closed_port_measured() {
+    const N: usize = 200;
+    let mut figures = Vec::new();
+    for (label, extra) in [("probe marks (default)", ""), ("probe = false (no marks)", "probe = false")] {
+        let l1 = loopback_listener().await;
+        let a1 = l1.local_addr().unwrap();
+        let _u1 = serve(l1, "u1");
+        let closed = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let port = free_port();
+        let listener = SocketAddr::from(([127, 0, 0, 1], port));
+        let file = ProfileFile::new("measure", &mk_profile_with(port, &[a1, closed], extra));
+        let profile = file.load();
+        let proxy = profile.proxies["sidecar"].clone();
+        let xds = loopback_listener().await;
+        let xds_port = xds.local_addr().unwrap().port();
+        let options = Options { probe: mk_probe_options(), ..file.options() };
+        let started = std::time::Instant::now();
+        let daemon = Daemon::start_with(profile, xds, None, CancellationToken::new(), options).unwrap();
+        let envoy = Envoy::start(&to_yaml(&bootstrap(&proxy, "127.0.0.1", xds_port))).await;
+        envoy.wait_listening(listener).await;
+        if extra.is_empty() {
+            eventually("the closed port marked", 400, || async {
+                (health(&daemon, "edge") == mk_health(&[(a1, 0), (closed, 2)])).then_some(())
+            })
+            .await;
+            eventually("envoy to take it out", 400, || async {
+                (envoy.stat("cluster.edge.membership_healthy").await == 1).then_some(())
+            })
+            .await;
+        }
+        let ready = started.elapsed();
+        let failed = failures(listener, N).await;
+        figures.push((label, failed, ready));
+        if extra.is_empty() {
+            assert_eq!(failed, 0, "marked: Envoy sends the closed port nothing");
+        } else {
+            assert!(failed > 0, "unmarked: round robin reaches the closed port");
+        }
+    }
+    for (label, failed, ready) in figures {
+        println!("{label:<28} {failed:>3} of {N} requests failed   (start to measuring: {ready:.1?})");
+    }
 }

@@ -142,6 +142,8 @@ pub struct ClusterState {
 pub struct Change {
     pub cluster: String,
     pub addr: SocketAddr,
+    /// What it was before (`Unknown` for a first probe) and is now.
+    pub from: Reach,
     pub reach: Reach,
     pub error: Option<String>,
 }
@@ -259,9 +261,9 @@ impl Board {
         if e.reach == reach {
             return None;
         }
-        e.reach = reach;
+        let from = std::mem::replace(&mut e.reach, reach);
         e.since_ms = Some(now_ms);
-        Some(Change { cluster: cluster.to_string(), addr, reach, error: e.error.clone() })
+        Some(Change { cluster: cluster.to_string(), addr, from, reach, error: e.error.clone() })
     }
 
     /// The endpoints to publish unhealthy: of each cluster that may be
@@ -312,14 +314,18 @@ impl ClusterState {
             return format!("healthy: {}/{n} reachable{pending}", c.reachable);
         }
         if c.reachable == 0 {
-            return format!("{n} {} listed, 0 reachable ({}){pending}", plural(n, "endpoint"), self.why_unreachable());
+            let why = match self.common_error() {
+                Some(e) => format!(": {e}"),
+                None => " (VPN or firewall?)".to_string(),
+            };
+            return format!("{n} {} listed, 0 reachable{why}{pending}", plural(n, "endpoint"));
         }
         format!("degraded: {}/{n} reachable, {} unreachable{pending}", c.reachable, c.unreachable)
     }
 
-    /// Why every endpoint failed, in words: their common error when they
-    /// share one that is not a timeout, else the likely cause.
-    pub fn why_unreachable(&self) -> String {
+    /// The error every unreachable endpoint shares, unless it is silence
+    /// (a timeout: the packets went nowhere) or there is none in common.
+    pub fn common_error(&self) -> Option<&str> {
         let errors: BTreeSet<&str> = self
             .endpoints
             .values()
@@ -327,8 +333,8 @@ impl ClusterState {
             .filter_map(|e| e.error.as_deref())
             .collect();
         match errors.iter().next() {
-            Some(e) if errors.len() == 1 && !e.starts_with("no answer within") => e.to_string(),
-            _ => "VPN or firewall?".to_string(),
+            Some(e) if errors.len() == 1 && !e.starts_with("no answer within") => Some(e),
+            _ => None,
         }
     }
 
@@ -349,10 +355,13 @@ impl ClusterState {
             if !self.target.may_mark {
                 notes.push("the cluster's own health check decides in Envoy; probes mark nothing".to_string());
             } else if c.reachable == 0 {
-                notes.push(
-                    "none reachable: nothing marked unhealthy (most likely the laptop's own network); Envoy keeps trying them all"
-                        .to_string(),
-                );
+                // Silence from every endpoint is what a VPN that is down
+                // looks like; refusals are answers, so the network works.
+                let why = match self.common_error() {
+                    None => " (most likely this machine's own network: VPN down?)",
+                    Some(_) => "",
+                };
+                notes.push(format!("none reachable: nothing marked unhealthy{why}; Envoy keeps trying them all"));
             } else if let Some(m) = marks.get(&self.target.cluster) {
                 notes.push(format!(
                     "{} published as unhealthy after {UNHEALTHY_AFTER} failed probes in a row: Envoy avoids {}",

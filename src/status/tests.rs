@@ -177,7 +177,7 @@ fn summaries_come_first_and_each_probed_cluster_lists_its_endpoints() {
         "probes": {
             "edge": {
                 "kind": "tcp connect", "endpoints": 2, "reachable": 0, "unreachable": 2,
-                "note": "none reachable: nothing marked unhealthy (most likely the laptop's own network); Envoy keeps trying them all",
+                "note": "none reachable: nothing marked unhealthy (most likely this machine's own network: VPN down?); Envoy keeps trying them all",
                 "summary": "2 endpoints listed, 0 reachable (VPN or firewall?)",
                 "results": [
                     { "address": "10.0.0.1:80", "zone": "eu-1a", "state": "unreachable", "since_ms": NOW - 20_000,
@@ -208,7 +208,7 @@ fn summaries_come_first_and_each_probed_cluster_lists_its_endpoints() {
         [
             "probes (from this machine):",
             "  edge (tcp connect): 2 endpoints listed, 0 reachable (VPN or firewall?)",
-            "    note: none reachable: nothing marked unhealthy (most likely the laptop's own network); Envoy keeps trying them all",
+            "    note: none reachable: nothing marked unhealthy (most likely this machine's own network: VPN down?); Envoy keeps trying them all",
             "    10.0.0.1:80 (eu-1a) UNREACHABLE since 20s ago: no answer within 2s (dropped: VPN or firewall?)",
             "    10.0.0.2:80 not probed yet",
             "  local (http GET /healthz): healthy: 1/1 reachable",

@@ -215,7 +215,7 @@ fn nothing_is_marked_when_no_endpoint_is_reachable() {
     assert_eq!(
         s.note(32, &b.marks()).as_deref(),
         Some(
-            "none reachable: nothing marked unhealthy (most likely the laptop's own network); Envoy keeps trying them all"
+            "none reachable: nothing marked unhealthy (most likely this machine's own network: VPN down?); Envoy keeps trying them all"
         )
     );
 }
@@ -228,7 +228,7 @@ fn one_shared_error_is_named_in_the_summary() {
     b.record("edge", addr("10.0.0.2:80"), refused(), 1);
     assert_eq!(
         b.clusters["edge"].summary(),
-        "2 endpoints listed, 0 reachable (connection refused (nothing listens on the port))"
+        "2 endpoints listed, 0 reachable: connection refused (nothing listens on the port)"
     );
 }
 
