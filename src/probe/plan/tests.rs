@@ -48,7 +48,7 @@ const PROFILE: &str = r#"
     [clusters.local]
     static.endpoints = [{ address = "127.0.0.1:9001" }, { address = "127.0.0.1:9002", zone = "z" }]
     [clusters.checked]
-    health_check = { path = "/healthz", host = "edge.test" }
+    health_check = { path = "/healthz" }
     static.endpoints = [{ address = "127.0.0.1:9003" }]
     [clusters.off]
     probe = false
@@ -93,7 +93,8 @@ fn targets_are_the_used_clusters_with_a_probe_and_their_endpoints() {
     assert_eq!(t[2].endpoints, [(addr("127.0.0.1:9001"), None), (addr("127.0.0.1:9002"), Some("z".into()))]);
     assert_eq!((t[1].interval, t[1].timeout, t[1].may_mark), (DEFAULT_INTERVAL, DEFAULT_TIMEOUT, true));
     // A health check's path is probed; its cluster is Envoy's to judge.
-    assert_eq!(t[0].probe, Probe::Http { path: "/healthz".into(), host: Some("edge.test".into()) });
+    // With Envoy's Host: the cluster's name, unless the check names one.
+    assert_eq!(t[0].probe, Probe::Http { path: "/healthz".into(), host: Some("checked".into()) });
     assert!(!t[0].may_mark);
 }
 

@@ -82,7 +82,7 @@ impl Cx<'_> {
             }
             Some(t) => Some(Some(UpstreamTls { sni: t.sni.map(S::into_inner), ca_file: t.ca_file.map(S::into_inner) })),
         };
-        let probe = self.probe(c.probe, health_check.as_ref().and_then(Option::as_ref), source.as_ref(), key);
+        let probe = self.probe(c.probe, health_check.as_ref().and_then(Option::as_ref), source.as_ref(), name, key);
         Some(Cluster {
             name: name.get_ref().clone(),
             source: source?,
@@ -104,12 +104,18 @@ impl Cx<'_> {
         p: Option<S<RawProbe>>,
         hc: Option<&HealthCheck>,
         source: Option<&Source>,
+        name: &S<String>,
         key: &str,
     ) -> Option<Option<ProbeSpec>> {
         let key = format!("{key}.probe");
         let dns = matches!(source, Some(Source::Dns { .. }));
+        // The health check's request as Envoy sends it: its Host is the
+        // cluster's name unless the check names one.
         let default = match hc {
-            Some(h) => Probe::Http { path: h.path.clone(), host: h.host.clone() },
+            Some(h) => Probe::Http {
+                path: h.path.clone(),
+                host: Some(h.host.clone().unwrap_or_else(|| name.get_ref().clone())),
+            },
             None => Probe::Tcp,
         };
         let Some(p) = p else {
