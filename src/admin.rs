@@ -87,6 +87,8 @@ pub struct AdminState {
     pub metrics: Arc<XdsMetrics>,
     pub reload: watch::Receiver<ReloadStatus>,
     pub sources: Arc<dyn SourcesView>,
+    /// What the laptop's probes find (`probe.rs`).
+    pub probes: watch::Receiver<Arc<crate::probe::report::Probes>>,
     /// The profile file the daemon follows, if any (`devbridge diff` without a file reads it).
     pub follow: Option<std::path::PathBuf>,
     /// Where the daemon listens and its pid, for `/status`'s `listen`.

@@ -3,9 +3,10 @@
 //!
 //! ```text
 //! profile::watch (reload) ─watch<Arc<Profile>>──┬──────────────▶ builder ─watch<Arc<Published>>─▶ ADS streams ─▶ Envoy
-//!                                               ├─▶ discovery ─watch<Arc<Discovered>>─▶ builder   └─▶ admin server
-//!                                               └─▶ registered ─watch<Arc<EndpointSet>>─▶ builder
-//! reload status, Published, sources, stream registry ─▶ events ─watch<EventLog>─▶ admin (/status, the page)
+//!                                               ├─▶ discovery ─watch<Arc<Discovered>>─▶ builder   ├─▶ admin server
+//!                                               └─▶ registered ─watch<Arc<EndpointSet>>─▶ builder └─▶ prober
+//! prober (probe.rs) ─watch<Arc<Marks>>─▶ builder; ─watch<Arc<Probes>>─▶ admin server
+//! reload status, Published, sources, stream registry, probes ─▶ events ─watch<EventLog>─▶ admin (/status, the page)
 //! ```
 //!
 //! The builder task ([`run_builder`]) is the single writer of what is
@@ -25,7 +26,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::discovery::{self, Discovery, SourceStatus};
 use crate::metrics::XdsMetrics;
-use crate::model::{Discovered, EndpointSet, Profile, Published};
+use crate::model::{Discovered, EndpointSet, Marks, Profile, Published};
+use crate::probe::Prober;
+use crate::probe::report::Probes;
 use crate::profile::watch::ReloadStatus;
 use crate::publish::Builder;
 use crate::registered::Registry;
@@ -55,6 +58,8 @@ pub struct Options {
     pub discovery: discovery::Options,
     /// What one client may hold on the xDS and admin listeners.
     pub limits: crate::accept::Limits,
+    /// Edge probing's pace and concurrency.
+    pub probe: crate::probe::Options,
 }
 
 /// Why a daemon could not start.
@@ -81,6 +86,7 @@ pub struct Daemon {
     pub admin_addr: Option<SocketAddr>,
     discovery: Discovery,
     events: watch::Receiver<crate::events::EventLog>,
+    prober: Prober,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     xds_task: JoinHandle<Result<(), tonic::transport::Error>>,
@@ -132,8 +138,10 @@ impl Daemon {
         }
         let (discovery, discovered) =
             discovery::spawn(profile_rx.clone(), metrics.clone(), options.discovery, &tracker, shutdown.clone());
+        let prober = crate::probe::spawn(rx.clone(), metrics.clone(), options.probe, &tracker, shutdown.clone());
+        let inputs = Inputs { profile: profile_rx, discovered, registered, marks: prober.marks.clone() };
         tracker.spawn(tracing::Instrument::instrument(
-            run_builder(builder, Inputs { profile: profile_rx, discovered, registered }, published, shutdown.clone()),
+            run_builder(builder, inputs, published, shutdown.clone()),
             tracing::info_span!("builder"),
         ));
         let (xds_addr, xds_socket) = match &xds {
@@ -157,6 +165,7 @@ impl Daemon {
             published: rx.clone(),
             sources: discovery.sources(),
             streams: streams.clone(),
+            probes: prober.probes.clone(),
         };
         tracker.spawn(tracing::Instrument::instrument(
             crate::events::run(inputs, events_tx, shutdown.clone()),
@@ -170,6 +179,7 @@ impl Daemon {
                 metrics: metrics.clone(),
                 reload: reload_rx.clone(),
                 sources: Arc::new(crate::admin::DiscoverySources(discovery.sources())),
+                probes: prober.probes.clone(),
                 follow,
                 listen: crate::status::ListenInfo {
                     xds: match &xds_socket {
@@ -194,6 +204,7 @@ impl Daemon {
             admin_addr,
             discovery,
             events,
+            prober,
             shutdown,
             tracker,
             xds_task,
@@ -208,6 +219,11 @@ impl Daemon {
 
     pub fn discovery(&self) -> &Discovery {
         &self.discovery
+    }
+
+    /// What the probes find, updated after each round that changed it.
+    pub fn probes(&self) -> watch::Receiver<Arc<Probes>> {
+        self.prober.probes.clone()
     }
 
     /// What is served, as every reader sees it; `changed` fires on the
@@ -269,6 +285,8 @@ pub struct Inputs {
     pub discovered: watch::Receiver<Arc<Discovered>>,
     /// Written by the [`Registry`].
     pub registered: watch::Receiver<Arc<EndpointSet>>,
+    /// Written by the prober (`probe.rs`): endpoints to publish unhealthy.
+    pub marks: watch::Receiver<Arc<Marks>>,
 }
 
 /// The builder task: the one writer of `watch<Arc<Published>>`. Hands each
@@ -281,7 +299,7 @@ pub async fn run_builder(
     published: watch::Sender<Arc<Published>>,
     shutdown: CancellationToken,
 ) {
-    let mut open = [true; 3];
+    let mut open = [true; 4];
     loop {
         let step = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -296,6 +314,10 @@ pub async fn run_builder(
             r = inputs.discovered.changed(), if open[2] => match r {
                 Ok(()) => builder.set_discovered(inputs.discovered.borrow_and_update().clone()),
                 Err(_) => { open[2] = false; continue }
+            },
+            r = inputs.marks.changed(), if open[3] => match r {
+                Ok(()) => builder.set_marks(inputs.marks.borrow_and_update().clone()),
+                Err(_) => { open[3] = false; continue }
             },
         };
         // Failures are logged by the builder; the last good stays served.

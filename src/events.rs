@@ -7,9 +7,8 @@
 //! Each input is turned into a digest ([`diff`]'s types), and the pure
 //! functions of [`diff`] say in words what changed since the last digest.
 //!
-//! One more input (the prober's results) is one more field of [`Inputs`],
-//! one `select!` arm in [`run`] and a digest: [`probe_digest`] and
-//! [`diff::probes`] are written and tested already.
+//! Each input is one field of [`Inputs`], one `select!` arm in [`run`]
+//! and a digest that [`diff`] compares.
 
 pub mod diff;
 
@@ -75,6 +74,8 @@ pub struct Inputs {
     pub sources: watch::Receiver<Vec<SourceStatus>>,
     /// Written by the ADS stream tasks.
     pub streams: Arc<StreamRegistry>,
+    /// Written by the prober (`probe.rs`).
+    pub probes: watch::Receiver<Arc<crate::probe::report::Probes>>,
 }
 
 /// Runs the events task until `shutdown`, writing `log`. The values in
@@ -90,6 +91,7 @@ pub async fn run(mut inputs: Inputs, log: watch::Sender<EventLog>, shutdown: Can
         envoys: BTreeMap::new(),
         sources: BTreeMap::new(),
         endpoints: endpoints_digest(&published),
+        probes: BTreeMap::new(),
     };
     let proxies = match published.snapshots.len() {
         1 => "1 proxy".to_string(),
@@ -109,9 +111,10 @@ pub async fn run(mut inputs: Inputs, log: watch::Sender<EventLog>, shutdown: Can
         l.push(crate::model::now_ms(), seen.reload(reload_digest(&inputs.reload.borrow_and_update())));
         l.push(crate::model::now_ms(), seen.envoys(envoys_digest(&inputs.streams.all())));
         l.push(crate::model::now_ms(), seen.sources(sources_digest(&inputs.sources.borrow_and_update())));
+        l.push(crate::model::now_ms(), seen.probes(probe_digest(&inputs.probes.borrow_and_update().clusters)));
     });
     // An input whose writer is gone keeps its last value.
-    let mut open = [true; 4];
+    let mut open = [true; 5];
     loop {
         let found = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -134,6 +137,10 @@ pub async fn run(mut inputs: Inputs, log: watch::Sender<EventLog>, shutdown: Can
                 }
                 Err(_) => { open[3] = false; continue }
             },
+            r = inputs.probes.changed(), if open[4] => match r {
+                Ok(()) => seen.probes(probe_digest(&inputs.probes.borrow_and_update().clusters)),
+                Err(_) => { open[4] = false; continue }
+            },
         };
         let at = crate::model::now_ms();
         log.send_modify(|l| {
@@ -149,6 +156,7 @@ struct Seen {
     envoys: BTreeMap<u64, diff::Envoy>,
     sources: BTreeMap<String, diff::Source>,
     endpoints: EndpointSet,
+    probes: BTreeMap<String, diff::Probed>,
 }
 
 impl Seen {
@@ -167,6 +175,12 @@ impl Seen {
     fn sources(&mut self, new: BTreeMap<String, diff::Source>) -> Found {
         let found = diff::sources(&self.sources, &new);
         self.sources = new;
+        found
+    }
+
+    fn probes(&mut self, new: BTreeMap<String, diff::Probed>) -> Found {
+        let found = diff::probes(&self.probes, &new);
+        self.probes = new;
         found
     }
 

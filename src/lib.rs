@@ -28,7 +28,8 @@
 //! - [`metrics`]: shared counters and their Prometheus form.
 //! - [`accept`]: the accept loop of every listener and its limits; [`throttle`]: rate-limited WARNs.
 //! - [`registered`]: endpoints registered at run time, kept in a state file.
-//! - [`probe`]: edge probing: whether the laptop reaches each endpoint (one probe in `probe::check`).
+//! - [`probe`]: edge probing: whether the laptop reaches each endpoint (one probe in `probe::check`,
+//!   what to probe and what was found in `probe::plan`, pure), and the unhealthy marks the builder takes.
 //! - [`onboard`]: `devbridge discover` and `devbridge init`: what a cluster shows, and a starter profile from it.
 //! - [`doctor`]: `devbridge doctor`: the chain from profile to edges as checks with fixes (verdicts pure,
 //!   `doctor::gather` reads).

@@ -31,6 +31,11 @@ pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.
 pub const LATENCY_BUCKETS: [f64; 14] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
+/// Probe latency buckets, in seconds: loopback answers in well under a
+/// millisecond, a VPN hop in tens of milliseconds; the probe timeout (2 s)
+/// ends the scale.
+pub const PROBE_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0];
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct SourceLabels {
     source: String,
@@ -64,6 +69,9 @@ pub struct XdsMetrics {
     change_to_push: Histogram,
     source_events: Family<SourceLabels, Counter>,
     source_errors: Family<SourceLabels, Counter>,
+    probe_latency: Histogram,
+    /// Per probed cluster: endpoints reachable, unreachable, not probed yet.
+    probe_counts: std::sync::Mutex<Vec<(String, [usize; 3])>>,
 }
 
 impl Default for XdsMetrics {
@@ -83,6 +91,8 @@ impl Default for XdsMetrics {
             change_to_push: Histogram::new(LATENCY_BUCKETS),
             source_events: Family::default(),
             source_errors: Family::default(),
+            probe_latency: Histogram::new(PROBE_BUCKETS),
+            probe_counts: std::sync::Mutex::new(Vec::new()),
         }
     }
 }
@@ -139,6 +149,17 @@ impl XdsMetrics {
         self.source_errors.get_or_create(&SourceLabels { source: source.to_string() }).inc();
     }
 
+    /// A probe that answered, in `latency`.
+    pub fn probe_latency(&self, latency: Duration) {
+        self.probe_latency.observe(latency.as_secs_f64());
+    }
+
+    /// Each probed cluster's endpoints: reachable, unreachable, not probed
+    /// yet. Replaces the last counts (a cluster no longer probed goes).
+    pub fn set_probe_counts(&self, counts: Vec<(String, [usize; 3])>) {
+        *self.probe_counts.lock().unwrap_or_else(|p| p.into_inner()) = counts;
+    }
+
     /// Every metric, in OpenMetrics text ([`METRICS_CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
         let mut registry = Registry::with_prefix(METRICS_PREFIX);
@@ -150,6 +171,11 @@ impl XdsMetrics {
         );
         registry.register("source_events", "Events received from a discovery source", self.source_events.clone());
         registry.register("source_errors", "Errors of a discovery source", self.source_errors.clone());
+        registry.register(
+            "probe_latency_seconds",
+            "Time a probe from this machine took to an endpoint that answered (TCP connect, or HTTP GET)",
+            self.probe_latency.clone(),
+        );
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &registry).expect("writing to a String cannot fail");
         out
@@ -166,6 +192,7 @@ struct Counts {
     tls_refused: u64,
     reloads: [(&'static str, u64); 2],
     per_type: [(&'static str, &'static str, [u64; 4]); 3],
+    probes: Vec<(String, [usize; 3])>,
 }
 
 impl Counts {
@@ -186,6 +213,7 @@ impl Counts {
                 ("xds_acks", "ADS responses Envoy accepted (ACK), per type", load(&m.acks)),
                 ("xds_nacks", "ADS responses Envoy rejected (NACK), per type", load(&m.nacks)),
             ],
+            probes: m.probe_counts.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }
 }
@@ -243,6 +271,19 @@ impl Collector for Counts {
                 ConstCounter::new(counts[ty.index()]).encode(family.encode_family(&[("type", ty.short())])?)?;
             }
         }
+        let mut family = encoder.encode_descriptor(
+            "probe_endpoints",
+            "Endpoints of each probed cluster by what the last probe from this machine found \
+             (state: reachable, unreachable, unknown = not probed yet)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (cluster, counts) in &self.probes {
+            for (state, n) in ["reachable", "unreachable", "unknown"].into_iter().zip(counts) {
+                ConstGauge::new(*n as i64)
+                    .encode(family.encode_family(&[("cluster", cluster.as_str()), ("state", state)])?)?;
+            }
+        }
         Ok(())
     }
 }
@@ -259,6 +300,8 @@ mod tests {
         m.reload(false);
         m.source_event("kubernetes");
         m.change_pushed(Duration::from_micros(300));
+        m.probe_latency(Duration::from_micros(800));
+        m.set_probe_counts(vec![("edge".into(), [2, 1, 0])]);
         let text = m.encode();
         let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         for expected in [
@@ -271,6 +314,10 @@ mod tests {
             "devbridge_source_events_total{source=\"kubernetes\"} 1",
             "devbridge_xds_change_to_push_seconds_bucket{le=\"0.0005\"} 1",
             "devbridge_xds_change_to_push_seconds_count 1",
+            "devbridge_probe_endpoints{cluster=\"edge\",state=\"reachable\"} 2",
+            "devbridge_probe_endpoints{cluster=\"edge\",state=\"unreachable\"} 1",
+            "devbridge_probe_endpoints{cluster=\"edge\",state=\"unknown\"} 0",
+            "devbridge_probe_latency_seconds_bucket{le=\"0.001\"} 1",
         ] {
             assert!(samples.contains(&expected), "{expected} missing from:\n{text}");
         }

@@ -21,6 +21,10 @@ pub type Endpoints = Arc<[Endpoint]>;
 /// Endpoints found or registered at run time, by cluster name.
 pub type EndpointSet = BTreeMap<String, Endpoints>;
 
+/// Endpoints to publish with EDS health status UNHEALTHY, by cluster: what
+/// the prober found unreachable while others of the cluster answer.
+pub type Marks = BTreeMap<String, BTreeSet<std::net::SocketAddr>>;
+
 /// What discovery publishes: every cluster's endpoints, and which clusters
 /// changed since the set of the previous generation.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -7,7 +7,10 @@
 //!
 //! A new profile or new registered endpoints translate everything; a change
 //! whose translation fails is refused whole and leaves both the inputs and
-//! what is served untouched. Discovered endpoints take a shorter path: only
+//! what is served untouched. The prober's unhealthy marks are a fourth
+//! input: a change translates everything too (they change when an endpoint
+//! stops or starts answering, seconds apart at the most), and every path
+//! publishes the marked clusters' endpoints with their marks. Discovered endpoints take a shorter path: only
 //! the load assignments of the clusters discovery reports as changed are
 //! rebuilt, in the snapshots of the proxies that use them; listeners, routes
 //! and clusters are reused as they are. Edge pods come and go far more often
@@ -23,7 +26,7 @@ use std::time::Instant;
 
 use tracing::{debug, info, warn};
 
-use crate::model::{Discovered, EndpointSet, Profile, Published};
+use crate::model::{Discovered, Endpoint, EndpointSet, Marks, Profile, Published, Source};
 use crate::xds::load_assignment::{LoadAssignmentCache, translate_load_assignments};
 use crate::xds::snapshot::Snapshot;
 use crate::xds::snapshot::SnapshotError;
@@ -42,6 +45,10 @@ pub struct Builder {
     profile: Arc<Profile>,
     discovered: Arc<Discovered>,
     registered: Arc<EndpointSet>,
+    marks: Arc<Marks>,
+    /// The endpoint lists of the marked clusters, marked: looked up before
+    /// the registered and discovered ones.
+    marked: EndpointSet,
     /// The EDS-only path's encoded endpoints.
     load_assignments: LoadAssignmentCache,
     published: Arc<Published>,
@@ -52,8 +59,16 @@ impl Builder {
     /// at start-up; fails if it cannot be served.
     pub fn new(profile: Arc<Profile>, registered: Arc<EndpointSet>) -> Result<Self, SnapshotError> {
         let discovered = Arc::new(Discovered::default());
-        let published = Arc::new(build(&profile, &discovered, &registered)?);
-        Ok(Self { profile, discovered, registered, load_assignments: LoadAssignmentCache::default(), published })
+        let published = Arc::new(build(&profile, &discovered, &registered, &EndpointSet::new())?);
+        Ok(Self {
+            profile,
+            discovered,
+            registered,
+            marks: Arc::default(),
+            marked: EndpointSet::new(),
+            load_assignments: LoadAssignmentCache::default(),
+            published,
+        })
     }
 
     /// What is served now.
@@ -66,9 +81,11 @@ impl Builder {
         if Arc::ptr_eq(&profile, &self.profile) {
             return Ok(None);
         }
-        let published = build(&profile, &self.discovered, &self.registered)
+        let marked = mark(&profile, &self.discovered, &self.registered, &self.marks);
+        let published = build(&profile, &self.discovered, &self.registered, &marked)
             .inspect_err(|e| warn!(error = %e, "translation failed; keeping the previous configuration"))?;
         self.profile = profile;
+        self.marked = marked;
         Ok(self.publish(published))
     }
 
@@ -77,9 +94,27 @@ impl Builder {
         if Arc::ptr_eq(&registered, &self.registered) {
             return Ok(None);
         }
-        let published = build(&self.profile, &self.discovered, &registered)
+        let marked = mark(&self.profile, &self.discovered, &registered, &self.marks);
+        let published = build(&self.profile, &self.discovered, &registered, &marked)
             .inspect_err(|e| warn!(error = %e, "translation failed; keeping the previous configuration"))?;
         self.registered = registered;
+        self.marked = marked;
+        Ok(self.publish(published))
+    }
+
+    /// Takes the prober's unhealthy marks: the endpoints of the marked
+    /// clusters are published with health status UNHEALTHY, the others as
+    /// found.
+    pub fn set_marks(&mut self, marks: Arc<Marks>) -> Result<Option<Arc<Published>>, SnapshotError> {
+        if Arc::ptr_eq(&marks, &self.marks) || marks == self.marks {
+            self.marks = marks;
+            return Ok(None);
+        }
+        let marked = mark(&self.profile, &self.discovered, &self.registered, &marks);
+        let published = build(&self.profile, &self.discovered, &self.registered, &marked)
+            .inspect_err(|e| warn!(error = %e, "translation failed; keeping the previous configuration"))?;
+        self.marks = marks;
+        self.marked = marked;
         Ok(self.publish(published))
     }
 
@@ -99,8 +134,11 @@ impl Builder {
             self.discovered = discovered;
             return Ok(None);
         }
+        let marked = mark(&self.profile, &discovered, &self.registered, &self.marks);
         let (profile, registered, endpoints) = (&self.profile, &self.registered, &discovered.endpoints);
-        let lookup = |name: &str| registered.get(name).or_else(|| endpoints.get(name)).map(|e| &**e);
+        let lookup = |name: &str| {
+            marked.get(name).or_else(|| registered.get(name)).or_else(|| endpoints.get(name)).map(|e| &**e)
+        };
         self.load_assignments.retain(|c| endpoints.contains_key(c));
         let updated = translate_load_assignments(profile, &changed, &lookup, &mut self.load_assignments);
         let mut snapshots = self.published.snapshots.clone();
@@ -121,6 +159,7 @@ impl Builder {
             changed_at: Instant::now(),
         };
         self.discovered = discovered;
+        self.marked = marked;
         Ok(self.publish(published))
     }
 
@@ -158,13 +197,36 @@ fn same_snapshots(a: &BTreeMap<String, Arc<Snapshot>>, b: &BTreeMap<String, Arc<
     a.len() == b.len() && a.iter().zip(b).all(|((n, s), (m, t))| n == m && (Arc::ptr_eq(s, t) || s.same_version(t)))
 }
 
-/// Every proxy's snapshot, registered endpoints winning over discovered ones.
+/// The endpoint lists of the clusters `marks` names, each endpoint it
+/// names marked unhealthy; from the same lists the lookups use.
+fn mark(profile: &Profile, discovered: &Discovered, registered: &EndpointSet, marks: &Marks) -> EndpointSet {
+    marks
+        .iter()
+        .filter_map(|(cluster, addrs)| {
+            let base: &[Endpoint] = match registered.get(cluster).or_else(|| discovered.endpoints.get(cluster)) {
+                Some(eps) => eps,
+                None => match &profile.clusters.get(cluster)?.source {
+                    Source::Static(eps) => eps,
+                    _ => return None,
+                },
+            };
+            let eps = base.iter().map(|e| Endpoint { unhealthy: addrs.contains(&e.addr), ..e.clone() }).collect();
+            Some((cluster.clone(), eps))
+        })
+        .collect()
+}
+
+/// Every proxy's snapshot, marked lists first, then registered endpoints
+/// winning over discovered ones.
 fn build(
     profile: &Arc<Profile>,
     discovered: &Arc<Discovered>,
     registered: &Arc<EndpointSet>,
+    marked: &EndpointSet,
 ) -> Result<Published, SnapshotError> {
-    let lookup = |name: &str| registered.get(name).or_else(|| discovered.endpoints.get(name)).map(|e| &**e);
+    let lookup = |name: &str| {
+        marked.get(name).or_else(|| registered.get(name)).or_else(|| discovered.endpoints.get(name)).map(|e| &**e)
+    };
     let snapshots = profile
         .proxies
         .values()

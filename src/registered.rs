@@ -65,7 +65,13 @@ impl RegisteredEndpoint {
         if let Some(z) = self.zone.as_ref().filter(|z| z.chars().any(char::is_control)) {
             return Err(bad(format!("zone {z:?} contains a control character; expected a name like \"eu-west-1a\"")));
         }
-        Ok(Endpoint { addr, zone: self.zone.clone(), weight: self.weight, metadata: Arc::new(self.metadata.clone()) })
+        Ok(Endpoint {
+            unhealthy: false,
+            addr,
+            zone: self.zone.clone(),
+            weight: self.weight,
+            metadata: Arc::new(self.metadata.clone()),
+        })
     }
 
     pub fn from_endpoint(e: &Endpoint) -> Self {

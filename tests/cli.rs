@@ -217,9 +217,11 @@ endpoints = [{{ address = "{}" }}]
         async move { (out.status.code() == Some(0) && acked).then_some(stdout) }
     })
     .await;
-    let lines: Vec<&str> = status.lines().collect();
+    // The header, then the summary lines (indented), then the profile.
+    let lines: Vec<&str> = status.lines().filter(|l| !l.starts_with("  ")).collect();
     assert_eq!(lines[0], format!("devbridge {} at {admin} (pid {}): ready", env!("CARGO_PKG_VERSION"), daemon.id()));
     assert!(lines[1].starts_with(&format!("profile e2e ({profile}), loaded ")), "{status}");
+    assert!(status.lines().nth(1).is_some_and(|l| l.starts_with("  cluster edge: ")), "{status}");
     assert!(
         status.contains("envoys: 1 connected\n  dev-proxy (node.cluster dev-proxy, zone dev-local) from 127.0.0.1:"),
         "{status}"

@@ -23,6 +23,7 @@ const CORE: &[&str] = &[
     "discovery::index::objects",
     "discovery::error",
     "discovery::plan",
+    "probe::plan",
     "onboard",
     "onboard::starter",
     "explain",

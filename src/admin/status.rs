@@ -15,6 +15,11 @@ pub const CONFIG_DUMP_NOTE: &str =
 
 pub fn build(state: &AdminState) -> Status {
     let published = state.published.borrow().clone();
+    let probes = state.probes.borrow().clone();
+    let mut sources = state.sources.status();
+    for s in &mut sources {
+        s.summary = crate::probe::report::source_summary(s, &published.profile, &probes);
+    }
     Status {
         devbridge: env!("CARGO_PKG_VERSION").to_string(),
         now_ms: now_ms(),
@@ -31,7 +36,8 @@ pub fn build(state: &AdminState) -> Status {
             .collect(),
         registered: state.registry.report(),
         envoys: state.streams.all(),
-        sources: state.sources.status(),
+        sources,
+        probes: probes.clusters.clone(),
         refused: Refused {
             tls_handshakes: state.metrics.tls_refused.load(std::sync::atomic::Ordering::Relaxed),
             last_tls: state.metrics.last_tls_refusal.lock().unwrap_or_else(|p| p.into_inner()).clone(),
@@ -39,7 +45,6 @@ pub fn build(state: &AdminState) -> Status {
         },
         listen: state.listen.clone(),
         events: state.events.borrow().last(crate::events::SHOWN),
-        ..Status::default()
     }
 }
 

@@ -96,6 +96,7 @@ impl Connect {
             admin_tls,
             discovery: Default::default(),
             limits: settings.limits(),
+            probe: Default::default(),
         };
         let daemon = Daemon::start_with(profile, xds, Some(admin), shutdown.clone(), options)?;
         let xds_at = match &daemon.xds_socket {

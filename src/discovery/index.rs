@@ -381,6 +381,7 @@ pub fn select_pod(rule: &PodRule, pod: &PodInfo, nodes: Option<&Store>) -> Resul
         }
     };
     Ok(Endpoint {
+        unhealthy: false,
         addr: SocketAddr::new(ip, port),
         // An unknown node or a node without the label leaves the endpoint
         // zoneless rather than dropping it: a zone only steers preference.
@@ -402,6 +403,7 @@ pub fn select_slice(port: &PortRef, slice: &SliceInfo) -> Selection {
             (Err(why), _) => Err(why.clone()),
             (_, None) => Err(SkipReason::NoAddress),
             (Ok(port), Some(ip)) => Ok(Endpoint {
+                unhealthy: false,
                 addr: SocketAddr::new(ip, *port),
                 zone: e.zone.clone(),
                 weight: None,

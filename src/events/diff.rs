@@ -267,7 +267,13 @@ mod tests {
     fn mk_endpoints(addrs: &[&str]) -> crate::model::Endpoints {
         addrs
             .iter()
-            .map(|a| Endpoint { addr: a.parse().unwrap(), zone: None, weight: None, metadata: Default::default() })
+            .map(|a| Endpoint {
+                addr: a.parse().unwrap(),
+                zone: None,
+                weight: None,
+                metadata: Default::default(),
+                unhealthy: false,
+            })
             .collect::<Vec<_>>()
             .into()
     }

@@ -211,6 +211,7 @@ fn a_repeated_header_matches_when_any_value_does_and_invert_flips_that() {
 fn mk_live() -> Live {
     use std::collections::BTreeMap;
     let ep = crate::model::Endpoint {
+        unhealthy: false,
         addr: "10.0.0.7:8080".parse().unwrap(),
         zone: Some("a".into()),
         weight: None,

@@ -222,6 +222,38 @@ pub struct Cluster {
     pub health_check: Option<HealthCheck>,
     pub circuit_breakers: Option<CircuitBreakers>,
     pub tls: Option<UpstreamTls>,
+    /// How devbridge probes the endpoints from the laptop; `None` when it
+    /// does not (`probe = false`, or a DNS cluster: Envoy resolves those).
+    pub probe: Option<ProbeSpec>,
+}
+
+/// What the laptop does to each endpoint of a cluster to tell whether it
+/// is reachable (`crate::probe`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// Open a TCP connection and close it.
+    Tcp,
+    /// `GET path` with this `Host` (the endpoint's address when `None`);
+    /// any answer below 400 counts as reachable and healthy.
+    Http { path: String, host: Option<String> },
+}
+
+impl Probe {
+    /// `tcp connect` or `http GET /healthz`, as `/status` names it.
+    pub fn describe(&self) -> String {
+        match self {
+            Probe::Tcp => "tcp connect".to_string(),
+            Probe::Http { path, .. } => format!("http GET {path}"),
+        }
+    }
+}
+
+/// A cluster's probe: what, and how often (`None`: the daemon's defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeSpec {
+    pub probe: Probe,
+    pub interval: Option<Duration>,
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -317,6 +349,11 @@ pub struct Endpoint {
     /// changes, and copying 10,000 maps each time cost more than the rest
     /// of an EDS update. Equal maps compare by pointer first.
     pub metadata: Arc<BTreeMap<String, String>>,
+    /// Published with EDS health status UNHEALTHY: the laptop's probes
+    /// failed to reach it while others of its cluster answer
+    /// (`probe::plan::Board::marks`). Found and registered endpoints never
+    /// are; only the builder sets it.
+    pub unhealthy: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,25 +10,7 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-/// What to do to an endpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Probe {
-    /// Open a TCP connection and close it.
-    Tcp,
-    /// `GET path` with this `Host` (the endpoint's address when `None`);
-    /// any answer below 400 counts as reachable and healthy.
-    Http { path: String, host: Option<String> },
-}
-
-impl Probe {
-    /// `tcp connect` or `http GET /healthz`, as `/status` names it.
-    pub fn describe(&self) -> String {
-        match self {
-            Probe::Tcp => "tcp connect".to_string(),
-            Probe::Http { path, .. } => format!("http GET {path}"),
-        }
-    }
-}
+pub use crate::model::Probe;
 
 /// Why a probe failed, in words a user can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

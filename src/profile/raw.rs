@@ -164,6 +164,48 @@ pub struct RawCluster {
     pub health_check: Option<S<RawHealthCheck>>,
     pub circuit_breakers: Option<S<RawCircuitBreakers>>,
     pub tls: Option<S<RawTls>>,
+    pub probe: Option<S<RawProbe>>,
+}
+
+/// `probe = false`, `probe = "tcp"`, or `probe = { path = "/healthz", .. }`.
+/// Read by hand rather than `untagged`: serde's untagged enums buffer the
+/// value and lose the spans (and the unknown key's name) inside the table.
+#[derive(Debug)]
+pub enum RawProbe {
+    On(bool),
+    Kind(String),
+    Http(RawProbeHttp),
+}
+
+impl<'de> Deserialize<'de> for RawProbe {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawProbe;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("false, \"tcp\" or a table { path, host, interval, timeout }")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<RawProbe, E> {
+                Ok(RawProbe::On(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawProbe, E> {
+                Ok(RawProbe::Kind(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawProbe, A::Error> {
+                RawProbeHttp::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(RawProbe::Http)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbeHttp {
+    pub path: Option<S<String>>,
+    pub host: Option<S<String>>,
+    pub interval: Option<S<String>>,
+    pub timeout: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

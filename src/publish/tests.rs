@@ -37,6 +37,7 @@ fn mk_profile() -> Profile {
 
 fn mk_endpoints(clusters: &[(&str, &[&str])]) -> Arc<EndpointSet> {
     let endpoint = |a: &&str| Endpoint {
+        unhealthy: false,
         addr: a.parse().unwrap(),
         zone: Some("z1".into()),
         weight: None,
@@ -145,4 +146,50 @@ fn a_profile_that_cannot_be_served_changes_nothing() {
     assert!(check(&broken).is_err());
     assert!(builder.set_profile(Arc::new(broken)).is_err());
     assert!(Arc::ptr_eq(&before, builder.published()));
+}
+
+fn mk_marks(cluster: &str, addrs: &[&str]) -> Arc<Marks> {
+    Arc::new(Marks::from([(cluster.to_string(), addrs.iter().map(|a| a.parse().unwrap()).collect())]))
+}
+
+/// `endpoints` with the marked addresses unhealthy, as a full translation
+/// would take them.
+fn mk_marked(endpoints: &EndpointSet, cluster: &str, addrs: &[&str]) -> EndpointSet {
+    let mut out = endpoints.clone();
+    let eps = out[cluster]
+        .iter()
+        .map(|e| Endpoint { unhealthy: addrs.contains(&e.addr.to_string().as_str()), ..e.clone() })
+        .collect();
+    out.insert(cluster.to_string(), eps);
+    out
+}
+
+#[test]
+fn marked_endpoints_are_published_unhealthy_on_every_path() {
+    use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+    use prost::Message;
+    let mut builder = mk_builder();
+    let first = mk_discovered(&Discovered::default(), &[("edge", &["10.0.0.1:80", "10.0.0.2:80"])]);
+    builder.set_discovered(first.clone()).unwrap();
+
+    assert_eq!(builder.set_marks(mk_marks("edge", &["10.0.0.2:80"])).map(|p| p.is_some()), Ok(true));
+    let marked = mk_marked(&first.endpoints, "edge", &["10.0.0.2:80"]);
+    assert_eq!(builder.published().snapshots, translate(&mk_profile(), &marked).unwrap());
+    let eds = &builder.published().snapshots["a"].resources(ResourceType::Endpoint).items["edge"];
+    let cla = ClusterLoadAssignment::decode(eds.body.value.as_slice()).unwrap();
+    let health: Vec<i32> = cla.endpoints[0].lb_endpoints.iter().map(|e| e.health_status).collect();
+    assert_eq!(health, [0, 2], "UNKNOWN (taken as healthy), UNHEALTHY");
+
+    // The EDS-only path keeps the marks on the new list.
+    let next = mk_discovered(&first, &[("edge", &["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"])]);
+    builder.set_discovered(next.clone()).unwrap();
+    let marked = mk_marked(&next.endpoints, "edge", &["10.0.0.2:80"]);
+    assert_eq!(builder.published().snapshots, translate(&mk_profile(), &marked).unwrap());
+
+    // The same marks again change nothing; none brings the plain lists back.
+    let before = builder.published().clone();
+    assert_eq!(builder.set_marks(mk_marks("edge", &["10.0.0.2:80"])).map(|p| p.is_some()), Ok(false));
+    assert!(Arc::ptr_eq(&before, builder.published()));
+    assert_eq!(builder.set_marks(Arc::default()).map(|p| p.is_some()), Ok(true));
+    assert_eq!(builder.published().snapshots, translate(&mk_profile(), &next.endpoints).unwrap());
 }

@@ -93,6 +93,7 @@ fn registered_endpoints_are_served_and_emptied() {
     assert_eq!(
         set[0],
         Endpoint {
+            unhealthy: false,
             addr: "127.0.0.1:9001".parse().unwrap(),
             zone: Some("us-east-1a".into()),
             weight: Some(3),

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{SourceReport, SourceState, Status};
+use super::{ClusterProbes, ProbeState, SourceReport, SourceState, Status};
 use crate::registered::RegisteredEndpoint;
 use crate::xds::registry::StreamInfo;
 
@@ -29,6 +29,16 @@ pub fn render(s: &Status, addr: &str) -> String {
         pid => format!(" (pid {pid})"),
     };
     let _ = writeln!(out, "devbridge {} at {addr}{pid}: {ready}", s.devbridge);
+    // What a user reads first: each source's state and each other probed
+    // cluster's, in words.
+    for src in s.sources.iter().filter(|src| !src.summary.is_empty()) {
+        let _ = writeln!(out, "  {}: {}", src.name, src.summary);
+    }
+    let by_source: std::collections::BTreeSet<&str> =
+        s.sources.iter().flat_map(|src| src.clusters.iter().map(String::as_str)).collect();
+    for (cluster, p) in s.probes.iter().filter(|(c, _)| !by_source.contains(c.as_str())) {
+        let _ = writeln!(out, "  cluster {cluster}: {}", p.summary);
+    }
     match &s.profile {
         Some(p) => {
             let _ = writeln!(out, "profile {} ({}), loaded {}", p.name, p.file, ago(now, s.reload.loaded_at_ms));
@@ -71,6 +81,13 @@ pub fn render(s: &Status, addr: &str) -> String {
         out.push_str("sources:\n");
         for src in &s.sources {
             render_source(&mut out, src, s.now_ms);
+        }
+    }
+
+    if !s.probes.is_empty() {
+        out.push_str("probes (from this machine):\n");
+        for (cluster, p) in &s.probes {
+            render_probes(&mut out, cluster, p, now);
         }
     }
 
@@ -142,6 +159,33 @@ fn render_source(out: &mut String, src: &SourceReport, now: u64) {
     }
     for skip in &src.skipped {
         let _ = writeln!(out, "    skipped {} for {}: {}", skip.object, skip.cluster, skip.reason);
+    }
+}
+
+/// Most endpoints listed one per line, unreachable ones first.
+const MAX_PROBE_LINES: usize = 10;
+
+fn render_probes(out: &mut String, cluster: &str, p: &ClusterProbes, now: u64) {
+    let _ = writeln!(out, "  {cluster} ({}): {}", p.kind, p.summary);
+    if let Some(note) = &p.note {
+        let _ = writeln!(out, "    note: {note}");
+    }
+    let mut listed: Vec<_> = p.results.iter().filter(|r| r.state == ProbeState::Unreachable).collect();
+    listed.extend(p.results.iter().filter(|r| r.state != ProbeState::Unreachable));
+    for r in listed.iter().take(MAX_PROBE_LINES) {
+        let zone = r.zone.as_deref().map_or_else(String::new, |z| format!(" ({z})"));
+        let since = r.since_ms.map_or_else(String::new, |t| format!(" since {}", ago(now, t)));
+        let what = match r.state {
+            ProbeState::Reachable => {
+                format!("reachable{since}, {:.1} ms", r.latency_ms.unwrap_or_default())
+            }
+            ProbeState::Unreachable => format!("UNREACHABLE{since}: {}", r.error.as_deref().unwrap_or("?")),
+            ProbeState::Unknown => "not probed yet".to_string(),
+        };
+        let _ = writeln!(out, "    {}{zone} {what}", r.address);
+    }
+    if listed.len() > MAX_PROBE_LINES {
+        let _ = writeln!(out, "    ... {} more (see /status)", listed.len() - MAX_PROBE_LINES);
     }
 }
 

@@ -158,3 +158,61 @@ fn a_body_that_is_not_status_json_is_not_devbridge() {
         "127.0.0.1:1 does not speak devbridge's admin API (/status is not JSON: expected value at line 1 column 1); is it devbridge's admin address? (--admin)"
     );
 }
+
+#[test]
+fn summaries_come_first_and_each_probed_cluster_lists_its_endpoints() {
+    let status = mk_status(json!({
+        "sources": [{
+            "name": "pods \"app=edge-envoy\" in edge via context staging",
+            "clusters": ["edge"],
+            "state": "degraded",
+            "since_ms": NOW - 30_000,
+            "error": "is the VPN up? the API server https://10.0.0.1:6443 did not answer: timed out",
+            "synced": true,
+            "data_age_ms": 30_000,
+            "seen": 2,
+            "selected": 2,
+            "summary": "API server unreachable (VPN down?); serving 2 last known edges, 0 reachable",
+        }],
+        "probes": {
+            "edge": {
+                "kind": "tcp connect", "endpoints": 2, "reachable": 0, "unreachable": 2,
+                "note": "none reachable: nothing marked unhealthy (most likely this machine's own network: VPN down?); Envoy keeps trying them all",
+                "summary": "2 endpoints listed, 0 reachable (VPN or firewall?)",
+                "results": [
+                    { "address": "10.0.0.1:80", "zone": "eu-1a", "state": "unreachable", "since_ms": NOW - 20_000,
+                      "error": "no answer within 2s (dropped: VPN or firewall?)" },
+                    { "address": "10.0.0.2:80", "state": "unknown" },
+                ],
+            },
+            "local": {
+                "kind": "http GET /healthz", "endpoints": 1, "reachable": 1, "unreachable": 0,
+                "summary": "healthy: 1/1 reachable",
+                "results": [{ "address": "127.0.0.1:9001", "state": "reachable", "latency_ms": 0.42, "since_ms": NOW - 60_000 }],
+            },
+        },
+    }));
+    let text = render(&status, "127.0.0.1:18001");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[..3],
+        [
+            "devbridge 0.1.0 at 127.0.0.1:18001: ready",
+            "  pods \"app=edge-envoy\" in edge via context staging: API server unreachable (VPN down?); serving 2 last known edges, 0 reachable",
+            "  cluster local: healthy: 1/1 reachable",
+        ]
+    );
+    let probes: Vec<&str> = lines.iter().copied().skip_while(|l| !l.starts_with("probes")).collect();
+    assert_eq!(
+        probes,
+        [
+            "probes (from this machine):",
+            "  edge (tcp connect): 2 endpoints listed, 0 reachable (VPN or firewall?)",
+            "    note: none reachable: nothing marked unhealthy (most likely this machine's own network: VPN down?); Envoy keeps trying them all",
+            "    10.0.0.1:80 (eu-1a) UNREACHABLE since 20s ago: no answer within 2s (dropped: VPN or firewall?)",
+            "    10.0.0.2:80 not probed yet",
+            "  local (http GET /healthz): healthy: 1/1 reachable",
+            "    127.0.0.1:9001 reachable since 1m 0s ago, 0.4 ms",
+        ]
+    );
+}

@@ -233,6 +233,12 @@ fn dump_lb_endpoint(e: &endpoint::LbEndpoint) -> Value {
         put(&mut m, "address", address(ep.address.as_ref()));
     }
     put(&mut m, "weight", u32v(e.load_balancing_weight.as_ref()));
+    // Only UNHEALTHY is ever sent: the probes' mark.
+    if e.health_status != 0 {
+        let name = envoy_types::pb::envoy::config::core::v3::HealthStatus::try_from(e.health_status)
+            .map_or_else(|_| e.health_status.to_string(), |h| h.as_str_name().to_string());
+        m.insert("health_status".into(), json!(name));
+    }
     if let Some(md) = &e.metadata {
         let mut all = Map::new();
         for (ns, fields) in &md.filter_metadata {

@@ -232,8 +232,14 @@ pub fn to_load_assignment(cluster: &str, eps: &[profile::Endpoint]) -> (endpoint
 }
 
 /// One endpoint of a load assignment.
+/// A probe-marked endpoint says UNHEALTHY; the others say nothing (UNKNOWN,
+/// which Envoy takes as healthy).
 pub(crate) fn to_lb_endpoint(e: &profile::Endpoint) -> endpoint::LbEndpoint {
-    lb_endpoint(socket_address(e.addr.ip(), e.addr.port()), e.weight, to_metadata(&e.metadata))
+    let mut lb = lb_endpoint(socket_address(e.addr.ip(), e.addr.port()), e.weight, to_metadata(&e.metadata));
+    if e.unhealthy {
+        lb.health_status = core::HealthStatus::Unhealthy as i32;
+    }
+    lb
 }
 
 /// The version-defining hash of a load assignment: its cluster and the

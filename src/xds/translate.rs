@@ -67,7 +67,9 @@ pub fn translate_proxy_with<'a>(
     for c in profile.clusters_of(proxy) {
         parts.clusters.push(to_cluster(c));
         let eps: &[profile::Endpoint] = match &c.source {
-            profile::Source::Static(eps) => eps,
+            // The lookup may give a static cluster's endpoints too: the
+            // builder does, with the probes' unhealthy marks on them.
+            profile::Source::Static(eps) => discovered(&c.name).unwrap_or(eps),
             profile::Source::Kubernetes(_) | profile::Source::KubernetesService(_) | profile::Source::Registered => {
                 discovered(&c.name).unwrap_or_default()
             }

@@ -192,6 +192,7 @@ endpoints = [{ address = "127.0.0.1:9001", zone = "dev-local", metadata = { name
                 zone: None,
                 weight: Some(3),
                 metadata: Default::default(),
+                unhealthy: false,
             }]
             .into(),
         )]));

@@ -62,6 +62,7 @@ fn mk_node(name: &str, zone: Option<&str>, internal: Option<&str>, external: Opt
 
 fn mk_endpoint(addr: &str, zone: Option<&str>) -> Endpoint {
     Endpoint {
+        unhealthy: false,
         addr: addr.parse().unwrap(),
         zone: zone.map(Into::into),
         weight: None,

@@ -82,6 +82,7 @@ impl Cx<'_> {
             }
             Some(t) => Some(Some(UpstreamTls { sni: t.sni.map(S::into_inner), ca_file: t.ca_file.map(S::into_inner) })),
         };
+        let probe = self.probe(c.probe, health_check.as_ref().and_then(Option::as_ref), source.as_ref(), name, key);
         Some(Cluster {
             name: name.get_ref().clone(),
             source: source?,
@@ -91,7 +92,99 @@ impl Cx<'_> {
             health_check: health_check?,
             circuit_breakers,
             tls: tls?,
+            probe: probe?,
         })
+    }
+
+    /// The cluster's probe: by default a TCP connect, or an HTTP GET of the
+    /// health check's path when it has one; none for DNS clusters (Envoy
+    /// resolves them, devbridge has no addresses to probe).
+    fn probe(
+        &mut self,
+        p: Option<S<RawProbe>>,
+        hc: Option<&HealthCheck>,
+        source: Option<&Source>,
+        name: &S<String>,
+        key: &str,
+    ) -> Option<Option<ProbeSpec>> {
+        let key = format!("{key}.probe");
+        let dns = matches!(source, Some(Source::Dns { .. }));
+        // The health check's request as Envoy sends it: its Host is the
+        // cluster's name unless the check names one.
+        let default = match hc {
+            Some(h) => Probe::Http {
+                path: h.path.clone(),
+                host: Some(h.host.clone().unwrap_or_else(|| name.get_ref().clone())),
+            },
+            None => Probe::Tcp,
+        };
+        let Some(p) = p else {
+            return Some((!dns).then_some(ProbeSpec { probe: default, interval: None, timeout: None }));
+        };
+        let span = p.span();
+        let spec = match p.into_inner() {
+            RawProbe::On(false) => return Some(None),
+            RawProbe::On(true) => ProbeSpec { probe: default, interval: None, timeout: None },
+            RawProbe::Kind(k) if k == "tcp" => ProbeSpec { probe: Probe::Tcp, interval: None, timeout: None },
+            RawProbe::Kind(k) if k == "http" => match hc {
+                Some(_) => ProbeSpec { probe: default, interval: None, timeout: None },
+                None => {
+                    self.err(span, key, "\"http\" needs a path: write probe = { path = \"/healthz\" }");
+                    return None;
+                }
+            },
+            RawProbe::Kind(k) => {
+                self.err(
+                    span,
+                    key,
+                    format!(
+                        "{k:?} is not a probe; expected false, \"tcp\", or {{ path = \"/healthz\" }} for an HTTP GET"
+                    ),
+                );
+                return None;
+            }
+            RawProbe::Http(h) => {
+                let path = match &h.path {
+                    Some(p) => self.path(p, &format!("{key}.path")).map(Some),
+                    None => Some(None),
+                };
+                let host = match &h.host {
+                    Some(v) if !self.header_value(v, &format!("{key}.host")) => None,
+                    v => Some(v.as_ref().map(|v| v.get_ref().clone())),
+                };
+                let mut dur = |v: &Option<S<String>>, f: &str| match v {
+                    None => Some(None),
+                    Some(v) => self.duration(v, &format!("{key}.{f}")).map(Some),
+                };
+                let interval = dur(&h.interval, "interval");
+                let timeout = dur(&h.timeout, "timeout");
+                if let (Some(Some(i)), Some(Some(t)), Some(v)) = (interval, timeout, &h.timeout)
+                    && t >= i
+                {
+                    self.err(
+                        v.span(),
+                        format!("{key}.timeout"),
+                        format!("{} is not shorter than the interval {}", v.get_ref(), humantime::format_duration(i)),
+                    );
+                    return None;
+                }
+                let probe = match (path?, host?) {
+                    (Some(path), host) => Probe::Http { path, host },
+                    // Only timing given: the default probe, at that pace.
+                    (None, None) => default,
+                    (None, Some(_)) => {
+                        self.err(span, format!("{key}.host"), "a host needs a path to GET: add path = \"/healthz\"");
+                        return None;
+                    }
+                };
+                ProbeSpec { probe, interval: interval?, timeout: timeout? }
+            }
+        };
+        if dns {
+            self.err(span, key, "a dns cluster is not probed: Envoy resolves the names, devbridge has no addresses");
+            return None;
+        }
+        Some(Some(spec))
     }
 
     fn static_source(&mut self, s: RawStatic, key: &str) -> Option<Source> {
@@ -122,6 +215,7 @@ impl Cx<'_> {
                 ok = false;
             }
             endpoints.push(Endpoint {
+                unhealthy: false,
                 addr,
                 zone: e.zone.map(S::into_inner),
                 weight,

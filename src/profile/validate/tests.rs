@@ -32,7 +32,7 @@ fn mk_errors(src: &str) -> Vec<String> {
 }
 
 fn mk_endpoint(addr: &str) -> Endpoint {
-    Endpoint { addr: addr.parse().unwrap(), zone: None, weight: None, metadata: Default::default() }
+    Endpoint { unhealthy: false, addr: addr.parse().unwrap(), zone: None, weight: None, metadata: Default::default() }
 }
 
 fn mk_forward(target: Target) -> Forward {
@@ -141,6 +141,7 @@ fn demo_profile_parses_into_the_expected_model() {
             health_check: None,
             circuit_breakers: None,
             tls: None,
+            probe: Some(ProbeSpec { probe: Probe::Tcp, interval: None, timeout: None }),
         }
     );
     assert_eq!(p.clusters["edge-canary"].source, Source::Static(vec![endpoint("127.0.0.1:9002", "canary", "true")]));

@@ -240,3 +240,35 @@ fn a_resource_that_does_not_decode_says_so() {
         json!({ "error": "expected type.googleapis.com/envoy.config.cluster.v3.Cluster, found type.googleapis.com/x.Y" })
     );
 }
+
+#[test]
+fn an_endpoint_marked_by_the_probes_shows_its_health_status() {
+    let profile = mk_profile(
+        r#"
+[[domains.routes]]
+cluster = "c"
+[clusters.c.static]
+endpoints = [{ address = "10.0.0.1:80" }, { address = "10.0.0.2:80" }]
+"#,
+    );
+    let crate::model::Source::Static(eps) = &profile.clusters["c"].source else { unreachable!() };
+    let marked: crate::model::Endpoints = eps
+        .iter()
+        .map(|e| crate::model::Endpoint {
+            unhealthy: e.addr.port() == 80 && e.addr.ip().to_string() == "10.0.0.2",
+            ..e.clone()
+        })
+        .collect();
+    let lookup = EndpointSet::from([("c".to_string(), marked)]);
+    let dump = dump_snapshot(&translate_proxy(&profile, &profile.proxies["p"], &lookup).expect("consistent"));
+    assert_eq!(
+        resource(&dump, "endpoints", "c"),
+        json!({
+            "cluster": "c",
+            "localities": [{ "endpoints": [
+                { "address": "10.0.0.1:80" },
+                { "address": "10.0.0.2:80", "health_status": "UNHEALTHY" },
+            ] }],
+        })
+    );
+}

@@ -8,6 +8,7 @@ use crate::xds::translate::to_load_assignment;
 
 fn mk_endpoint(addr: &str, zone: Option<&str>, weight: Option<u32>, labels: &[(&str, &str)]) -> Endpoint {
     Endpoint {
+        unhealthy: false,
         addr: addr.parse().unwrap(),
         zone: zone.map(str::to_string),
         weight,

@@ -293,6 +293,7 @@ port = 8080
     let discovered: EndpointSet = [(
         "api".to_string(),
         vec![profile::Endpoint {
+            unhealthy: false,
             addr: "10.1.0.7:8080".parse().unwrap(),
             zone: None,
             weight: None,

@@ -91,6 +91,12 @@ fn cluster_options_are_parsed() {
             }),
             circuit_breakers: Some(CircuitBreakers { max_requests: Some(10), ..Default::default() }),
             tls: Some(UpstreamTls { sni: Some("grpc.test".into()), ca_file: None }),
+            // A health check's path is probed by default.
+            probe: Some(ProbeSpec {
+                probe: Probe::Http { path: "/healthz".into(), host: Some("grpc.test".into()) },
+                interval: None,
+                timeout: None,
+            }),
         }
     );
 }
@@ -378,4 +384,86 @@ fn registered_source_takes_no_keys() {
         errors,
         [r#"t.toml:2:1: clusters.svc.registered.endpoints: unknown key "endpoints"; this table takes no keys"#]
     );
+}
+
+#[test]
+fn probe_takes_false_tcp_or_an_http_get() {
+    let p = mk_profile(
+        r#"
+        [clusters.off]
+        probe = false
+        static.endpoints = [{ address = "127.0.0.1:9001" }]
+        [clusters.tcp]
+        probe = "tcp"
+        health_check = { path = "/healthz" }
+        static.endpoints = [{ address = "127.0.0.1:9001" }]
+        [clusters.get]
+        probe = { path = "/ready", host = "edge.test", interval = "30s", timeout = "1s" }
+        static.endpoints = [{ address = "127.0.0.1:9001" }]
+        [clusters.paced]
+        probe = { interval = "1m" }
+        static.endpoints = [{ address = "127.0.0.1:9001" }]
+        [clusters.names]
+        dns.hosts = ["edge.test:80"]
+        "#,
+    );
+    let probe = |c: &str| p.clusters[c].probe.clone();
+    assert_eq!(probe("off"), None);
+    assert_eq!(probe("tcp"), Some(ProbeSpec { probe: Probe::Tcp, interval: None, timeout: None }));
+    assert_eq!(
+        probe("get"),
+        Some(ProbeSpec {
+            probe: Probe::Http { path: "/ready".into(), host: Some("edge.test".into()) },
+            interval: Some(Duration::from_secs(30)),
+            timeout: Some(Duration::from_secs(1)),
+        })
+    );
+    assert_eq!(
+        probe("paced"),
+        Some(ProbeSpec { probe: Probe::Tcp, interval: Some(Duration::from_secs(60)), timeout: None })
+    );
+    // Envoy resolves DNS clusters; there is nothing to probe.
+    assert_eq!(probe("names"), None);
+}
+
+#[test]
+fn probe_errors_are_located() {
+    let errors = mk_errors(
+        r#"
+        [clusters.a]
+        probe = "icmp"
+        static.endpoints = [{ address = "127.0.0.1:9001" }]
+        [clusters.b]
+        probe = { path = "ready", interval = "2s", timeout = "5s" }
+        static.endpoints = [{ address = "127.0.0.1:9001" }]
+        [clusters.c]
+        probe = "http"
+        static.endpoints = [{ address = "127.0.0.1:9001" }]
+        [clusters.d]
+        probe = "tcp"
+        dns.hosts = ["edge.test:80"]
+        "#,
+    );
+    assert_eq!(
+        errors,
+        [
+            r#"t.toml:2:9: clusters.a.probe: "icmp" is not a probe; expected false, "tcp", or { path = "/healthz" } for an HTTP GET"#,
+            r#"t.toml:5:18: clusters.b.probe.path: "ready" must start with '/'"#,
+            r#"t.toml:5:54: clusters.b.probe.timeout: 5s is not shorter than the interval 2s"#,
+            r#"t.toml:8:9: clusters.c.probe: "http" needs a path: write probe = { path = "/healthz" }"#,
+            r#"t.toml:11:9: clusters.d.probe: a dns cluster is not probed: Envoy resolves the names, devbridge has no addresses"#,
+        ]
+    );
+}
+
+#[test]
+fn an_unknown_probe_key_is_named() {
+    let errors = mk_errors(
+        r#"
+        [clusters.a]
+        probe = { paht = "/healthz" }
+        static.endpoints = [{ address = "127.0.0.1:9001" }]
+        "#,
+    );
+    assert_eq!(errors, [r#"t.toml:2:11: clusters.a.probe.paht: unknown key "paht"; did you mean "path"?"#]);
 }
