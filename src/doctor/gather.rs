@@ -265,11 +265,13 @@ async fn edges(
     checks: &mut Vec<Check>,
 ) {
     for c in p.clusters.values() {
-        let probe = match &c.health_check {
-            Some(h) => Probe::Http { path: h.path.clone(), host: h.host.clone() },
-            None => Probe::Tcp,
-        };
-        let daemon = status.and_then(|s| s.probes.get(&c.name)).filter(|cp| !cp.results.is_empty());
+        // The cluster's own probe (a health check's GET, or a TCP connect);
+        // with `probe = false` doctor still connects once.
+        let probe = c.probe.as_ref().map_or(Probe::Tcp, |spec| spec.probe.clone());
+        // The daemon's results, once its probes have answered at least once.
+        let daemon = status
+            .and_then(|s| s.probes.get(&c.name))
+            .filter(|cp| cp.results.iter().any(|r| r.state != crate::status::ProbeState::Unknown));
         let (facts, kind, from) = match daemon {
             Some(cp) => {
                 let facts = cp
