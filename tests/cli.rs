@@ -187,15 +187,17 @@ endpoints = [{{ address = "{}" }}]
     )
     .unwrap();
     let profile = profile.to_str().unwrap();
-    let daemon = Command::new(BIN)
-        .args(["connect", profile, "--xds-listen", &format!("127.0.0.1:{xds_port}")])
-        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
-        .env("XDG_STATE_HOME", dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let daemon = support::Reaped::new(
+        Command::new(BIN)
+            .args(["connect", profile, "--xds-listen", &format!("127.0.0.1:{xds_port}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+            .env("XDG_STATE_HOME", dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let boot = devbridge(&["bootstrap", profile, "--xds-address", &format!("127.0.0.1:{xds_port}")]);
     assert_eq!(boot.status.code(), Some(0));
     let envoy = Envoy::start(&String::from_utf8(boot.stdout).unwrap()).await;
@@ -234,6 +236,7 @@ endpoints = [{{ address = "{}" }}]
 
     let kill = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().unwrap();
     assert!(kill.success());
+    let daemon = daemon.into_inner();
     let out = tokio::task::spawn_blocking(move || daemon.wait_with_output()).await.unwrap().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -404,7 +407,8 @@ fn mk_connect(profile: &str, xds_port: u16, admin_port: u16, state: &std::path::
 }
 
 /// Sends SIGTERM and waits, at most 20 s, for the daemon to exit.
-async fn terminate(mut daemon: std::process::Child) -> std::process::ExitStatus {
+async fn terminate(daemon: support::Reaped) -> std::process::ExitStatus {
+    let mut daemon = daemon.into_inner();
     let _ = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status();
     for _ in 0..400 {
         if let Some(status) = daemon.try_wait().unwrap() {
@@ -433,10 +437,12 @@ async fn a_daemon_whose_log_reader_went_away_keeps_serving_and_stops_on_sigterm(
     let profile = dir.path().join("pipe.toml");
     std::fs::write(&profile, STATIC_PROFILE).unwrap();
     let (xds_port, admin_port) = (free_port(), free_port());
-    let mut daemon = mk_connect(profile.to_str().unwrap(), xds_port, admin_port, dir.path())
-        .args(["--log", "debug"])
-        .spawn()
-        .unwrap();
+    let mut daemon = support::Reaped::new(
+        mk_connect(profile.to_str().unwrap(), xds_port, admin_port, dir.path())
+            .args(["--log", "debug"])
+            .spawn()
+            .unwrap(),
+    );
     // Like `head -2`: read two lines, then go away.
     let stderr = daemon.stderr.take().unwrap();
     let first_two = tokio::task::spawn_blocking(move || {
@@ -524,8 +530,9 @@ async fn status_exits_1_while_the_daemon_is_not_ready() {
     )
     .unwrap();
     let (xds_port, admin_port) = (free_port(), free_port());
-    let daemon =
-        mk_connect(profile.to_str().unwrap(), xds_port, admin_port, dir.path()).stderr(Stdio::null()).spawn().unwrap();
+    let daemon = support::Reaped::new(
+        mk_connect(profile.to_str().unwrap(), xds_port, admin_port, dir.path()).stderr(Stdio::null()).spawn().unwrap(),
+    );
     let admin = format!("127.0.0.1:{admin_port}");
     let out = support::eventually("devbridge status to reach the daemon", 200, || {
         let out = devbridge(&["status", "--admin", &admin]);

@@ -25,18 +25,20 @@ async fn an_unreachable_api_server_is_one_warn_and_no_error_however_often_it_is_
     let (listen_port, xds_port, admin_port) = (free_port(), free_port(), free_port());
     let profile = dir.path().join("down.toml");
     std::fs::write(&profile, mk_source(listen_port, &kubeconfig, &["edge"], EDGE)).unwrap();
-    let daemon = Command::new(BIN)
-        .args(["connect", profile.to_str().unwrap(), "--xds-listen", &format!("127.0.0.1:{xds_port}")])
-        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
-        .env("XDG_CONFIG_HOME", dir.path())
-        .env("XDG_STATE_HOME", dir.path())
-        .env_remove("DEVBRIDGE_LOG")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let daemon = support::Reaped::new(
+        Command::new(BIN)
+            .args(["connect", profile.to_str().unwrap(), "--xds-listen", &format!("127.0.0.1:{xds_port}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+            .env("XDG_CONFIG_HOME", dir.path())
+            .env("XDG_STATE_HOME", dir.path())
+            .env_remove("DEVBRIDGE_LOG")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
 
     // The default backoff (0.5 s, 1 s, 2 s, ...) retries three times in
     // about 1.5 s; the bound is generous.
@@ -54,6 +56,7 @@ async fn an_unreachable_api_server_is_one_warn_and_no_error_however_often_it_is_
 
     let kill = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().unwrap();
     assert!(kill.success());
+    let daemon = daemon.into_inner();
     let out = tokio::task::spawn_blocking(move || daemon.wait_with_output()).await.unwrap().unwrap();
     let stderr = without_ansi(&String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{stderr}");

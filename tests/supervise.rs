@@ -41,19 +41,21 @@ async fn a_supervised_envoy_serves_is_restarted_when_killed_and_stops_with_devbr
         ),
     )
     .unwrap();
-    let daemon = Command::new(BIN)
-        .arg("connect")
-        .arg(&profile)
-        .args(["--xds-listen", &format!("127.0.0.1:{xds}"), "--admin-listen", &format!("127.0.0.1:{admin}")])
-        .arg("--envoy")
-        .arg("--envoy-bin")
-        .arg(support::envoy_binary())
-        .env("XDG_STATE_HOME", dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let daemon = support::Reaped::new(
+        Command::new(BIN)
+            .arg("connect")
+            .arg(&profile)
+            .args(["--xds-listen", &format!("127.0.0.1:{xds}"), "--admin-listen", &format!("127.0.0.1:{admin}")])
+            .arg("--envoy")
+            .arg("--envoy-bin")
+            .arg(support::envoy_binary())
+            .env("XDG_STATE_HOME", dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let listener = SocketAddr::from(([127, 0, 0, 1], port));
     let serves = || async move {
         http_get(listener, "svc.test", "/x", &[]).await.ok().filter(|r| r.status == 200).map(|r| r.body)
@@ -71,6 +73,7 @@ async fn a_supervised_envoy_serves_is_restarted_when_killed_and_stops_with_devbr
     assert_eq!(eventually("the restarted Envoy to serve", 400, serves).await, "edge GET /x\n");
 
     Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().unwrap();
+    let daemon = daemon.into_inner();
     let out = tokio::task::spawn_blocking(move || daemon.wait_with_output()).await.unwrap().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");

@@ -120,6 +120,52 @@ impl Drop for Upstream {
     }
 }
 
+/// A process a test started, stopped (by its own id) and reaped when
+/// dropped: a failing assertion leaves no daemon behind holding ports or
+/// inherited file descriptors. [`into_inner`](Self::into_inner) hands it
+/// back for a test that ends it itself.
+pub struct Reaped(Option<Child>);
+
+impl Reaped {
+    pub fn new(child: Child) -> Self {
+        Self(Some(child))
+    }
+
+    pub fn into_inner(mut self) -> Child {
+        self.0.take().expect("held until into_inner")
+    }
+}
+
+impl std::ops::Deref for Reaped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.0.as_ref().expect("held until into_inner")
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("held until into_inner")
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let Some(mut child) = self.0.take() else { return };
+        // SIGTERM first, so a daemon stops its own Envoy child; SIGKILL if
+        // it has not ended within 10 s.
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        for _ in 0..200 {
+            if child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 /// One HTTP/1.1 exchange.
 #[derive(Debug, Clone)]
 pub struct HttpResponse {
