@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value, json};
-use support::{Envoy, eventually, free_port, http_get, http_request};
+use support::{Envoy, Upstream, eventually, free_port, http_get, http_request};
 
 const BIN: &str = env!("CARGO_BIN_EXE_devbridge");
 
@@ -176,14 +176,21 @@ async fn the_page_shows_the_demo_and_follows_a_profile_edit_live() {
     };
     support::envoy_binary();
 
-    // The demo profile, on free ports, in a file the daemon follows.
+    // The demo profile, on free ports, in a file the daemon follows; its two
+    // stand-in edges are real listeners, probed every second.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let listen_port = free_port();
+    let (edge1, edge2) = (Upstream::start("edge-1").await, Upstream::start("edge-2").await);
+    let (e1, e2) = (edge1.addr.to_string(), edge2.addr.to_string());
     let demo = std::fs::read_to_string(root.join("profiles/demo.toml"))
         .unwrap()
         .replace("8888", &listen_port.to_string())
+        .replace("127.0.0.1:9001", &e1)
+        .replace("127.0.0.1:9002", &e2)
+        .replace("[clusters.edge]\n", "[clusters.edge]\nprobe = { interval = \"1s\", timeout = \"500ms\" }\n")
         .replace("zone = \"dev-local\"\ndomains", "zone = \"dev-local\"\nadmin = \"127.0.0.1:0\"\ndomains");
     assert!(demo.contains("admin = \"127.0.0.1:0\""), "the demo's proxy moved; update this test");
+    assert!(demo.contains("probe = {"), "the demo's edge cluster moved; update this test");
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("demo.toml");
     std::fs::write(&profile, &demo).unwrap();
@@ -227,10 +234,10 @@ async fn the_page_shows_the_demo_and_follows_a_profile_edit_live() {
                 "path /healthz",
                 "prefix /api, header x-dev = \"canary\"",
                 "cluster edge",
-                "127.0.0.1:9001",
-                "127.0.0.1:9002",
+                &e1,
+                &e2,
                 "zone dev-local",
-                "not probed",
+                "reachable",
                 "acked CDS EDS LDS RDS",
                 "live",
                 "devbridge started: profile demo",
@@ -253,6 +260,15 @@ async fn the_page_shows_the_demo_and_follows_a_profile_edit_live() {
     assert_eq!(browser.run("return window.devbridgeTestMark").await, json!(42), "the page was reloaded");
     // Envoy ACKs the new version, and the page says so.
     browser.wait_for("the Envoy's ACK of the edit", &["acked CDS EDS LDS RDS", "dev-proxy acked"]).await;
+
+    // An edge stops listening: the page names it, and the event log says so.
+    drop(edge2);
+    browser
+        .wait_for(
+            "the stopped edge as unreachable",
+            &["unreachable: connection refused", &format!("{e2} unreachable (connection refused")],
+        )
+        .await;
     drop(browser);
     drop(envoy);
 }
