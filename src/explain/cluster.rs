@@ -117,7 +117,8 @@ pub struct EndpointReport {
 }
 
 impl EndpointReport {
-    fn of(e: &Endpoint, origin: &str) -> Self {
+    /// `e` as `explain` and the status page's view show it, from `origin`.
+    pub fn of(e: &Endpoint, origin: &str) -> Self {
         Self {
             address: e.addr.to_string(),
             zone: e.zone.clone(),

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::explain::cluster::source_detail;
+use crate::explain::cluster::{EndpointReport, source_detail};
 use crate::explain::{describe_action, describe_match};
-use crate::model::{Cluster, Endpoint, Published, RouteAction, Source};
+use crate::model::{Cluster, Published, RouteAction, Source};
 
 pub const PATH: &str = "/v1/view";
 
@@ -64,30 +64,7 @@ pub struct ClusterView {
     /// The source in words.
     pub detail: String,
     /// What is served; for `dns`, the names Envoy resolves.
-    pub endpoints: Vec<EndpointView>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct EndpointView {
-    pub address: String,
-    pub zone: Option<String>,
-    pub weight: Option<u32>,
-    /// `static`, `dns`, `discovered`, `registered`.
-    pub origin: String,
-    pub metadata: BTreeMap<String, String>,
-}
-
-impl EndpointView {
-    fn of(e: &Endpoint, origin: &str) -> Self {
-        Self {
-            address: e.addr.to_string(),
-            zone: e.zone.clone(),
-            weight: e.weight,
-            origin: origin.to_string(),
-            metadata: (*e.metadata).clone(),
-        }
-    }
+    pub endpoints: Vec<EndpointReport>,
 }
 
 pub fn build(p: &Published) -> View {
@@ -134,13 +111,13 @@ pub fn build(p: &Published) -> View {
 
 fn cluster(p: &Published, c: &Cluster) -> ClusterView {
     let runtime = |origin: &str, set: &crate::model::EndpointSet| {
-        set.get(&c.name).map(|eps| eps.iter().map(|e| EndpointView::of(e, origin)).collect::<Vec<_>>())
+        set.get(&c.name).map(|eps| eps.iter().map(|e| EndpointReport::of(e, origin)).collect::<Vec<_>>())
     };
     let endpoints = match &c.source {
-        Source::Static(eps) => eps.iter().map(|e| EndpointView::of(e, "static")).collect(),
+        Source::Static(eps) => eps.iter().map(|e| EndpointReport::of(e, "static")).collect(),
         Source::Dns { hosts, .. } => hosts
             .iter()
-            .map(|(h, port)| EndpointView {
+            .map(|(h, port)| EndpointReport {
                 address: format!("{h}:{port}"),
                 origin: "dns".into(),
                 ..Default::default()
@@ -157,6 +134,7 @@ fn cluster(p: &Published, c: &Cluster) -> ClusterView {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Endpoint;
     use crate::publish::Builder;
 
     const PROFILE: &str = r#"
@@ -231,7 +209,7 @@ endpoints = [{ address = "127.0.0.1:9001", zone = "dev-local", metadata = { name
         assert_eq!(view.clusters.keys().collect::<Vec<_>>(), ["edge", "runtime"]);
         assert_eq!(
             view.clusters["edge"].endpoints,
-            vec![EndpointView {
+            vec![EndpointReport {
                 address: "127.0.0.1:9001".into(),
                 zone: Some("dev-local".into()),
                 weight: None,
@@ -242,7 +220,7 @@ endpoints = [{ address = "127.0.0.1:9001", zone = "dev-local", metadata = { name
         assert_eq!(view.clusters["runtime"].source, "registered");
         assert_eq!(
             view.clusters["runtime"].endpoints,
-            vec![EndpointView {
+            vec![EndpointReport {
                 address: "127.0.0.1:7000".into(),
                 weight: Some(3),
                 origin: "registered".into(),
