@@ -95,7 +95,12 @@ fn settings_check(flags: &Flags, profile: Option<&Profile>) -> Check {
             "log" => s.log.clone(),
             "log_format" => format!("{:?}", s.log_format).to_lowercase(),
             "tls" => s.tls.to_string(),
-            "tls_dir" => s.tls_dir.as_ref().map_or_else(|| "(default)".into(), |p| p.display().to_string()),
+            // Unset: the local CA's own place, as `connect --tls` uses it.
+            "tls_dir" => s
+                .tls_dir
+                .clone()
+                .or_else(|| crate::certs::CertPaths::default_location().map(|c| c.dir))
+                .map_or_else(|| "none (no config directory: set tls_dir)".into(), |p| p.display().to_string()),
             "insecure" => s.insecure.to_string(),
             "read_timeout" => humantime::format_duration(s.read_timeout).to_string(),
             "max_connections" => s.max_connections.to_string(),
