@@ -81,7 +81,7 @@ impl Builder {
         if Arc::ptr_eq(&profile, &self.profile) {
             return Ok(None);
         }
-        let marked = mark(&profile, &self.discovered, &self.registered, &self.marks);
+        let marked = mark(&profile, &self.discovered, &self.registered, &self.marks, |_| true);
         let published = build(&profile, &self.discovered, &self.registered, &marked)
             .inspect_err(|e| warn!(error = %e, "translation failed; keeping the previous configuration"))?;
         self.profile = profile;
@@ -94,7 +94,7 @@ impl Builder {
         if Arc::ptr_eq(&registered, &self.registered) {
             return Ok(None);
         }
-        let marked = mark(&self.profile, &self.discovered, &registered, &self.marks);
+        let marked = mark(&self.profile, &self.discovered, &registered, &self.marks, |_| true);
         let published = build(&self.profile, &self.discovered, &registered, &marked)
             .inspect_err(|e| warn!(error = %e, "translation failed; keeping the previous configuration"))?;
         self.registered = registered;
@@ -110,7 +110,7 @@ impl Builder {
             self.marks = marks;
             return Ok(None);
         }
-        let marked = mark(&self.profile, &self.discovered, &self.registered, &marks);
+        let marked = mark(&self.profile, &self.discovered, &self.registered, &marks, |_| true);
         let published = build(&self.profile, &self.discovered, &self.registered, &marked)
             .inspect_err(|e| warn!(error = %e, "translation failed; keeping the previous configuration"))?;
         self.marks = marks;
@@ -134,7 +134,11 @@ impl Builder {
             self.discovered = discovered;
             return Ok(None);
         }
-        let marked = mark(&self.profile, &discovered, &self.registered, &self.marks);
+        // Only the changed clusters' marked lists are made again; the others
+        // are shared as they are.
+        let mut marked = self.marked.clone();
+        marked.retain(|c, _| !changed.contains(c));
+        marked.extend(mark(&self.profile, &discovered, &self.registered, &self.marks, |c| changed.contains(c)));
         let (profile, registered, endpoints) = (&self.profile, &self.registered, &discovered.endpoints);
         let lookup = |name: &str| {
             marked.get(name).or_else(|| registered.get(name)).or_else(|| endpoints.get(name)).map(|e| &**e)
@@ -197,11 +201,18 @@ fn same_snapshots(a: &BTreeMap<String, Arc<Snapshot>>, b: &BTreeMap<String, Arc<
     a.len() == b.len() && a.iter().zip(b).all(|((n, s), (m, t))| n == m && (Arc::ptr_eq(s, t) || s.same_version(t)))
 }
 
-/// The endpoint lists of the clusters `marks` names, each endpoint it
-/// names marked unhealthy; from the same lists the lookups use.
-fn mark(profile: &Profile, discovered: &Discovered, registered: &EndpointSet, marks: &Marks) -> EndpointSet {
+/// The endpoint lists of the clusters `marks` names (those `only` keeps),
+/// each endpoint it names marked unhealthy; from the same lists the lookups use.
+fn mark(
+    profile: &Profile,
+    discovered: &Discovered,
+    registered: &EndpointSet,
+    marks: &Marks,
+    only: impl Fn(&str) -> bool,
+) -> EndpointSet {
     marks
         .iter()
+        .filter(|(cluster, _)| only(cluster))
         .filter_map(|(cluster, addrs)| {
             let base: &[Endpoint] = match registered.get(cluster).or_else(|| discovered.endpoints.get(cluster)) {
                 Some(eps) => eps,

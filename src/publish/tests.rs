@@ -193,3 +193,17 @@ fn marked_endpoints_are_published_unhealthy_on_every_path() {
     assert_eq!(builder.set_marks(Arc::default()).map(|p| p.is_some()), Ok(true));
     assert_eq!(builder.published().snapshots, translate(&mk_profile(), &next.endpoints).unwrap());
 }
+
+#[test]
+fn a_change_to_another_cluster_keeps_the_marked_list() {
+    let mut builder = mk_builder();
+    let first = mk_discovered(&Discovered::default(), &[("edge", &["10.0.0.1:80", "10.0.0.2:80"])]);
+    builder.set_discovered(first.clone()).unwrap();
+    builder.set_marks(mk_marks("edge", &["10.0.0.2:80"])).unwrap();
+
+    let next = mk_discovered(&first, &[("edge", &["10.0.0.1:80", "10.0.0.2:80"]), ("films", &["10.1.0.1:80"])]);
+    assert_eq!(next.changed.iter().collect::<Vec<_>>(), ["films"]);
+    assert_eq!(builder.set_discovered(next.clone()).map(|p| p.is_some()), Ok(true));
+    let marked = mk_marked(&next.endpoints, "edge", &["10.0.0.2:80"]);
+    assert_eq!(builder.published().snapshots, translate(&mk_profile(), &marked).unwrap());
+}
