@@ -96,6 +96,43 @@ impl Runtime {
         out
     }
 
+    /// Where the sidecar listens, from the profile devbridge serves it:
+    /// each HTTP port with its domains, each TCP service with its cluster,
+    /// and for a container how to publish them.
+    pub fn port_notes(self, profile: &Profile, proxy: &Proxy) -> Vec<String> {
+        let mut out = Vec::new();
+        for port in proxy.ports(profile) {
+            let names: Vec<&str> = proxy
+                .domains
+                .iter()
+                .filter_map(|d| profile.domains.get(d))
+                .filter(|d| d.port == port)
+                .map(|d| d.host.as_str())
+                .collect();
+            out.push(format!("HTTP on {}: {}", SocketAddr::new(proxy.listen_address, port), names.join(", ")));
+        }
+        for t in &proxy.tcp {
+            out.push(format!(
+                "TCP service {} on {} -> cluster {}{}",
+                t.name,
+                SocketAddr::new(proxy.listen_address, t.port),
+                t.cluster,
+                t.idle_timeout
+                    .map(|d| format!(" (idle timeout {})", humantime::format_duration(d)))
+                    .unwrap_or_default()
+            ));
+        }
+        let ports: Vec<u16> = proxy.ports(profile).into_iter().chain(proxy.tcp.iter().map(|t| t.port)).collect();
+        if matches!(self, Runtime::Docker | Runtime::Compose) && !ports.is_empty() {
+            let flags: Vec<String> = ports.iter().map(|p| format!("-p {p}:{p}")).collect();
+            out.push(format!(
+                "To reach these from the host, listen_address must be 0.0.0.0 in the profile; publish: {}",
+                flags.join(" ")
+            ));
+        }
+        out
+    }
+
     /// What the user must know to run this bootstrap, as comment lines.
     pub fn notes(self, profile: &str, proxy: &str, xds: &str) -> Vec<String> {
         let beyond_loopback = [

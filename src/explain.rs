@@ -26,7 +26,7 @@ pub use cluster::{EnvoyStream, Live, SourceInfo, StreamType, TypeAck};
 use matching::{Condition, Seen};
 pub use request::{BadRequest, ExplainRequest, Request};
 
-use crate::model::{Domain, Profile, Proxy, Redirect, RouteAction, Target};
+use crate::model::{Domain, Profile, Proxy, Redirect, RouteAction, Target, TcpService};
 
 /// Envoy's route timeout when a route sets none.
 pub const ENVOY_DEFAULT_TIMEOUT: &str = "15s";
@@ -80,7 +80,24 @@ pub struct Explanation {
     pub candidates: Vec<String>,
     /// Whether run-time state (endpoints, sources, Envoys) is included.
     pub live: bool,
+    /// The TCP service listening on the port, when it is one: then there
+    /// is no virtual host or route, every connection goes to its cluster.
+    pub tcp: Option<TcpMatch>,
 }
+
+/// A TCP service a connection reaches.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TcpMatch {
+    pub service: String,
+    pub cluster: String,
+    /// The idle timeout, e.g. `30m`, or Envoy's default.
+    pub idle_timeout: String,
+    pub idle_timeout_is_default: bool,
+}
+
+/// Envoy's TCP proxy idle timeout when a service sets none.
+pub const ENVOY_DEFAULT_TCP_IDLE_TIMEOUT: &str = "1h";
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -169,11 +186,15 @@ pub struct Share {
 pub fn explain(profile: &Profile, req: &Request, proxy: Option<&str>, live: &Live) -> Result<Explanation, BadRequest> {
     let mut out =
         Explanation { profile: profile.name.clone(), request: req.clone(), live: live.is_live(), ..Default::default() };
+    if let Some((p, t)) = pick_tcp(profile, req.port, proxy)? {
+        explain_tcp(&mut out, profile, p, t, live);
+        return Ok(out);
+    }
     let proxy = match pick_proxy(profile, req.port, proxy)? {
-        Some(p) => p,
-        None => {
+        Some(p) if !req.tcp => p,
+        _ => {
             out.outcome = Outcome::NoListener;
-            out.candidates = served_hosts(profile, None);
+            out.candidates = if req.tcp { tcp_services(profile) } else { served_hosts(profile, None) };
             return Ok(out);
         }
     };
@@ -233,6 +254,74 @@ pub fn explain(profile: &Profile, req: &Request, proxy: Option<&str>, live: &Liv
         }
     }
     Ok(out)
+}
+
+/// The TCP service on `port`, of the proxy named or of the one proxy that
+/// has one there.
+fn pick_tcp<'p>(
+    profile: &'p Profile,
+    port: u16,
+    named: Option<&str>,
+) -> Result<Option<(&'p Proxy, &'p TcpService)>, BadRequest> {
+    let on_port: Vec<(&Proxy, &TcpService)> = profile
+        .proxies
+        .values()
+        .filter(|p| named.is_none_or(|n| n == p.name))
+        .filter_map(|p| p.tcp.iter().find(|t| t.port == port).map(|t| (p, t)))
+        .collect();
+    match on_port.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        many => Err(BadRequest(format!(
+            "proxies {} all have a TCP service on port {port}; choose one with --proxy",
+            many.iter().map(|(p, _)| p.name.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// A connection to a TCP service: it goes to the service's cluster.
+fn explain_tcp(out: &mut Explanation, profile: &Profile, proxy: &Proxy, t: &TcpService, live: &Live) {
+    out.proxy = Some(proxy.name.clone());
+    out.listener = Some(format!(
+        "{} on {}",
+        crate::xds::translate::tcp_listener_name(&t.name),
+        std::net::SocketAddr::new(proxy.listen_address, t.port)
+    ));
+    out.served = live.served(proxy);
+    out.tcp = Some(TcpMatch {
+        service: t.name.clone(),
+        cluster: t.cluster.clone(),
+        idle_timeout: t
+            .idle_timeout
+            .map_or_else(|| ENVOY_DEFAULT_TCP_IDLE_TIMEOUT.to_string(), |d| humantime::format_duration(d).to_string()),
+        idle_timeout_is_default: t.idle_timeout.is_none(),
+    });
+    out.clusters = profile.clusters.get(&t.cluster).map(|c| live.cluster_report(c)).into_iter().collect();
+    out.outcome = if out.clusters.iter().any(|c| c.endpoints.as_ref().is_some_and(Vec::is_empty)) {
+        Outcome::NoEndpoints
+    } else {
+        Outcome::Routed
+    };
+}
+
+/// Every TCP service, as `tcp://address:port (proxy P, service S)`.
+fn tcp_services(profile: &Profile) -> Vec<String> {
+    let mut out: Vec<String> = profile
+        .proxies
+        .values()
+        .flat_map(|p| {
+            p.tcp.iter().map(move |t| {
+                format!(
+                    "tcp://{} (proxy {}, service {})",
+                    std::net::SocketAddr::new(p.listen_address, t.port),
+                    p.name,
+                    t.name
+                )
+            })
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// The proxy to explain: the one named, else the one listening on `port`.

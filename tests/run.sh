@@ -40,6 +40,33 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
 fi
 command -v chromium >/dev/null && echo "==> browser: $(chromium --version 2>/dev/null | head -1)"
 
+# The TCP service test runs real PostgreSQL servers (tests/envoy_tcp.rs):
+# Debian's server package, installed here when missing and root (without
+# creating or starting a cluster of its own); otherwise skipped, saying why.
+pg_bin() {
+  command -v initdb >/dev/null && command -v postgres >/dev/null && return 0
+  ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1
+}
+if ! pg_bin || ! command -v psql >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "==> installing postgresql for the TCP service test (apt-get)"
+    export DEBIAN_FRONTEND=noninteractive
+    mkdir -p /etc/postgresql-common
+    [ -e /etc/postgresql-common/createcluster.conf ] || echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
+    apt_log=$(mktemp)
+    install_pg() { timeout 600 apt-get install -y -q --no-install-recommends postgresql postgresql-client >"$apt_log" 2>&1; }
+    if ! install_pg && ! { timeout 300 apt-get update -q >"$apt_log" 2>&1 && install_pg; }; then
+      tail -20 "$apt_log"
+      echo "tests/run.sh: could not install postgresql with apt-get" >&2
+      exit 1
+    fi
+    rm -f "$apt_log"
+  else
+    export DEVBRIDGE_SKIP_POSTGRES="PostgreSQL's server is missing and apt-get needs root: apt-get install postgresql"
+    echo "==> skipping the PostgreSQL test: $DEVBRIDGE_SKIP_POSTGRES"
+  fi
+fi
+
 # Three test binaries drive real Envoys; two threads keep a 2-core machine responsive.
 echo "==> cargo test"
 cargo test --locked -- --test-threads "${TEST_THREADS:-2}" "$@"

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use super::AdminState;
 use crate::model::Published;
 use crate::model::now_ms;
-use crate::status::{ProfileInfo, ProxyStatus, Refused, Status};
+use crate::status::{ProfileInfo, ProxyStatus, Refused, Status, TcpServiceStatus};
 use crate::xds::ResourceType;
 use crate::xds::dump::dump_snapshot;
 
@@ -31,7 +31,8 @@ pub fn build(state: &AdminState) -> Status {
             .iter()
             .map(|(name, s)| {
                 let types = ResourceType::ALL.map(|t| (t.short().to_string(), s.resources(t).version.clone())).into();
-                (name.clone(), ProxyStatus { version: s.version.clone(), types })
+                let tcp = published.profile.proxies.get(name).map(TcpServiceStatus::of).unwrap_or_default();
+                (name.clone(), ProxyStatus { version: s.version.clone(), types, tcp })
             })
             .collect(),
         registered: state.registry.report(),

@@ -163,7 +163,8 @@ fn start_envoy(daemon: &Daemon, profile: &str, sidecar: Sidecar) -> anyhow::Resu
         .context("cannot create a directory for Envoy's bootstrap")?;
     let path = dir.path().join(format!("{}.yaml", proxy.name));
     let (host, port) = crate::settings::reachable_xds_address(daemon.xds_addr);
-    let notes = Runtime::Process.notes(profile, &proxy.name, &format!("{host}:{port}"));
+    let mut notes = Runtime::Process.notes(profile, &proxy.name, &format!("{host}:{port}"));
+    notes.extend(Runtime::Process.port_notes(&daemon.current().profile, &proxy));
     let text = bootstrap::render(&bootstrap::bootstrap(&proxy, &host, port), Format::Yaml, &notes);
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     let cmd = EnvoyCommand { bin, bootstrap: path, admin_address_path: dir.path().join("envoy-admin-address") };

@@ -43,7 +43,8 @@ pub fn run(args: BootstrapArgs, flags: &Flags) -> anyhow::Result<ExitCode> {
         crate::bootstrap::XdsTarget::Pipe { path } => format!("unix:{path}"),
         crate::bootstrap::XdsTarget::Tcp { .. } => format!("{host}:{port}"),
     };
-    let notes = runtime.notes_with(&p.name, &proxy.name, &shown, client_tls.as_ref());
+    let mut notes = runtime.notes_with(&p.name, &proxy.name, &shown, client_tls.as_ref());
+    notes.extend(runtime.port_notes(&p, proxy));
     let value = crate::bootstrap::bootstrap_with(proxy, &target, client_tls.as_ref());
     let text = crate::bootstrap::render(&value, format, &notes);
     match out {

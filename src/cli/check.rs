@@ -52,13 +52,17 @@ pub fn summary(p: &Profile) -> String {
         count(p.clusters.len(), "cluster", "clusters"),
     );
     for proxy in p.proxies.values() {
+        let served: Vec<String> = proxy
+            .domains
+            .iter()
+            .cloned()
+            .chain(proxy.tcp.iter().map(|t| format!("tcp {} :{} -> {}", t.name, t.port, t.cluster)))
+            .collect();
+        let served = if served.is_empty() { "nothing served".to_string() } else { served.join(", ") };
         let _ = writeln!(
             out,
-            "  proxy {} (zone {}, node.cluster {:?}): {}",
-            proxy.name,
-            proxy.zone,
-            proxy.node_cluster,
-            proxy.domains.join(", ")
+            "  proxy {} (zone {}, node.cluster {:?}): {served}",
+            proxy.name, proxy.zone, proxy.node_cluster
         );
     }
     for d in p.domains.values() {

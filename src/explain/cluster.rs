@@ -264,7 +264,8 @@ pub fn policy(c: &Cluster) -> Vec<String> {
         out.push("HTTP/2".into());
     }
     if let Some(h) = &c.health_check {
-        out.push(format!("health check {} every {}", h.path, humantime::format_duration(h.interval)));
+        let what = h.path.as_deref().map_or_else(|| "tcp connect".to_string(), |p| format!("GET {p}"));
+        out.push(format!("health check {what} every {}", humantime::format_duration(h.interval)));
     }
     if let Some(b) = &c.circuit_breakers {
         let limits: Vec<String> = [

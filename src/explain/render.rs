@@ -49,7 +49,7 @@ pub fn render(e: &Explanation, st: Style) -> String {
     let _ = writeln!(
         out,
         "{} {}  {}",
-        st.bold(&r.method),
+        st.bold(if r.tcp { "TCP" } else { &r.method }),
         st.bold(&r.url()),
         st.dim(&format!("(profile {}, {origin})", e.profile))
     );
@@ -74,10 +74,25 @@ pub fn render(e: &Explanation, st: Style) -> String {
                 st.red(&format!("no virtual host for Host {:?} on port {}: Envoy answers 404", r.authority, r.port))
             );
         }
-        let _ = writeln!(out, "hosts served:");
+        let _ = writeln!(out, "{}", if r.tcp { "TCP services:" } else { "hosts served:" });
+        if e.candidates.is_empty() {
+            let _ = writeln!(out, "  none");
+        }
         for c in &e.candidates {
             let _ = writeln!(out, "  {c}");
         }
+        return finish(out, e, st);
+    }
+    if let Some(t) = &e.tcp {
+        let default = if t.idle_timeout_is_default { " (Envoy's default)" } else { "" };
+        let _ = writeln!(
+            out,
+            "TCP service {}: every connection goes to {}, byte for byte",
+            st.bold(&t.service),
+            st.bold(&t.cluster)
+        );
+        let _ = writeln!(out, "  idle timeout {}{default}; connect timeout is the cluster's", t.idle_timeout);
+        clusters(&mut out, e, st);
         return finish(out, e, st);
     }
     if let Some(v) = &e.virtual_host {
@@ -156,6 +171,17 @@ pub fn render(e: &Explanation, st: Style) -> String {
         }
         None => {}
     }
+    clusters(&mut out, e, st);
+    finish(out, e, st)
+}
+
+/// Each cluster the request or connection goes to, with its endpoints and sources.
+fn clusters(out: &mut String, e: &Explanation, st: Style) {
+    let none = if e.tcp.is_some() {
+        "no endpoints: Envoy closes each new connection (no healthy upstream)"
+    } else {
+        "no endpoints: Envoy answers 503 (no healthy upstream)"
+    };
     for c in &e.clusters {
         let _ = writeln!(out, "cluster {} ({}): {}", st.bold(&c.name), c.source, c.source_detail);
         let _ = writeln!(out, "  {}", c.policy.join(", "));
@@ -167,7 +193,7 @@ pub fn render(e: &Explanation, st: Style) -> String {
                 );
             }
             Some(eps) if eps.is_empty() => {
-                let _ = writeln!(out, "  {}", st.red("no endpoints: Envoy answers 503 (no healthy upstream)"));
+                let _ = writeln!(out, "  {}", st.red(none));
             }
             Some(eps) => {
                 for ep in eps {
@@ -199,7 +225,6 @@ pub fn render(e: &Explanation, st: Style) -> String {
             }
         }
     }
-    finish(out, e, st)
 }
 
 /// The acknowledgement lines and the verdict.
@@ -252,6 +277,7 @@ fn finish(mut out: String, e: &Explanation, st: Style) -> String {
         Outcome::NoListener => st.red("no listener"),
         Outcome::NoVirtualHost => st.red("no virtual host (404)"),
         Outcome::NoRoute => st.red("no route (404)"),
+        Outcome::NoEndpoints if e.tcp.is_some() => st.red("no endpoints (connections closed)"),
         Outcome::NoEndpoints => st.red("no endpoints (503)"),
     };
     let _ = writeln!(out, "result: {verdict}");

@@ -40,6 +40,8 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     /// Headers Envoy sets before routing when the client sent none.
     pub added_by_envoy: Vec<(String, String)>,
+    /// A `tcp://host:port` connection, for a TCP service: no HTTP at all.
+    pub tcp: bool,
 }
 
 impl Request {
@@ -47,14 +49,16 @@ impl Request {
     pub fn parse(r: &ExplainRequest) -> Result<Self, BadRequest> {
         let bad = |why: String| Err(BadRequest(why));
         let url = r.url.trim();
-        let rest = match url.split_once("://") {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
+        let (rest, tcp) = match url.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (rest, false),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("tcp") => (rest, true),
             Some((scheme, _)) => {
                 return bad(format!(
-                    "{url:?}: a proxy's listeners speak plain HTTP; expected an http:// URL, not {scheme}://"
+                    "{url:?}: a proxy's listeners speak plain HTTP or TCP; \
+                     expected an http:// or tcp:// URL, not {scheme}://"
                 ));
             }
-            None => url,
+            None => (url, false),
         };
         let rest = rest.split('#').next().unwrap_or_default();
         let (authority, path) = match rest.find(['/', '?']) {
@@ -69,6 +73,7 @@ impl Request {
             return bad(format!("{url:?}: user names in URLs are not supported"));
         }
         let port = match port_of(authority) {
+            Ok(None) if tcp => return bad(format!("{url:?} names no port; expected e.g. tcp://localhost:15432")),
             Ok(p) => p.unwrap_or(80),
             Err(()) => return bad(format!("{url:?}: the port of {authority:?} is not a number from 1 to 65535")),
         };
@@ -103,12 +108,12 @@ impl Request {
                 added_by_envoy.push((name.to_string(), value.to_string()));
             }
         }
-        Ok(Request { port, authority: host, target: authority.to_string(), path, method, headers, added_by_envoy })
+        Ok(Request { port, authority: host, target: authority.to_string(), path, method, headers, added_by_envoy, tcp })
     }
 
     /// The URL the request is sent to (for messages).
     pub fn url(&self) -> String {
-        format!("http://{}{}", self.target, self.path)
+        if self.tcp { format!("tcp://{}", self.target) } else { format!("http://{}{}", self.target, self.path) }
     }
 
     /// What Envoy's router matches against.

@@ -288,3 +288,52 @@ fn a_daemon_lists_discovered_endpoints_skipped_pods_a_degraded_source_and_acks()
         assert!(text.contains(line), "{line:?} in\n{text}");
     }
 }
+
+#[test]
+fn a_connection_to_a_tcp_service_goes_to_its_cluster() {
+    let src = r#"
+[zones.z]
+[proxies.p]
+zone = "z"
+domains = ["web.test:8080"]
+tcp = [{ name = "pg", port = 15432, cluster = "db", idle_timeout = "30m" }]
+[[domains]]
+name = "web.test:8080"
+routes = [{ prefix = "/", cluster = "db" }]
+[clusters.db]
+health_check = { tcp = true }
+static.endpoints = [{ address = "127.0.0.1:5432" }]
+"#;
+    let profile = parse_profile("t.toml", "t", src).unwrap();
+    let e = explain(&profile, &mk_req("tcp://localhost:15432", "GET", &[]), None, &Live::default()).unwrap();
+    assert_eq!(e.outcome, Outcome::Routed);
+    assert_eq!(e.listener.as_deref(), Some("tcp_pg on 127.0.0.1:15432"));
+    assert_eq!(
+        e.tcp,
+        Some(TcpMatch {
+            service: "pg".into(),
+            cluster: "db".into(),
+            idle_timeout: "30m".into(),
+            idle_timeout_is_default: false
+        })
+    );
+    assert_eq!(e.clusters[0].endpoints.as_ref().unwrap()[0].address, "127.0.0.1:5432");
+    assert!(e.clusters[0].policy.contains(&"health check tcp connect every 5s".to_string()), "{:?}", e.clusters[0]);
+    let text = render::render(&e, render::Style { color: false });
+    assert!(text.starts_with("TCP tcp://localhost:15432"), "{text}");
+    assert!(text.contains("TCP service pg: every connection goes to db, byte for byte"), "{text}");
+    assert!(text.ends_with("result: routed\n"), "{text}");
+
+    // Plain HTTP to the same port is a TCP connection too: the port decides.
+    let e = explain(&profile, &mk_req("http://localhost:15432/x", "GET", &[]), None, &Live::default()).unwrap();
+    assert_eq!(e.tcp.map(|t| t.service), Some("pg".into()));
+
+    // A tcp:// URL to a port with no TCP service lists the services.
+    let e = explain(&profile, &mk_req("tcp://localhost:8080", "GET", &[]), None, &Live::default()).unwrap();
+    assert_eq!(e.outcome, Outcome::NoListener);
+    assert_eq!(e.candidates, ["tcp://127.0.0.1:15432 (proxy p, service pg)"]);
+
+    // A tcp:// URL needs a port.
+    let r = Request::parse(&ExplainRequest { url: "tcp://localhost".into(), ..Default::default() });
+    assert!(r.unwrap_err().0.contains("names no port"));
+}

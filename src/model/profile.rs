@@ -74,6 +74,21 @@ pub struct Proxy {
     pub listen_address: IpAddr,
     /// The Envoy admin address written into its bootstrap.
     pub admin: SocketAddr,
+    /// Plain TCP services (databases, caches, brokers): a local port
+    /// forwarded to a cluster, in profile order.
+    pub tcp: Vec<TcpService>,
+}
+
+/// A local TCP port whose connections Envoy's TCP proxy forwards, byte for
+/// byte, to one endpoint of a cluster (chosen per connection).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TcpService {
+    pub name: String,
+    pub port: u16,
+    pub cluster: String,
+    /// How long a connection may carry no bytes either way before Envoy
+    /// closes it; `None` is Envoy's default, one hour.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Proxy {
@@ -85,7 +100,8 @@ impl Proxy {
             && (node_zone.is_empty() || node_zone == self.zone)
     }
 
-    /// The ports this proxy listens on, each once, ascending.
+    /// The ports this proxy's HTTP domains listen on, each once, ascending
+    /// (TCP services have a port each, in [`Proxy::tcp`]).
     pub fn ports(&self, profile: &Profile) -> Vec<u16> {
         let mut ports: Vec<u16> = self.domains.iter().filter_map(|d| profile.domains.get(d).map(|d| d.port)).collect();
         ports.sort_unstable();
@@ -366,7 +382,8 @@ pub enum LbPolicy {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthCheck {
-    pub path: String,
+    /// The path an HTTP check GETs; `None` checks by TCP connect.
+    pub path: Option<String>,
     pub host: Option<String>,
     pub interval: Duration,
     pub timeout: Duration,
@@ -389,8 +406,8 @@ pub struct UpstreamTls {
 }
 
 impl Profile {
-    /// The clusters a proxy's routes use, and the tracing collector's, each
-    /// once, by name.
+    /// The clusters a proxy's routes and TCP services use, and the tracing
+    /// collector's, each once, by name.
     pub fn clusters_of(&self, proxy: &Proxy) -> Vec<&Cluster> {
         let collector = self.tracing.as_ref().map(|t| t.zipkin.cluster.as_str());
         let mut names: Vec<&str> = proxy
@@ -403,6 +420,7 @@ impl Profile {
                 _ => None,
             })
             .flatten()
+            .chain(proxy.tcp.iter().map(|t| t.cluster.as_str()))
             .chain(collector)
             .collect();
         names.sort_unstable();

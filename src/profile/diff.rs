@@ -294,6 +294,31 @@ endpoints = []
     }
 
     #[test]
+    fn tcp_services_added_changed_and_removed_are_told() {
+        let mut old = mk_profile("");
+        let mut new = old.clone();
+        let svc = |name: &str, port: u16, cluster: &str| crate::model::TcpService {
+            name: name.into(),
+            port,
+            cluster: cluster.into(),
+            idle_timeout: None,
+        };
+        old.proxies.get_mut("p").unwrap().tcp = vec![svc("pg", 15432, "edge"), svc("redis", 16379, "edge")];
+        new.proxies.get_mut("p").unwrap().tcp = vec![svc("pg", 15433, "old"), svc("mq", 15672, "edge")];
+        let d = ProfileDiff::between(&old, &new);
+        assert_eq!(
+            d.per_proxy["p"],
+            [
+                "+ tcp mq :15672 -> cluster edge",
+                "tcp pg: port 15432 -> 15433; cluster edge -> old",
+                "- tcp redis",
+                "+ cluster old (static 0 endpoints in the profile)",
+            ]
+        );
+        assert_eq!(d.to_string(), "proxies ~p");
+    }
+
+    #[test]
     fn an_invalid_profile_is_its_located_errors() {
         let served = mk_profile("");
         let a = compare(&served, "new.toml", "[proxies.p]\nzone = 1\n");

@@ -65,6 +65,18 @@ pub struct RawProxy {
     pub domains: Vec<S<String>>,
     pub listen_address: Option<S<String>>,
     pub admin: Option<S<String>>,
+    #[serde(default)]
+    pub tcp: Vec<S<RawTcp>>,
+}
+
+/// `[[proxies.NAME.tcp]]`: a local port forwarded to a cluster over TCP.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTcp {
+    pub name: S<String>,
+    pub port: S<i64>,
+    pub cluster: S<String>,
+    pub idle_timeout: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -274,7 +286,9 @@ pub enum RawPort {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHealthCheck {
-    pub path: S<String>,
+    pub path: Option<S<String>>,
+    /// `tcp = true`: check by opening a connection (no path).
+    pub tcp: Option<S<bool>>,
     pub host: Option<S<String>>,
     pub interval: Option<S<String>>,
     pub timeout: Option<S<String>>,

@@ -275,7 +275,7 @@ impl<'a> Cx<'a> {
             }
         }
 
-        let proxies = self.proxies(raw.proxies, &zones, &domain_names);
+        let proxies = self.proxies(raw.proxies, &zones, &domain_names, &domains, &cluster_names);
         let tracing = raw.tracing.and_then(|t| self.tracing(t, &cluster_names));
 
         Profile {

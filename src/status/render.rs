@@ -68,6 +68,9 @@ pub fn render(s: &Status, addr: &str) -> String {
     }
     for (name, p) in &s.proxies {
         let _ = writeln!(out, "  {name}  version {}", p.version);
+        for t in &p.tcp {
+            let _ = writeln!(out, "    tcp {}: {} -> cluster {}", t.name, t.listen, t.cluster);
+        }
     }
 
     let _ = writeln!(out, "envoys: {} connected", s.envoys.len());

@@ -15,6 +15,7 @@ use envoy_types::pb::envoy::config::endpoint::v3 as endpoint;
 use envoy_types::pb::envoy::config::listener::v3 as listener;
 use envoy_types::pb::envoy::config::route::v3 as route;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
 use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
 use envoy_types::pb::google::protobuf as pbwk;
@@ -123,6 +124,9 @@ pub fn dump_cluster(c: &cluster::Cluster) -> Value {
     let checks: Vec<Value> = c.health_checks.iter().map(dump_health_check).collect();
     if !checks.is_empty() {
         m.insert("health_checks".into(), json!(checks));
+        if c.ignore_health_on_host_removal {
+            m.insert("ignore_health_on_host_removal".into(), json!(true));
+        }
     }
     if let Some(cb) = &c.circuit_breakers {
         let thresholds: Vec<Value> = cb
@@ -162,11 +166,15 @@ pub fn dump_cluster(c: &cluster::Cluster) -> Value {
 
 fn dump_health_check(hc: &core::HealthCheck) -> Value {
     let mut m = Map::new();
-    if let Some(core::health_check::HealthChecker::HttpHealthCheck(h)) = &hc.health_checker {
-        put(&mut m, "path", json!(h.path));
-        if !h.host.is_empty() {
-            put(&mut m, "host", json!(h.host));
+    match &hc.health_checker {
+        Some(core::health_check::HealthChecker::HttpHealthCheck(h)) => {
+            put(&mut m, "path", json!(h.path));
+            if !h.host.is_empty() {
+                put(&mut m, "host", json!(h.host));
+            }
         }
+        Some(core::health_check::HealthChecker::TcpHealthCheck(_)) => put(&mut m, "tcp_health_check", json!({})),
+        _ => {}
     }
     put(&mut m, "interval", duration(hc.interval.as_ref()));
     put(&mut m, "timeout", duration(hc.timeout.as_ref()));
@@ -268,9 +276,27 @@ pub fn dump_listener(l: &listener::Listener) -> Value {
     let mut m = Map::new();
     put(&mut m, "address", address(l.address.as_ref()));
     let mut managers = Vec::new();
+    let mut tcp_proxies = Vec::new();
     for chain in &l.filter_chains {
         for f in &chain.filters {
             let Some(listener::filter::ConfigType::TypedConfig(any)) = &f.config_type else { continue };
+            if any.type_url == tcp::TcpProxy::type_url() {
+                tcp_proxies.push(match decode::<tcp::TcpProxy>(any) {
+                    Ok(t) => {
+                        let mut tm = Map::new();
+                        tm.insert("stat_prefix".into(), json!(t.stat_prefix));
+                        if let Some(tcp::tcp_proxy::ClusterSpecifier::Cluster(c)) = &t.cluster_specifier {
+                            tm.insert("cluster".into(), json!(c));
+                        }
+                        put(&mut tm, "idle_timeout", duration(t.idle_timeout.as_ref()));
+                        let logs: Vec<&str> = t.access_log.iter().map(|l| l.name.as_str()).collect();
+                        tm.insert("access_log".into(), json!(logs));
+                        Value::Object(tm)
+                    }
+                    Err(e) => json!({ "filter": f.name, "error": e }),
+                });
+                continue;
+            }
             managers.push(match decode::<hcm::HttpConnectionManager>(any) {
                 Ok(h) => {
                     let mut hm = Map::new();
@@ -289,7 +315,12 @@ pub fn dump_listener(l: &listener::Listener) -> Value {
             });
         }
     }
-    m.insert("http_connection_managers".into(), json!(managers));
+    if !tcp_proxies.is_empty() {
+        m.insert("tcp_proxies".into(), json!(tcp_proxies));
+    }
+    if !managers.is_empty() || tcp_proxies.is_empty() {
+        m.insert("http_connection_managers".into(), json!(managers));
+    }
     Value::Object(m)
 }
 

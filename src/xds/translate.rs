@@ -6,20 +6,24 @@
 //! EDS for `static`, `kubernetes` and `registered` sources and STRICT/LOGICAL DNS for
 //! `dns`; a load assignment per EDS cluster, endpoints grouped by zone.
 //! With `[tracing]`, every connection manager reports spans to the Zipkin
-//! collector, whose cluster every proxy then gets.
+//! collector, whose cluster every proxy then gets. Each TCP service is a
+//! listener `tcp_<name>` of its own, a TCP proxy to its cluster.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use envoy_types::pb::envoy::config::accesslog::v3 as accesslog;
 use envoy_types::pb::envoy::config::cluster::v3 as cluster;
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::endpoint::v3 as endpoint;
 use envoy_types::pb::envoy::config::listener::v3 as listener;
 use envoy_types::pb::envoy::config::route::v3 as route;
 use envoy_types::pb::envoy::config::trace::v3 as trace;
+use envoy_types::pb::envoy::extensions::access_loggers::stream::v3 as stream_log;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3 as upstream_http;
 use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
@@ -41,6 +45,11 @@ pub fn route_config_name(port: u16) -> String {
 /// Name of the listener for a port.
 pub fn listener_name(port: u16) -> String {
     format!("listener_{port}")
+}
+
+/// Name of the listener for a TCP service.
+pub fn tcp_listener_name(service: &str) -> String {
+    format!("tcp_{service}")
 }
 
 /// Builds every proxy's snapshot. One inconsistent snapshot fails the whole
@@ -82,6 +91,9 @@ pub fn translate_proxy_with<'a>(
             proxy.domains.iter().filter_map(|d| profile.domains.get(d)).filter(|d| d.port == port).collect();
         parts.listeners.push(to_listener(proxy, port, profile.tracing.as_ref()));
         parts.routes.push(to_route_configuration(port, &domains));
+    }
+    for t in &proxy.tcp {
+        parts.listeners.push(to_tcp_listener(proxy, t));
     }
     Snapshot::build(&proxy.name, parts)
 }
@@ -158,6 +170,11 @@ pub fn to_cluster(c: &profile::Cluster) -> cluster::Cluster {
         }
     }
     if let Some(hc) = &c.health_check {
+        // The profile and discovery say which endpoints exist: one removed
+        // leaves at once, even while it passes its health checks (Envoy
+        // keeps it until it fails them otherwise, so an endpoint switched
+        // away from kept taking new connections).
+        out.ignore_health_on_host_removal = true;
         out.health_checks.push(core::HealthCheck {
             timeout: Some(duration(hc.timeout)),
             interval: Some(duration(hc.interval)),
@@ -168,13 +185,15 @@ pub fn to_cluster(c: &profile::Cluster) -> cluster::Cluster {
             no_traffic_interval: Some(duration(hc.interval)),
             healthy_threshold: Some(u32v(hc.healthy_threshold)),
             unhealthy_threshold: Some(u32v(hc.unhealthy_threshold)),
-            health_checker: Some(core::health_check::HealthChecker::HttpHealthCheck(
-                core::health_check::HttpHealthCheck {
-                    path: hc.path.clone(),
+            health_checker: Some(match &hc.path {
+                Some(path) => core::health_check::HealthChecker::HttpHealthCheck(core::health_check::HttpHealthCheck {
+                    path: path.clone(),
                     host: hc.host.clone().unwrap_or_default(),
                     ..Default::default()
-                },
-            )),
+                }),
+                // No payload: the check passes when the connection opens.
+                None => core::health_check::HealthChecker::TcpHealthCheck(Default::default()),
+            }),
             ..Default::default()
         });
     }
@@ -276,6 +295,49 @@ fn to_listener(proxy: &Proxy, port: u16, tracing: Option<&profile::Tracing>) -> 
             filters: vec![listener::Filter {
                 name: "envoy.filters.network.http_connection_manager".into(),
                 config_type: Some(listener::filter::ConfigType::TypedConfig(pack_any(manager))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// What Envoy writes to its stdout for each TCP connection, when it closes.
+pub const TCP_ACCESS_LOG_FORMAT: &str = "[%START_TIME%] tcp %ENVOY_LOG_NAME% %DOWNSTREAM_REMOTE_ADDRESS% -> %UPSTREAM_HOST% (%UPSTREAM_CLUSTER%) %RESPONSE_FLAGS% sent=%BYTES_SENT% received=%BYTES_RECEIVED% %DURATION%ms\n";
+
+/// A TCP service's listener: every connection is proxied to one endpoint
+/// of the cluster, chosen per connection, and logged when it closes.
+fn to_tcp_listener(proxy: &Proxy, t: &profile::TcpService) -> listener::Listener {
+    let format = TCP_ACCESS_LOG_FORMAT.replace("%ENVOY_LOG_NAME%", &t.name);
+    let log = stream_log::StdoutAccessLog {
+        access_log_format: Some(stream_log::stdout_access_log::AccessLogFormat::LogFormat(
+            core::SubstitutionFormatString {
+                format: Some(core::substitution_format_string::Format::TextFormatSource(core::DataSource {
+                    specifier: Some(core::data_source::Specifier::InlineString(format)),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            },
+        )),
+    };
+    let proxy_filter = tcp::TcpProxy {
+        stat_prefix: tcp_listener_name(&t.name),
+        cluster_specifier: Some(tcp::tcp_proxy::ClusterSpecifier::Cluster(t.cluster.clone())),
+        idle_timeout: t.idle_timeout.map(duration),
+        access_log: vec![accesslog::AccessLog {
+            name: "envoy.access_loggers.stdout".into(),
+            config_type: Some(accesslog::access_log::ConfigType::TypedConfig(pack_any(log))),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    listener::Listener {
+        name: tcp_listener_name(&t.name),
+        address: Some(socket_address(proxy.listen_address, t.port)),
+        filter_chains: vec![listener::FilterChain {
+            filters: vec![listener::Filter {
+                name: "envoy.filters.network.tcp_proxy".into(),
+                config_type: Some(listener::filter::ConfigType::TypedConfig(pack_any(proxy_filter))),
             }],
             ..Default::default()
         }],

@@ -295,16 +295,20 @@ impl Envoy {
         let admin_path = dir.path().join("admin-address");
         let log = dir.path().join("envoy.log");
         std::fs::write(&config, bootstrap).unwrap();
+        // Envoy's stdout carries the access logs devbridge configures.
+        let stdout = std::fs::File::create(dir.path().join("envoy.stdout")).unwrap();
         let child = Command::new(envoy_binary())
             .arg("-c")
             .arg(&config)
             .args(["--disable-hot-restart", "--use-dynamic-base-id", "-l", "info", "--concurrency", "1"])
+            // Access logs reach the file in a tenth of a second, not ten.
+            .args(["--file-flush-interval-msec", "100"])
             .arg("--admin-address-path")
             .arg(&admin_path)
             .arg("--log-path")
             .arg(&log)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::null())
             .spawn()
             .expect("start envoy");
@@ -362,6 +366,11 @@ impl Envoy {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("envoy.log")).unwrap_or_default()
+    }
+
+    /// What Envoy wrote to its stdout: the access logs.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("envoy.stdout")).unwrap_or_default()
     }
 }
 

@@ -33,6 +33,8 @@ pub struct ProxyView {
     /// The snapshot version served (what `/status` envoys ACK).
     pub version: String,
     pub domains: Vec<DomainView>,
+    /// TCP services: a local port forwarded to a cluster.
+    pub tcp: Vec<crate::status::TcpServiceStatus>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -98,6 +100,7 @@ pub fn build(p: &Published) -> View {
                         .collect(),
                 })
                 .collect(),
+            tcp: crate::status::TcpServiceStatus::of(proxy),
         })
         .collect();
     let clusters = profile

@@ -170,6 +170,7 @@ pub fn per_proxy(old: &Profile, new: &Profile) -> BTreeMap<String, Vec<String>> 
             }
             lines.extend(domain_routes(d, a, b));
         }
+        lines.extend(tcp_changes(po, pn));
         let (ca, cb) = (clusters(old, po), clusters(new, pn));
         for (n, c) in &cb {
             match ca.get(n) {
@@ -191,6 +192,35 @@ pub fn per_proxy(old: &Profile, new: &Profile) -> BTreeMap<String, Vec<String>> 
         if !lines.is_empty() {
             out.insert(name.clone(), lines);
         }
+    }
+    out
+}
+
+/// A proxy's TCP services added, removed or changed, by name.
+fn tcp_changes(old: Option<&Proxy>, new: Option<&Proxy>) -> Vec<String> {
+    let by_name = |p: Option<&Proxy>| -> BTreeMap<String, crate::model::TcpService> {
+        p.map(|p| p.tcp.iter().map(|t| (t.name.clone(), t.clone())).collect()).unwrap_or_default()
+    };
+    let (a, b) = (by_name(old), by_name(new));
+    let idle = |t: &crate::model::TcpService| {
+        t.idle_timeout.map_or("Envoy's 1h".to_string(), |d| humantime::format_duration(d).to_string())
+    };
+    let mut out = Vec::new();
+    for (n, t) in &b {
+        match a.get(n) {
+            None => out.push(format!("+ tcp {n} :{} -> cluster {}", t.port, t.cluster)),
+            Some(o) => out.extend(
+                fields(&[
+                    ("port", o.port.to_string(), t.port.to_string()),
+                    ("cluster", o.cluster.clone(), t.cluster.clone()),
+                    ("idle_timeout", idle(o), idle(t)),
+                ])
+                .map(|f| format!("tcp {n}: {f}")),
+            ),
+        }
+    }
+    for n in a.keys().filter(|n| !b.contains_key(*n)) {
+        out.push(format!("- tcp {n}"));
     }
     out
 }

@@ -111,11 +111,11 @@ impl Cx<'_> {
         let dns = matches!(source, Some(Source::Dns { .. }));
         // The health check's request as Envoy sends it: its Host is the
         // cluster's name unless the check names one.
-        let default = match hc {
-            Some(h) => Probe::Http {
-                path: h.path.clone(),
-                host: Some(h.host.clone().unwrap_or_else(|| name.get_ref().clone())),
-            },
+        let http = hc.and_then(|h| Some((h.path.clone()?, h)));
+        let default = match &http {
+            Some((path, h)) => {
+                Probe::Http { path: path.clone(), host: Some(h.host.clone().unwrap_or_else(|| name.get_ref().clone())) }
+            }
             None => Probe::Tcp,
         };
         let Some(p) = p else {
@@ -126,7 +126,7 @@ impl Cx<'_> {
             RawProbe::On(false) => return Some(None),
             RawProbe::On(true) => ProbeSpec { probe: default, interval: None, timeout: None },
             RawProbe::Kind(k) if k == "tcp" => ProbeSpec { probe: Probe::Tcp, interval: None, timeout: None },
-            RawProbe::Kind(k) if k == "http" => match hc {
+            RawProbe::Kind(k) if k == "http" => match http {
                 Some(_) => ProbeSpec { probe: default, interval: None, timeout: None },
                 None => {
                     self.err(span, key, "\"http\" needs a path: write probe = { path = \"/healthz\" }");
@@ -380,8 +380,35 @@ impl Cx<'_> {
     }
 
     fn health_check(&mut self, h: S<RawHealthCheck>, key: &str) -> Option<HealthCheck> {
+        let span = h.span();
         let h = h.into_inner();
-        let path = self.path(&h.path, &format!("{key}.path"));
+        // An HTTP check GETs a path; a TCP check only connects.
+        let path = match (&h.path, &h.tcp) {
+            (Some(p), None) => self.path(p, &format!("{key}.path")).map(Some),
+            (None, Some(t)) if *t.get_ref() => match &h.host {
+                Some(v) => {
+                    self.err(v.span(), format!("{key}.host"), "a TCP check sends no request: remove host");
+                    None
+                }
+                None => Some(None),
+            },
+            (None, Some(t)) => {
+                self.err(t.span(), format!("{key}.tcp"), "tcp = false needs a path: write path = \"/healthz\"");
+                None
+            }
+            (Some(_), Some(t)) => {
+                self.err(
+                    t.span(),
+                    format!("{key}.tcp"),
+                    "a check is HTTP (path) or TCP (tcp = true), not both; remove one",
+                );
+                None
+            }
+            (None, None) => {
+                self.err(span, key, "expected path = \"/healthz\" (an HTTP GET) or tcp = true (a TCP connect)");
+                None
+            }
+        };
         let mut dur = |v: &Option<S<String>>, f: &str, d: Duration| match v {
             None => Some(d),
             Some(v) => self.duration(v, &format!("{key}.{f}")),

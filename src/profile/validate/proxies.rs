@@ -1,22 +1,27 @@
-//! Proxies: the zone each lives in, the domains it serves, its listen and
-//! admin addresses, and that no two of them claim the same Envoy node.
+//! Proxies: the zone each lives in, the domains it serves, its TCP
+//! services, its listen and admin addresses, and that no two of them claim
+//! the same Envoy node.
 
 use super::*;
 
 impl Cx<'_> {
-    /// `domains` holds every domain name the profile declares, valid or not.
+    /// `domains` holds every domain name the profile declares, valid or not,
+    /// `valid_domains` those that passed (for their ports), `clusters` every
+    /// cluster name declared.
     pub(super) fn proxies(
         &mut self,
         raw: BTreeMap<S<String>, RawProxy>,
         zones: &BTreeMap<String, Zone>,
         domains: &BTreeSet<String>,
+        valid_domains: &BTreeMap<String, Domain>,
+        clusters: &BTreeSet<String>,
     ) -> BTreeMap<String, Proxy> {
         let mut proxies: BTreeMap<String, Proxy> = BTreeMap::new();
         for (name, p) in raw {
             let key = format!("proxies.{}", name.get_ref());
             self.check_name(&name, &key);
             let span = name.span();
-            let Some(p) = self.proxy(name.into_inner(), p, &key, zones, domains) else {
+            let Some(p) = self.proxy(name.into_inner(), p, &key, zones, domains, valid_domains, clusters) else {
                 continue;
             };
             // A node is matched by the first proxy that fits, so two that can
@@ -37,6 +42,7 @@ impl Cx<'_> {
         proxies
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn proxy(
         &mut self,
         name: String,
@@ -44,6 +50,8 @@ impl Cx<'_> {
         key: &str,
         zones: &BTreeMap<String, Zone>,
         domains: &BTreeSet<String>,
+        valid_domains: &BTreeMap<String, Domain>,
+        clusters: &BTreeSet<String>,
     ) -> Option<Proxy> {
         let mut ok = true;
         if !zones.contains_key(p.zone.get_ref()) {
@@ -91,10 +99,18 @@ impl Cx<'_> {
                 ok = false;
             }
         }
+        let http_ports: BTreeMap<u16, &str> = p
+            .domains
+            .iter()
+            .filter_map(|d| valid_domains.get(d.get_ref()))
+            .map(|d| (d.port, d.name.as_str()))
+            .collect();
+        let tcp = self.tcp_services(p.tcp, key, &http_ports, clusters);
         if !ok {
             return None;
         }
         Some(Proxy {
+            tcp: tcp?,
             node_cluster: p.node_cluster.map_or_else(|| name.clone(), S::into_inner),
             node_id: p.node_id.map(S::into_inner),
             zone: p.zone.into_inner(),
@@ -103,6 +119,67 @@ impl Cx<'_> {
             admin: admin?,
             name,
         })
+    }
+}
+
+impl Cx<'_> {
+    /// A proxy's `[[tcp]]` services: unique names and ports, no port an
+    /// HTTP domain of the same proxy listens on, a known cluster.
+    fn tcp_services(
+        &mut self,
+        raw: Vec<S<RawTcp>>,
+        key: &str,
+        http_ports: &BTreeMap<u16, &str>,
+        clusters: &BTreeSet<String>,
+    ) -> Option<Vec<TcpService>> {
+        let mut out = Vec::new();
+        let mut ok = true;
+        let mut names = BTreeSet::new();
+        let mut ports: BTreeMap<u16, String> = BTreeMap::new();
+        for (i, t) in raw.into_iter().enumerate() {
+            let key = format!("{key}.tcp[{i}]");
+            let t = t.into_inner();
+            let before = self.errors.len();
+            self.check_name(&t.name, &format!("{key}.name"));
+            if !names.insert(t.name.get_ref().clone()) {
+                self.err(
+                    t.name.span(),
+                    format!("{key}.name"),
+                    format!("{:?} names another TCP service of this proxy too", t.name.get_ref()),
+                );
+            }
+            let port = self.int(&t.port, &format!("{key}.port"), 1..=65535).map(|p| p as u16);
+            if let Some(p) = port {
+                if let Some(domain) = http_ports.get(&p) {
+                    self.err(
+                        t.port.span(),
+                        format!("{key}.port"),
+                        format!("{p} is the port of domain {domain:?} on this proxy; expected a port of its own"),
+                    );
+                } else if let Some(other) = ports.get(&p) {
+                    self.err(
+                        t.port.span(),
+                        format!("{key}.port"),
+                        format!("{p} is also the port of TCP service {other:?}; expected a port of its own"),
+                    );
+                } else {
+                    ports.insert(p, t.name.get_ref().clone());
+                }
+            }
+            self.cluster_ref(&t.cluster, &format!("{key}.cluster"), clusters);
+            let idle_timeout = self.opt_duration(&t.idle_timeout, &format!("{key}.idle_timeout"));
+            if self.errors.len() > before {
+                ok = false;
+                continue;
+            }
+            out.push(TcpService {
+                name: t.name.into_inner(),
+                port: port?,
+                cluster: t.cluster.into_inner(),
+                idle_timeout: idle_timeout?,
+            });
+        }
+        ok.then_some(out)
     }
 }
 

@@ -3,6 +3,7 @@
 //! numbers in the expected errors are the lines as they read here.
 
 mod clusters;
+mod proxies;
 mod routes;
 mod tracing;
 
@@ -80,6 +81,7 @@ fn demo_profile_parses_into_the_expected_model() {
             domains: vec!["demo.example.com:8888".into()],
             listen_address: IpAddr::from([127, 0, 0, 1]),
             admin: "127.0.0.1:9901".parse().unwrap(),
+            tcp: vec![],
         }
     );
 
@@ -297,11 +299,11 @@ fn a_missing_key_in_a_deeply_nested_table_is_located_at_its_header() {
         [zones.dev]
         [clusters.edge.dns]
         hosts = ["a.test:80"]
-        [clusters.edge.health_check]
-        interval = "1s"
+        [tracing.zipkin]
+        cluster = "edge"
         "#,
     );
-    assert_eq!(errors, ["t.toml:4:1: clusters.edge.health_check: missing field `path`"]);
+    assert_eq!(errors, ["t.toml:4:1: tracing.zipkin: missing field `path`"]);
 
     let errors = mk_errors(
         r#"

@@ -146,6 +146,8 @@ endpoints = [{{ address = "10.0.0.1:443" }}]
             })),
             ..Default::default()
         }],
+        // A removed endpoint leaves at once, passing its checks or not.
+        ignore_health_on_host_removal: true,
         circuit_breakers: Some(cluster::CircuitBreakers {
             thresholds: vec![cluster::circuit_breakers::Thresholds {
                 max_connections: u32s(10),
@@ -445,4 +447,84 @@ fn changing_only_an_endpoint_changes_only_the_eds_version() {
     assert_eq!((cds2, lds2, rds2), (cds, lds, rds));
     assert_ne!(eds2, eds);
     assert_ne!(after["q"].0, before["q"].0);
+}
+
+#[test]
+fn a_tcp_service_is_a_listener_of_its_own_proxying_to_its_cluster_and_logged() {
+    let profile = mk_profile(
+        r#"
+[zones.z]
+[proxies.p]
+zone = "z"
+listen_address = "127.0.0.2"
+tcp = [{ name = "pg", port = 15432, cluster = "db", idle_timeout = "30m" }]
+[clusters.db]
+connect_timeout = "2s"
+health_check = { tcp = true, interval = "3s" }
+static.endpoints = [{ address = "127.0.0.1:5432" }]
+"#,
+    );
+    let s = mk_snapshot(&profile);
+    assert_eq!(names(&s, ResourceType::Listener), ["tcp_pg"]);
+    assert!(names(&s, ResourceType::Route).is_empty());
+    assert_eq!(names(&s, ResourceType::Cluster), ["db"]);
+
+    let l = decode::<listener::Listener>(&s, ResourceType::Listener, "tcp_pg");
+    assert_eq!(l.address, Some(crate::xds::socket_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap(), 15432)));
+    let filter = &l.filter_chains[0].filters[0];
+    assert_eq!(filter.name, "envoy.filters.network.tcp_proxy");
+    let Some(listener::filter::ConfigType::TypedConfig(any)) = &filter.config_type else { panic!("typed config") };
+    let t = tcp::TcpProxy::decode(any.value.as_slice()).unwrap();
+    assert_eq!(t.stat_prefix, "tcp_pg");
+    assert_eq!(t.cluster_specifier, Some(tcp::tcp_proxy::ClusterSpecifier::Cluster("db".into())));
+    assert_eq!(t.idle_timeout, ms(30 * 60 * 1000));
+    assert_eq!(t.access_log.len(), 1);
+    assert_eq!(t.access_log[0].name, "envoy.access_loggers.stdout");
+    let Some(accesslog::access_log::ConfigType::TypedConfig(log)) = &t.access_log[0].config_type else {
+        panic!("typed access log")
+    };
+    let log = stream_log::StdoutAccessLog::decode(log.value.as_slice()).unwrap();
+    let Some(stream_log::stdout_access_log::AccessLogFormat::LogFormat(f)) = log.access_log_format else {
+        panic!("a format")
+    };
+    let Some(core::substitution_format_string::Format::TextFormatSource(src)) = f.format else { panic!("text") };
+    let Some(core::data_source::Specifier::InlineString(text)) = src.specifier else { panic!("inline") };
+    assert!(text.starts_with("[%START_TIME%] tcp pg %DOWNSTREAM_REMOTE_ADDRESS% -> %UPSTREAM_HOST%"), "{text}");
+
+    // Health checked by connecting: no payload to send or expect.
+    let c = decode::<cluster::Cluster>(&s, ResourceType::Cluster, "db");
+    assert_eq!(c.connect_timeout, ms(2000));
+    let hc = &c.health_checks[0];
+    assert_eq!(hc.interval, ms(3000));
+    assert_eq!(hc.health_checker, Some(HealthChecker::TcpHealthCheck(Default::default())));
+}
+
+#[test]
+fn a_tcp_service_beside_http_domains_adds_a_listener_and_its_cluster() {
+    let profile = mk_profile(
+        r#"
+[zones.z]
+[proxies.p]
+zone = "z"
+domains = ["web.test:8080"]
+tcp = [{ name = "pg", port = 15432, cluster = "db" }]
+[[domains]]
+name = "web.test:8080"
+routes = [{ prefix = "/", cluster = "web" }]
+[clusters.web.static]
+endpoints = [{ address = "127.0.0.1:9001" }]
+[clusters.db.static]
+endpoints = [{ address = "127.0.0.1:5432" }]
+"#,
+    );
+    let s = mk_snapshot(&profile);
+    assert_eq!(names(&s, ResourceType::Listener), ["listener_8080", "tcp_pg"]);
+    assert_eq!(names(&s, ResourceType::Cluster), ["db", "web"]);
+    assert_eq!(names(&s, ResourceType::Endpoint), ["db", "web"]);
+    // Left unset, the idle timeout is Envoy's own default (one hour).
+    let l = decode::<listener::Listener>(&s, ResourceType::Listener, "tcp_pg");
+    let Some(listener::filter::ConfigType::TypedConfig(any)) = &l.filter_chains[0].filters[0].config_type else {
+        panic!("typed config")
+    };
+    assert_eq!(tcp::TcpProxy::decode(any.value.as_slice()).unwrap().idle_timeout, None);
 }

@@ -82,7 +82,7 @@ fn cluster_options_are_parsed() {
             connect_timeout: Duration::from_secs(2),
             http2: true,
             health_check: Some(HealthCheck {
-                path: "/healthz".into(),
+                path: Some("/healthz".into()),
                 host: Some("grpc.test".into()),
                 interval: Duration::from_secs(5),
                 timeout: Duration::from_secs(1),
@@ -466,4 +466,45 @@ fn an_unknown_probe_key_is_named() {
         "#,
     );
     assert_eq!(errors, [r#"t.toml:2:11: clusters.a.probe.paht: unknown key "paht"; did you mean "path"?"#]);
+}
+
+#[test]
+fn a_health_check_is_http_with_a_path_or_tcp_by_connect() {
+    let p = mk_profile(
+        r#"
+        [clusters.db]
+        health_check = { tcp = true, interval = "2s" }
+        static.endpoints = [{ address = "127.0.0.1:5432" }]
+        "#,
+    );
+    let hc = p.clusters["db"].health_check.clone().unwrap();
+    assert_eq!((hc.path, hc.host, hc.interval), (None, None, Duration::from_secs(2)));
+    // With no path the laptop's probe is a TCP connect too.
+    assert_eq!(p.clusters["db"].probe.as_ref().map(|p| p.probe.clone()), Some(Probe::Tcp));
+
+    let errors = mk_errors(
+        r#"
+        [clusters.a]
+        health_check = { interval = "2s" }
+        static.endpoints = [{ address = "127.0.0.1:5432" }]
+        [clusters.b]
+        health_check = { path = "/healthz", tcp = true }
+        static.endpoints = [{ address = "127.0.0.1:5432" }]
+        [clusters.c]
+        health_check = { tcp = true, host = "db.test" }
+        static.endpoints = [{ address = "127.0.0.1:5432" }]
+        [clusters.d]
+        health_check = { tcp = false }
+        static.endpoints = [{ address = "127.0.0.1:5432" }]
+        "#,
+    );
+    assert_eq!(
+        errors,
+        [
+            r#"t.toml:2:16: clusters.a.health_check: expected path = "/healthz" (an HTTP GET) or tcp = true (a TCP connect)"#,
+            r#"t.toml:5:43: clusters.b.health_check.tcp: a check is HTTP (path) or TCP (tcp = true), not both; remove one"#,
+            r#"t.toml:8:37: clusters.c.health_check.host: a TCP check sends no request: remove host"#,
+            r#"t.toml:11:24: clusters.d.health_check.tcp: tcp = false needs a path: write path = "/healthz""#,
+        ]
+    );
 }
