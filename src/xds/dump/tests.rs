@@ -172,6 +172,7 @@ endpoints = [{ address = "10.0.0.1:443" }]
                 "path": "/healthz", "host": "up.test", "interval": "2s", "timeout": "1s",
                 "healthy_threshold": 1, "unhealthy_threshold": 2,
             }],
+            "ignore_health_on_host_removal": true,
             "circuit_breakers": [{ "max_connections": 10, "max_retries": 2 }],
             "tls": { "sni": "up.test", "ca_file": "/etc/ca.pem", "alpn": ["h2"] },
             "http2": true,
@@ -271,4 +272,32 @@ endpoints = [{ address = "10.0.0.1:80" }, { address = "10.0.0.2:80" }]
             ] }],
         })
     );
+}
+
+#[test]
+fn a_tcp_service_listener_shows_its_tcp_proxy_and_a_tcp_check_says_so() {
+    let src = r#"
+[zones.z]
+[proxies.p]
+zone = "z"
+tcp = [{ name = "pg", port = 15432, cluster = "db", idle_timeout = "30m" }]
+[clusters.db]
+health_check = { tcp = true }
+static.endpoints = [{ address = "127.0.0.1:5432" }]
+"#;
+    let profile = crate::profile::parse_profile("t.toml", "t", src).unwrap();
+    let snapshot =
+        crate::xds::translate::translate_proxy(&profile, &profile.proxies["p"], &Default::default()).unwrap();
+    let dump = dump_snapshot(&snapshot);
+    assert_eq!(
+        resource(&dump, "listeners", "tcp_pg"),
+        json!({
+            "address": "127.0.0.1:15432",
+            "tcp_proxies": [{
+                "stat_prefix": "tcp_pg", "cluster": "db", "idle_timeout": "30m",
+                "access_log": ["envoy.access_loggers.stdout"],
+            }],
+        })
+    );
+    assert_eq!(resource(&dump, "clusters", "db")["health_checks"][0]["tcp_health_check"], json!({}));
 }
