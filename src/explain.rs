@@ -96,6 +96,31 @@ pub struct TcpMatch {
     pub idle_timeout_is_default: bool,
 }
 
+/// A TCP service: where the sidecar listens and the cluster it forwards to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TcpServiceReport {
+    pub name: String,
+    /// `address:port` the sidecar listens on.
+    pub listen: String,
+    pub cluster: String,
+}
+
+impl TcpServiceReport {
+    /// Every TCP service of a proxy, as `/status` and the status page show them.
+    pub fn of(proxy: &crate::model::Proxy) -> Vec<Self> {
+        proxy
+            .tcp
+            .iter()
+            .map(|t| Self {
+                name: t.name.clone(),
+                listen: std::net::SocketAddr::new(proxy.listen_address, t.port).to_string(),
+                cluster: t.cluster.clone(),
+            })
+            .collect()
+    }
+}
+
 /// Envoy's TCP proxy idle timeout when a service sets none.
 pub const ENVOY_DEFAULT_TCP_IDLE_TIMEOUT: &str = "1h";
 

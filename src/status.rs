@@ -131,32 +131,7 @@ pub struct ProxyStatus {
     pub types: BTreeMap<String, String>,
     /// The proxy's TCP services, in profile order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tcp: Vec<TcpServiceStatus>,
-}
-
-/// A TCP service: where the sidecar listens and the cluster it forwards to.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct TcpServiceStatus {
-    pub name: String,
-    /// `address:port` the sidecar listens on.
-    pub listen: String,
-    pub cluster: String,
-}
-
-impl TcpServiceStatus {
-    /// Every TCP service of a proxy, as `/status` and the status page show them.
-    pub fn of(proxy: &crate::model::Proxy) -> Vec<Self> {
-        proxy
-            .tcp
-            .iter()
-            .map(|t| Self {
-                name: t.name.clone(),
-                listen: std::net::SocketAddr::new(proxy.listen_address, t.port).to_string(),
-                cluster: t.cluster.clone(),
-            })
-            .collect()
-    }
+    pub tcp: Vec<crate::explain::TcpServiceReport>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -3,9 +3,10 @@
 use serde_json::{Value, json};
 
 use super::AdminState;
+use crate::explain::TcpServiceReport;
 use crate::model::Published;
 use crate::model::now_ms;
-use crate::status::{ProfileInfo, ProxyStatus, Refused, Status, TcpServiceStatus};
+use crate::status::{ProfileInfo, ProxyStatus, Refused, Status};
 use crate::xds::ResourceType;
 use crate::xds::dump::dump_snapshot;
 
@@ -31,7 +32,7 @@ pub fn build(state: &AdminState) -> Status {
             .iter()
             .map(|(name, s)| {
                 let types = ResourceType::ALL.map(|t| (t.short().to_string(), s.resources(t).version.clone())).into();
-                let tcp = published.profile.proxies.get(name).map(TcpServiceStatus::of).unwrap_or_default();
+                let tcp = published.profile.proxies.get(name).map(TcpServiceReport::of).unwrap_or_default();
                 (name.clone(), ProxyStatus { version: s.version.clone(), types, tcp })
             })
             .collect(),

@@ -34,7 +34,7 @@ pub struct ProxyView {
     pub version: String,
     pub domains: Vec<DomainView>,
     /// TCP services: a local port forwarded to a cluster.
-    pub tcp: Vec<crate::status::TcpServiceStatus>,
+    pub tcp: Vec<crate::explain::TcpServiceReport>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -100,7 +100,7 @@ pub fn build(p: &Published) -> View {
                         .collect(),
                 })
                 .collect(),
-            tcp: crate::status::TcpServiceStatus::of(proxy),
+            tcp: crate::explain::TcpServiceReport::of(proxy),
         })
         .collect();
     let clusters = profile
