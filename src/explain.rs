@@ -272,7 +272,7 @@ pub fn explain(profile: &Profile, req: &Request, proxy: Option<&str>, live: &Liv
         }
         let receives = |c: &cluster::ClusterReport| match &f.target {
             Target::Cluster(_) => true,
-            Target::Weighted(ws) => ws.iter().any(|(n, w)| n == &c.name && *w > 0),
+            Target::Weighted(ws) => ws.iter().any(|s| s.cluster == c.name && s.weight > 0),
         };
         if out.clusters.iter().any(|c| receives(c) && c.endpoints.as_ref().is_some_and(Vec::is_empty)) {
             out.outcome = Outcome::NoEndpoints;
@@ -423,17 +423,75 @@ pub fn describe_match(r: &crate::model::Route) -> String {
     parts.join(", ")
 }
 
-/// A route's action in a few words: `cluster edge`, `edge 90% / canary 10%`, `redirect 301 to ...`.
+/// Labels in a few words: `[canary=true]`, or nothing.
+fn describe_labels(labels: &crate::model::Labels) -> String {
+    if labels.is_empty() {
+        return String::new();
+    }
+    let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("[{}]", l.join(","))
+}
+
+/// A hash policy in a few words: `header x-user`, `cookie sticky (set for 1h)`, `source ip`.
+pub fn describe_hash(h: &crate::model::HashPolicy) -> String {
+    match h {
+        crate::model::HashPolicy::Header(n) => format!("header {n}"),
+        crate::model::HashPolicy::Cookie { name, ttl: None } => format!("cookie {name}"),
+        crate::model::HashPolicy::Cookie { name, ttl: Some(t) } => {
+            format!("cookie {name} (set for {})", humantime::format_duration(*t))
+        }
+        crate::model::HashPolicy::SourceIp => "source ip".to_string(),
+    }
+}
+
+/// A CORS policy in a few words: `origins http://localhost:3000; methods GET,POST`.
+pub fn describe_cors(c: &crate::model::Cors) -> String {
+    let mut parts = vec![format!("origins {}", c.allow_origins.join(" "))];
+    if !c.allow_methods.is_empty() {
+        parts.push(format!("methods {}", c.allow_methods.join(",")));
+    }
+    if !c.allow_headers.is_empty() {
+        parts.push(format!("headers {}", c.allow_headers.join(",")));
+    }
+    if !c.expose_headers.is_empty() {
+        parts.push(format!("exposes {}", c.expose_headers.join(",")));
+    }
+    if let Some(a) = c.max_age {
+        parts.push(format!("max age {}", humantime::format_duration(a)));
+    }
+    if c.allow_credentials {
+        parts.push("credentials".to_string());
+    }
+    parts.join("; ")
+}
+
+/// A route's action in a few words: `cluster edge`, `edge 90% / canary 10%`,
+/// `cluster edge[canary=true]`, `redirect 301 to ...`.
 pub fn describe_action(a: &RouteAction) -> String {
     match a {
-        RouteAction::Forward(f) => match &f.target {
-            Target::Cluster(c) => format!("cluster {c}"),
-            Target::Weighted(ws) => {
-                let shares: Vec<String> =
-                    shares(ws).into_iter().map(|s| format!("{} {}%", s.cluster, s.percent)).collect();
-                format!("clusters {}", shares.join(" / "))
+        RouteAction::Forward(f) => {
+            let route_labels = describe_labels(&f.subset);
+            let hash = if f.hash_policy.is_empty() {
+                String::new()
+            } else {
+                format!(" by hash of {}", f.hash_policy.iter().map(describe_hash).collect::<Vec<_>>().join(", "))
+            };
+            match &f.target {
+                Target::Cluster(c) => format!("cluster {c}{route_labels}{hash}"),
+                Target::Weighted(ws) => {
+                    let shares: Vec<String> = shares(ws)
+                        .into_iter()
+                        .zip(ws)
+                        .map(|(s, w)| {
+                            let mut labels = f.subset.clone();
+                            labels.extend(w.subset.clone());
+                            format!("{}{} {}%", s.cluster, describe_labels(&labels), s.percent)
+                        })
+                        .collect();
+                    format!("clusters {}{hash}", shares.join(" / "))
+                }
             }
-        },
+        }
         RouteAction::Redirect(rd) => {
             let mut to = Vec::new();
             if rd.https {
@@ -451,12 +509,12 @@ pub fn describe_action(a: &RouteAction) -> String {
     }
 }
 
-fn shares(ws: &[(String, u32)]) -> Vec<Share> {
-    let total: u64 = ws.iter().map(|(_, w)| u64::from(*w)).sum();
+fn shares(ws: &[crate::model::Split]) -> Vec<Share> {
+    let total: u64 = ws.iter().map(|s| u64::from(s.weight)).sum();
     ws.iter()
-        .map(|(c, w)| {
-            let percent = if total == 0 { 0.0 } else { (f64::from(*w) * 1000.0 / total as f64).round() / 10.0 };
-            Share { cluster: c.clone(), weight: *w, percent }
+        .map(|s| {
+            let percent = if total == 0 { 0.0 } else { (f64::from(s.weight) * 1000.0 / total as f64).round() / 10.0 };
+            Share { cluster: s.cluster.clone(), weight: s.weight, percent }
         })
         .collect()
 }

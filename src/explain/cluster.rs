@@ -258,6 +258,7 @@ pub fn policy(c: &Cluster) -> Vec<String> {
         LbPolicy::LeastRequest => "least request",
         LbPolicy::Random => "random",
         LbPolicy::RingHash => "ring hash",
+        LbPolicy::Maglev => "maglev",
     };
     let mut out = vec![lb.to_string(), format!("connect timeout {}", humantime::format_duration(c.connect_timeout))];
     if c.http2 {

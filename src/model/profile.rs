@@ -118,13 +118,36 @@ pub struct Domain {
     pub port: u16,
     pub aliases: Vec<String>,
     pub routes: Vec<Route>,
+    /// CORS for every route of the domain (a route's own replaces it).
+    pub cors: Option<Cors>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
     pub matcher: RouteMatch,
     pub action: RouteAction,
+    /// Headers set on the response (replacing one of the same name), and
+    /// headers removed from it, whatever the action.
+    pub response_headers_add: Vec<(String, String)>,
+    pub response_headers_remove: Vec<String>,
+    pub cors: Option<Cors>,
 }
+
+/// Cross-origin requests a browser may make (Envoy's CORS filter answers
+/// preflights and adds the `access-control-*` headers).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cors {
+    /// Exact origins, e.g. `http://localhost:3000`; `*` allows any.
+    pub allow_origins: Vec<String>,
+    pub allow_methods: Vec<String>,
+    pub allow_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub max_age: Option<Duration>,
+    pub allow_credentials: bool,
+}
+
+/// Endpoint labels to match (`canary = "true"`), by name.
+pub type Labels = BTreeMap<String, String>;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteMatch {
@@ -174,20 +197,45 @@ pub struct Forward {
     pub prefix_rewrite: Option<String>,
     pub host_rewrite: Option<String>,
     pub request_headers_add: Vec<(String, String)>,
+    /// Only endpoints with these labels (Envoy subset load balancing);
+    /// empty: any endpoint.
+    pub subset: Labels,
+    /// How a hashing load balancer (`ring_hash`, `maglev`) keys a request,
+    /// first policy that yields a value wins; empty: a random key.
+    pub hash_policy: Vec<HashPolicy>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum HashPolicy {
+    /// The value of a request header.
+    Header(String),
+    /// A cookie's value; with a `ttl`, Envoy sets the cookie when absent.
+    Cookie { name: String, ttl: Option<Duration> },
+    /// The client's address.
+    SourceIp,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Target {
     Cluster(String),
-    /// (cluster, weight) pairs; weights are relative.
-    Weighted(Vec<(String, u32)>),
+    /// Clusters with relative weights.
+    Weighted(Vec<Split>),
+}
+
+/// One cluster of a weighted split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Split {
+    pub cluster: String,
+    pub weight: u32,
+    /// Only endpoints with these labels, on top of the route's `subset`.
+    pub subset: Labels,
 }
 
 impl Target {
     pub fn clusters(&self) -> Vec<&str> {
         match self {
             Target::Cluster(c) => vec![c.as_str()],
-            Target::Weighted(w) => w.iter().map(|(c, _)| c.as_str()).collect(),
+            Target::Weighted(w) => w.iter().map(|s| s.cluster.as_str()).collect(),
         }
     }
 }
@@ -197,6 +245,8 @@ pub struct Retries {
     pub count: u32,
     /// Envoy `retry_on` conditions, e.g. `5xx`, `connect-failure`.
     pub on: Vec<String>,
+    /// Status codes retried (`retriable-status-codes`, then in `on`).
+    pub status_codes: Vec<u16>,
     pub per_try_timeout: Option<Duration>,
 }
 
@@ -241,6 +291,43 @@ pub struct Cluster {
     /// How devbridge probes the endpoints from the laptop; `None` when it
     /// does not (`probe = false`, or a DNS cluster: Envoy resolves those).
     pub probe: Option<ProbeSpec>,
+    /// Passive ejection: Envoy ejects an endpoint its traffic finds failing.
+    pub outlier_detection: Option<OutlierDetection>,
+    /// Zones in order of preference: endpoints of the first are Envoy
+    /// priority 0, of the next 1, and so on, others last; Envoy fails over
+    /// to the next priority as one's endpoints turn unhealthy. Empty: every
+    /// endpoint at priority 0.
+    pub zone_priority: Vec<String>,
+    /// The label sets routes pick endpoints by (each sorted), filled from
+    /// the routes that use the cluster; empty: no subset load balancing.
+    pub subset_keys: Vec<Vec<String>>,
+    /// What a route whose subset matches no endpoint gets.
+    pub subset_fallback: SubsetFallback,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SubsetFallback {
+    /// Any endpoint of the cluster.
+    #[default]
+    Any,
+    /// None: Envoy answers 503.
+    NoEndpoint,
+}
+
+/// Envoy outlier detection; `None` fields are Envoy's defaults.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutlierDetection {
+    /// Consecutive 5xx answers (or connect failures) that eject (Envoy: 5).
+    pub consecutive_5xx: Option<u32>,
+    /// Consecutive 502, 503 and 504 answers that eject (off unless set).
+    pub consecutive_gateway_failure: Option<u32>,
+    /// How often ejections are reconsidered (Envoy: 10 s).
+    pub interval: Option<Duration>,
+    /// How long a first ejection lasts, times the ejections so far (Envoy: 30 s).
+    pub base_ejection_time: Option<Duration>,
+    /// At most this share of the cluster is ejected, in percent (Envoy: 10;
+    /// one endpoint always may be).
+    pub max_ejection_percent: Option<u32>,
 }
 
 /// What the laptop does to each endpoint of a cluster to tell whether it
@@ -378,6 +465,14 @@ pub enum LbPolicy {
     LeastRequest,
     Random,
     RingHash,
+    Maglev,
+}
+
+impl LbPolicy {
+    /// Whether the policy keys requests by a hash (and so takes `hash_policy`).
+    pub fn hashes(self) -> bool {
+        matches!(self, LbPolicy::RingHash | LbPolicy::Maglev)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -87,6 +87,35 @@ pub struct RawDomain {
     pub aliases: Vec<S<String>>,
     #[serde(default)]
     pub routes: Vec<S<RawRoute>>,
+    pub cors: Option<S<RawCors>>,
+}
+
+/// `cors = { allow_origins = [...], ... }` on a domain or a route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    #[serde(default)]
+    pub allow_origins: Vec<S<String>>,
+    #[serde(default)]
+    pub allow_methods: Vec<S<String>>,
+    #[serde(default)]
+    pub allow_headers: Vec<S<String>>,
+    #[serde(default)]
+    pub expose_headers: Vec<S<String>>,
+    pub max_age: Option<S<String>>,
+    #[serde(default)]
+    pub allow_credentials: bool,
+}
+
+/// One `hash_policy` entry: exactly one of `header`, `cookie`, `source_ip`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHashPolicy {
+    pub header: Option<S<String>>,
+    pub cookie: Option<S<String>>,
+    /// With `cookie`: Envoy sets the cookie, for this long, when absent.
+    pub ttl: Option<S<String>>,
+    pub source_ip: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,6 +142,15 @@ pub struct RawRoute {
     pub host_rewrite: Option<S<String>>,
     #[serde(default)]
     pub request_headers_add: BTreeMap<S<String>, S<String>>,
+    #[serde(default)]
+    pub response_headers_add: BTreeMap<S<String>, S<String>>,
+    #[serde(default)]
+    pub response_headers_remove: Vec<S<String>>,
+    pub cors: Option<S<RawCors>>,
+    #[serde(default)]
+    pub subset: BTreeMap<S<String>, S<String>>,
+    #[serde(default)]
+    pub hash_policy: Vec<S<RawHashPolicy>>,
 }
 
 /// A header or query-parameter match: `name` plus exactly one of the rest.
@@ -132,6 +170,8 @@ pub struct RawValueMatch {
 pub struct RawWeighted {
     pub cluster: S<String>,
     pub weight: S<i64>,
+    #[serde(default)]
+    pub subset: BTreeMap<S<String>, S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +180,8 @@ pub struct RawRetries {
     pub count: Option<S<i64>>,
     #[serde(default)]
     pub on: Vec<S<String>>,
+    #[serde(default)]
+    pub status_codes: Vec<S<i64>>,
     pub per_try_timeout: Option<S<String>>,
 }
 
@@ -177,6 +219,20 @@ pub struct RawCluster {
     pub circuit_breakers: Option<S<RawCircuitBreakers>>,
     pub tls: Option<S<RawTls>>,
     pub probe: Option<S<RawProbe>>,
+    pub outlier_detection: Option<S<RawOutlierDetection>>,
+    #[serde(default)]
+    pub zone_priority: Vec<S<String>>,
+    pub subset_fallback: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutlierDetection {
+    pub consecutive_5xx: Option<S<i64>>,
+    pub consecutive_gateway_failure: Option<S<i64>>,
+    pub interval: Option<S<String>>,
+    pub base_ejection_time: Option<S<String>>,
+    pub max_ejection_percent: Option<S<i64>>,
 }
 
 /// `probe = false`, `probe = "tcp"`, or `probe = { path = "/healthz", .. }`.

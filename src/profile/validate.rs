@@ -267,7 +267,7 @@ impl<'a> Cx<'a> {
         let mut hosts: BTreeMap<(String, u16), String> = BTreeMap::new();
         for (i, d) in raw.domains.into_iter().enumerate() {
             let key = format!("domains[{i}]");
-            if let Some(d) = self.domain(d, &key, &cluster_names, &mut hosts) {
+            if let Some(d) = self.domain(d, &key, &cluster_names, &clusters, &mut hosts) {
                 if domains.contains_key(&d.name) {
                     continue; // reported by `domain` through `hosts`
                 }
@@ -275,6 +275,7 @@ impl<'a> Cx<'a> {
             }
         }
 
+        fill_subset_keys(&mut clusters, &domains);
         let proxies = self.proxies(raw.proxies, &zones, &domain_names, &domains, &cluster_names);
         let tracing = raw.tracing.and_then(|t| self.tracing(t, &cluster_names));
 
@@ -438,6 +439,34 @@ impl<'a> Cx<'a> {
         } else {
             self.err(h.span(), key, format!("{:?} is not a host name", h.get_ref()));
             None
+        }
+    }
+}
+
+/// Each cluster's label sets that routes pick its endpoints by: a route's
+/// `subset` together with a split entry's, as Envoy merges them.
+fn fill_subset_keys(clusters: &mut BTreeMap<String, Cluster>, domains: &BTreeMap<String, Domain>) {
+    let mut keys: BTreeMap<&str, BTreeSet<Vec<String>>> = BTreeMap::new();
+    for r in domains.values().flat_map(|d| &d.routes) {
+        let RouteAction::Forward(f) = &r.action else { continue };
+        let picks: Vec<(&str, Labels)> = match &f.target {
+            Target::Cluster(c) => vec![(c.as_str(), f.subset.clone())],
+            Target::Weighted(ws) => ws
+                .iter()
+                .map(|s| {
+                    let mut labels = f.subset.clone();
+                    labels.extend(s.subset.clone());
+                    (s.cluster.as_str(), labels)
+                })
+                .collect(),
+        };
+        for (c, labels) in picks.into_iter().filter(|(_, l)| !l.is_empty()) {
+            keys.entry(c).or_default().insert(labels.into_keys().collect());
+        }
+    }
+    for (name, sets) in keys {
+        if let Some(c) = clusters.get_mut(name) {
+            c.subset_keys = sets.into_iter().collect();
         }
     }
 }

@@ -170,7 +170,17 @@ pub fn translate_load_assignments<'a>(
     used.into_values()
         .filter(|c| changed.contains(&c.name))
         .filter(|c| matches!(c.source, profile::Source::Kubernetes(_) | profile::Source::KubernetesService(_)))
-        .map(|c| (c.name.clone(), cache.to_resource(&c.name, discovered(&c.name).unwrap_or_default())))
+        .map(|c| {
+            let eps = discovered(&c.name).unwrap_or_default();
+            let resource = if c.zone_priority.is_empty() {
+                cache.to_resource(&c.name, eps)
+            } else {
+                // Priorities are not spliced: such a cluster is built whole.
+                let (cla, hash) = to_load_assignment_in(&c.name, eps, &c.zone_priority);
+                Resource::with_content_hash(&c.name, &cla, hash)
+            };
+            (c.name.clone(), resource)
+        })
         .collect()
 }
 
@@ -210,12 +220,30 @@ fn to_metadata(labels: &BTreeMap<String, String>) -> Option<core::Metadata> {
 /// The EDS-only path encodes the same message by splicing
 /// ([`LoadAssignmentCache`]); the two must group and order alike.
 pub fn to_load_assignment(cluster: &str, eps: &[profile::Endpoint]) -> (endpoint::ClusterLoadAssignment, u64) {
+    to_load_assignment_in(cluster, eps, &[])
+}
+
+/// [`to_load_assignment`] with the cluster's `zone_priority`: each
+/// locality's Envoy priority is its zone's place in the list (zones not
+/// listed, and endpoints without a zone, after every listed one),
+/// renumbered from 0 without gaps over the zones that have endpoints, as
+/// Envoy expects.
+pub fn to_load_assignment_in(
+    cluster: &str,
+    eps: &[profile::Endpoint],
+    zone_priority: &[String],
+) -> (endpoint::ClusterLoadAssignment, u64) {
     let mut sorted: Vec<&profile::Endpoint> = eps.iter().collect();
     sorted.sort_unstable();
     let mut by_zone: BTreeMap<Option<&str>, Vec<endpoint::LbEndpoint>> = BTreeMap::new();
     for e in &sorted {
         by_zone.entry(e.zone.as_deref()).or_default().push(to_lb_endpoint(e));
     }
+    let rank = |zone: Option<&str>| {
+        zone.and_then(|z| zone_priority.iter().position(|p| p == z)).unwrap_or(zone_priority.len())
+    };
+    let ranks: BTreeSet<usize> = by_zone.keys().map(|z| rank(*z)).collect();
+    let priority = |zone: Option<&str>| ranks.iter().position(|r| *r == rank(zone)).unwrap_or(0) as u32;
     let cla = endpoint::ClusterLoadAssignment {
         cluster_name: cluster.to_string(),
         endpoints: by_zone
@@ -223,12 +251,16 @@ pub fn to_load_assignment(cluster: &str, eps: &[profile::Endpoint]) -> (endpoint
             .map(|(zone, lb_endpoints)| endpoint::LocalityLbEndpoints {
                 locality: zone.map(|z| core::Locality { zone: z.to_string(), ..Default::default() }),
                 lb_endpoints,
+                priority: if zone_priority.is_empty() { 0 } else { priority(zone) },
                 ..Default::default()
             })
             .collect(),
         ..Default::default()
     };
-    (cla, content_hash(cluster, sorted.iter().map(|e| endpoint_hash(e))))
+    let hash = content_hash(cluster, sorted.iter().map(|e| endpoint_hash(e)));
+    // The same endpoints in other priorities are another load assignment.
+    let hash = if zone_priority.is_empty() { hash } else { super::snapshot::hash_of((hash, zone_priority)) };
+    (cla, hash)
 }
 
 /// One endpoint of a load assignment.

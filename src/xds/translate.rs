@@ -21,6 +21,7 @@ use envoy_types::pb::envoy::config::listener::v3 as listener;
 use envoy_types::pb::envoy::config::route::v3 as route;
 use envoy_types::pb::envoy::config::trace::v3 as trace;
 use envoy_types::pb::envoy::extensions::access_loggers::stream::v3 as stream_log;
+use envoy_types::pb::envoy::extensions::filters::http::cors::v3 as cors;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
@@ -32,7 +33,7 @@ use envoy_types::pb::google::protobuf as pbwk;
 use envoy_types::util::pack_any;
 
 use super::load_assignment::lb_endpoint;
-pub use super::load_assignment::{Lookup, to_load_assignment};
+pub use super::load_assignment::{Lookup, to_load_assignment, to_load_assignment_in};
 use super::snapshot::{Resource, Snapshot, SnapshotError, SnapshotParts};
 use super::{socket_address, u32v};
 use crate::model::{self as profile, EndpointSet, Profile, Proxy};
@@ -84,12 +85,15 @@ pub fn translate_proxy_with<'a>(
             }
             profile::Source::Dns { .. } => continue,
         };
-        parts.endpoints.push(to_load_assignment(&c.name, eps));
+        parts.endpoints.push(to_load_assignment_in(&c.name, eps, &c.zone_priority));
     }
     for port in proxy.ports(profile) {
         let domains: Vec<&profile::Domain> =
             proxy.domains.iter().filter_map(|d| profile.domains.get(d)).filter(|d| d.port == port).collect();
-        parts.listeners.push(to_listener(proxy, port, profile.tracing.as_ref()));
+        // The CORS filter is in a listener's chain only when one of its
+        // domains or routes sets a policy.
+        let uses_cors = domains.iter().any(|d| d.cors.is_some() || d.routes.iter().any(|r| r.cors.is_some()));
+        parts.listeners.push(to_listener(proxy, port, profile.tracing.as_ref(), uses_cors));
         parts.routes.push(to_route_configuration(port, &domains));
     }
     for t in &proxy.tcp {
@@ -135,6 +139,7 @@ pub fn to_cluster(c: &profile::Cluster) -> cluster::Cluster {
         profile::LbPolicy::LeastRequest => LbPolicy::LeastRequest,
         profile::LbPolicy::Random => LbPolicy::Random,
         profile::LbPolicy::RingHash => LbPolicy::RingHash,
+        profile::LbPolicy::Maglev => LbPolicy::Maglev,
     };
     let mut out = cluster::Cluster {
         name: c.name.clone(),
@@ -194,6 +199,37 @@ pub fn to_cluster(c: &profile::Cluster) -> cluster::Cluster {
                 // No payload: the check passes when the connection opens.
                 None => core::health_check::HealthChecker::TcpHealthCheck(Default::default()),
             }),
+            ..Default::default()
+        });
+    }
+    if let Some(o) = &c.outlier_detection {
+        out.outlier_detection = Some(cluster::OutlierDetection {
+            consecutive_5xx: o.consecutive_5xx.map(u32v),
+            // Envoy enforces gateway-failure ejection 0% of the time unless told.
+            consecutive_gateway_failure: o.consecutive_gateway_failure.map(u32v),
+            enforcing_consecutive_gateway_failure: o.consecutive_gateway_failure.map(|_| u32v(100)),
+            interval: o.interval.map(duration),
+            base_ejection_time: o.base_ejection_time.map(duration),
+            max_ejection_percent: o.max_ejection_percent.map(u32v),
+            ..Default::default()
+        });
+    }
+    if !c.subset_keys.is_empty() {
+        use cluster::cluster::{LbSubsetConfig, lb_subset_config::LbSubsetFallbackPolicy};
+        let fallback = match c.subset_fallback {
+            profile::SubsetFallback::Any => LbSubsetFallbackPolicy::AnyEndpoint,
+            profile::SubsetFallback::NoEndpoint => LbSubsetFallbackPolicy::NoFallback,
+        };
+        out.lb_subset_config = Some(LbSubsetConfig {
+            fallback_policy: fallback as i32,
+            subset_selectors: c
+                .subset_keys
+                .iter()
+                .map(|keys| cluster::cluster::lb_subset_config::LbSubsetSelector {
+                    keys: keys.clone(),
+                    ..Default::default()
+                })
+                .collect(),
             ..Default::default()
         });
     }
@@ -272,7 +308,16 @@ pub fn to_tracing(t: &profile::Tracing) -> hcm::http_connection_manager::Tracing
     }
 }
 
-fn to_listener(proxy: &Proxy, port: u16, tracing: Option<&profile::Tracing>) -> listener::Listener {
+/// Where Envoy's CORS filter finds its policy in a virtual host's or route's
+/// `typed_per_filter_config`.
+pub const CORS_FILTER: &str = "envoy.filters.http.cors";
+
+fn to_listener(proxy: &Proxy, port: u16, tracing: Option<&profile::Tracing>, uses_cors: bool) -> listener::Listener {
+    let cors_filter = uses_cors.then(|| hcm::HttpFilter {
+        name: CORS_FILTER.into(),
+        config_type: Some(hcm::http_filter::ConfigType::TypedConfig(pack_any(cors::Cors::default()))),
+        ..Default::default()
+    });
     let manager = hcm::HttpConnectionManager {
         stat_prefix: format!("ingress_{port}"),
         codec_type: hcm::http_connection_manager::CodecType::Auto as i32,
@@ -280,11 +325,14 @@ fn to_listener(proxy: &Proxy, port: u16, tracing: Option<&profile::Tracing>) -> 
             config_source: Some(ads()),
             route_config_name: route_config_name(port),
         })),
-        http_filters: vec![hcm::HttpFilter {
-            name: "envoy.filters.http.router".into(),
-            config_type: Some(hcm::http_filter::ConfigType::TypedConfig(pack_any(Router::default()))),
-            ..Default::default()
-        }],
+        http_filters: cors_filter
+            .into_iter()
+            .chain([hcm::HttpFilter {
+                name: "envoy.filters.http.router".into(),
+                config_type: Some(hcm::http_filter::ConfigType::TypedConfig(pack_any(Router::default()))),
+                ..Default::default()
+            }])
+            .collect(),
         tracing: tracing.map(to_tracing),
         ..Default::default()
     };
@@ -366,8 +414,61 @@ fn to_virtual_host(d: &profile::Domain) -> route::VirtualHost {
         name: d.name.clone(),
         domains: hosts,
         routes: d.routes.iter().map(to_route).collect(),
+        typed_per_filter_config: d.cors.as_ref().map(cors_config).into_iter().collect(),
         ..Default::default()
     }
+}
+
+/// A CORS policy, keyed for `typed_per_filter_config`.
+fn cors_config(c: &profile::Cors) -> (String, pbwk::Any) {
+    use matcher::string_matcher::MatchPattern;
+    let origins = c
+        .allow_origins
+        .iter()
+        .map(|o| matcher::StringMatcher {
+            match_pattern: Some(if o == "*" {
+                MatchPattern::SafeRegex(regex_matcher(".*"))
+            } else {
+                MatchPattern::Exact(o.clone())
+            }),
+            ..Default::default()
+        })
+        .collect();
+    let policy = cors::CorsPolicy {
+        allow_origin_string_match: origins,
+        allow_methods: c.allow_methods.join(","),
+        allow_headers: c.allow_headers.join(","),
+        expose_headers: c.expose_headers.join(","),
+        max_age: c.max_age.map(|d| d.as_secs().to_string()).unwrap_or_default(),
+        allow_credentials: c.allow_credentials.then_some(pbwk::BoolValue { value: true }),
+        ..Default::default()
+    };
+    (CORS_FILTER.to_string(), pack_any(policy))
+}
+
+/// Labels as Envoy matches them against endpoint metadata (`envoy.lb`).
+fn metadata_match(labels: &profile::Labels) -> Option<core::Metadata> {
+    (!labels.is_empty()).then(|| {
+        let fields = labels
+            .iter()
+            .map(|(k, v)| (k.clone(), pbwk::Value { kind: Some(pbwk::value::Kind::StringValue(v.clone())) }))
+            .collect();
+        core::Metadata {
+            filter_metadata: [("envoy.lb".to_string(), pbwk::Struct { fields })].into(),
+            ..Default::default()
+        }
+    })
+}
+
+fn header_options(headers: &[(String, String)]) -> Vec<core::HeaderValueOption> {
+    headers
+        .iter()
+        .map(|(k, v)| core::HeaderValueOption {
+            header: Some(core::HeaderValue { key: k.clone(), value: v.clone(), ..Default::default() }),
+            append_action: core::header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+            ..Default::default()
+        })
+        .collect()
 }
 
 fn string_matcher(kind: &profile::ValueMatchKind) -> Option<matcher::StringMatcher> {
@@ -434,19 +535,17 @@ fn to_route(r: &profile::Route) -> route::Route {
         .collect();
     let matcher = route::RouteMatch { path_specifier: Some(path), headers, query_parameters, ..Default::default() };
 
-    let mut out = route::Route { r#match: Some(matcher), ..Default::default() };
+    let mut out = route::Route {
+        r#match: Some(matcher),
+        response_headers_to_add: header_options(&r.response_headers_add),
+        response_headers_to_remove: r.response_headers_remove.clone(),
+        typed_per_filter_config: r.cors.as_ref().map(cors_config).into_iter().collect(),
+        ..Default::default()
+    };
     match &r.action {
         profile::RouteAction::Forward(f) => {
             out.action = Some(route::route::Action::Route(to_route_action(f)));
-            out.request_headers_to_add = f
-                .request_headers_add
-                .iter()
-                .map(|(k, v)| core::HeaderValueOption {
-                    header: Some(core::HeaderValue { key: k.clone(), value: v.clone(), ..Default::default() }),
-                    append_action: core::header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
-                    ..Default::default()
-                })
-                .collect();
+            out.request_headers_to_add = header_options(&f.request_headers_add);
         }
         profile::RouteAction::Redirect(rd) => {
             use route::redirect_action::{PathRewriteSpecifier, RedirectResponseCode, SchemeRewriteSpecifier};
@@ -486,9 +585,10 @@ fn to_route_action(f: &profile::Forward) -> route::RouteAction {
         profile::Target::Weighted(ws) => ClusterSpecifier::WeightedClusters(route::WeightedCluster {
             clusters: ws
                 .iter()
-                .map(|(c, w)| route::weighted_cluster::ClusterWeight {
-                    name: c.clone(),
-                    weight: Some(u32v(*w)),
+                .map(|s| route::weighted_cluster::ClusterWeight {
+                    name: s.cluster.clone(),
+                    weight: Some(u32v(s.weight)),
+                    metadata_match: metadata_match(&s.subset),
                     ..Default::default()
                 })
                 .collect(),
@@ -504,10 +604,33 @@ fn to_route_action(f: &profile::Forward) -> route::RouteAction {
             retry_on: r.on.join(","),
             num_retries: Some(u32v(r.count)),
             per_try_timeout: r.per_try_timeout.map(duration),
+            retriable_status_codes: r.status_codes.iter().map(|c| u32::from(*c)).collect(),
             ..Default::default()
         }),
+        metadata_match: metadata_match(&f.subset),
+        hash_policy: f.hash_policy.iter().map(to_hash_policy).collect(),
         ..Default::default()
     }
+}
+
+fn to_hash_policy(h: &profile::HashPolicy) -> route::route_action::HashPolicy {
+    use route::route_action::hash_policy::{ConnectionProperties, Cookie, Header, PolicySpecifier};
+    let specifier = match h {
+        profile::HashPolicy::Header(name) => {
+            PolicySpecifier::Header(Header { header_name: name.clone(), ..Default::default() })
+        }
+        profile::HashPolicy::Cookie { name, ttl } => PolicySpecifier::Cookie(Cookie {
+            name: name.clone(),
+            ttl: ttl.map(duration),
+            // A cookie Envoy sets applies to the whole site.
+            path: if ttl.is_some() { "/".into() } else { String::new() },
+            ..Default::default()
+        }),
+        profile::HashPolicy::SourceIp => {
+            PolicySpecifier::ConnectionProperties(ConnectionProperties { source_ip: true })
+        }
+    };
+    route::route_action::HashPolicy { policy_specifier: Some(specifier), ..Default::default() }
 }
 
 #[cfg(test)]

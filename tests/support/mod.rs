@@ -74,6 +74,8 @@ pub struct Upstream {
     pub name: String,
     pub addr: SocketAddr,
     hits: Arc<AtomicUsize>,
+    /// While set, every request is answered 503.
+    failing: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -86,15 +88,17 @@ impl Upstream {
         let listener = loopback_listener().await;
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
-        let (n, h) = (name.to_string(), hits.clone());
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (n, h, f) = (name.to_string(), hits.clone(), failing.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
-                let (n, h) = (n.clone(), h.clone());
+                let (n, h, f) = (n.clone(), h.clone(), f.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let seen = h.fetch_add(1, Ordering::SeqCst);
-                        let status = if seen < fail_first { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+                        let fail = seen < fail_first || f.load(Ordering::SeqCst);
+                        let status = if fail { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
                         let mut resp = Response::builder().status(status);
                         for (k, v) in req.headers() {
                             resp = resp.header(format!("x-echo-{k}"), v.clone());
@@ -106,11 +110,16 @@ impl Upstream {
                 });
             }
         });
-        Self { name: name.to_string(), addr, hits, task }
+        Self { name: name.to_string(), addr, hits, failing, task }
     }
 
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// From now on answers every request 503 (`true`), or as before.
+    pub fn set_failing(&self, on: bool) {
+        self.failing.store(on, Ordering::SeqCst);
     }
 }
 

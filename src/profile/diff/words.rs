@@ -25,10 +25,14 @@ fn forward_fields(f: &Forward) -> Vec<(&'static str, String)> {
     let retries = f.retries.as_ref().map(|r| {
         let per_try =
             r.per_try_timeout.map(|t| format!(", {} per try", humantime::format_duration(t))).unwrap_or_default();
-        format!("{} on {}{per_try}", r.count, r.on.join(","))
+        let codes: Vec<String> = r.status_codes.iter().map(u16::to_string).collect();
+        let codes = if codes.is_empty() { String::new() } else { format!(" ({})", codes.join(",")) };
+        format!("{} on {}{codes}{per_try}", r.count, r.on.join(","))
     });
     let headers: Vec<String> = f.request_headers_add.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    let hash: Vec<String> = f.hash_policy.iter().map(crate::explain::describe_hash).collect();
     vec![
+        ("hash_policy", if hash.is_empty() { "none".into() } else { hash.join(", ") }),
         ("timeout", d(&f.timeout)),
         ("retries", opt(&retries, "none")),
         ("prefix_rewrite", opt(&f.prefix_rewrite, "none")),
@@ -48,6 +52,14 @@ pub fn route_change(old: &Route, new: &Route) -> Option<String> {
         // Same words, other details (a direct response's body, say).
         pairs[0].2.push_str(" (changed)");
     }
+    let headers = |r: &Route| {
+        let mut h: Vec<String> = r.response_headers_add.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        h.extend(r.response_headers_remove.iter().map(|k| format!("-{k}")));
+        if h.is_empty() { "none".to_string() } else { h.join(", ") }
+    };
+    pairs.push(("response headers", headers(old), headers(new)));
+    let cors = |r: &Route| r.cors.as_ref().map_or("none".to_string(), crate::explain::describe_cors);
+    pairs.push(("cors", cors(old), cors(new)));
     fields(&pairs)
 }
 
@@ -88,8 +100,12 @@ pub fn domain_routes(name: &str, old: Option<&Domain>, new: Option<&Domain>) -> 
 
 /// A domain's own changes (not its routes).
 pub fn domain_change(old: &Domain, new: &Domain) -> Option<String> {
-    fields(&[("aliases", format!("[{}]", old.aliases.join(", ")), format!("[{}]", new.aliases.join(", ")))])
-        .map(|c| format!("domain {}: {c}", new.name))
+    let cors = |d: &Domain| d.cors.as_ref().map_or("none".to_string(), crate::explain::describe_cors);
+    fields(&[
+        ("aliases", format!("[{}]", old.aliases.join(", ")), format!("[{}]", new.aliases.join(", "))),
+        ("cors", cors(old), cors(new)),
+    ])
+    .map(|c| format!("domain {}: {c}", new.name))
 }
 
 /// A cluster's changes: source, policy, static endpoints.

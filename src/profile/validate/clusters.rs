@@ -6,7 +6,8 @@ use super::*;
 
 /// The longest SNI Envoy takes (a DNS name).
 pub const MAX_SNI: usize = 255;
-const LB_POLICIES: &[&str] = &["round_robin", "least_request", "random", "ring_hash"];
+const LB_POLICIES: &[&str] = &["round_robin", "least_request", "random", "ring_hash", "maglev"];
+const SUBSET_FALLBACKS: &[&str] = &["any", "none"];
 
 impl Cx<'_> {
     pub(super) fn cluster(&mut self, name: &S<String>, c: RawCluster, key: &str) -> Option<Cluster> {
@@ -44,6 +45,7 @@ impl Cx<'_> {
                 "least_request" => LbPolicy::LeastRequest,
                 "random" => LbPolicy::Random,
                 "ring_hash" => LbPolicy::RingHash,
+                "maglev" => LbPolicy::Maglev,
                 _ => LbPolicy::RoundRobin,
             }),
         };
@@ -83,7 +85,40 @@ impl Cx<'_> {
             Some(t) => Some(Some(UpstreamTls { sni: t.sni.map(S::into_inner), ca_file: t.ca_file.map(S::into_inner) })),
         };
         let probe = self.probe(c.probe, health_check.as_ref().and_then(Option::as_ref), source.as_ref(), name, key);
+        let outlier_detection = match c.outlier_detection {
+            None => Some(None),
+            Some(o) => self.outlier_detection(o.into_inner(), &format!("{key}.outlier_detection")).map(Some),
+        };
+        let mut zone_priority = Vec::new();
+        let mut zones_ok = true;
+        for (i, z) in c.zone_priority.iter().enumerate() {
+            if z.get_ref().is_empty() {
+                self.err(z.span(), format!("{key}.zone_priority[{i}]"), "is empty; expected a zone name");
+                zones_ok = false;
+            } else if zone_priority.contains(z.get_ref()) {
+                self.err(z.span(), format!("{key}.zone_priority[{i}]"), format!("{:?} is listed twice", z.get_ref()));
+                zones_ok = false;
+            } else {
+                zone_priority.push(z.get_ref().clone());
+            }
+        }
+        if let (Some(v), Some(Source::Dns { .. })) = (c.zone_priority.first(), &source) {
+            self.err(v.span(), format!("{key}.zone_priority"), "a dns cluster's endpoints have no zones");
+            zones_ok = false;
+        }
+        let subset_fallback = match &c.subset_fallback {
+            None => Some(SubsetFallback::Any),
+            Some(v) => self.one_of(v, &format!("{key}.subset_fallback"), SUBSET_FALLBACKS).map(|f| match f {
+                "none" => SubsetFallback::NoEndpoint,
+                _ => SubsetFallback::Any,
+            }),
+        };
         Some(Cluster {
+            outlier_detection: outlier_detection?,
+            zone_priority: zones_ok.then_some(zone_priority)?,
+            // Filled from the routes once they are read.
+            subset_keys: Vec::new(),
+            subset_fallback: subset_fallback?,
             name: name.get_ref().clone(),
             source: source?,
             lb: lb?,
@@ -377,6 +412,26 @@ impl Cx<'_> {
                 None
             }
         }
+    }
+
+    fn outlier_detection(&mut self, o: RawOutlierDetection, key: &str) -> Option<OutlierDetection> {
+        let mut count = |v: &Option<S<i64>>, f: &str, range: RangeInclusive<i64>| match v {
+            None => Some(None),
+            Some(v) => self.int(v, &format!("{key}.{f}"), range).map(Some),
+        };
+        let consecutive_5xx = count(&o.consecutive_5xx, "consecutive_5xx", 1..=1000);
+        let consecutive_gateway_failure =
+            count(&o.consecutive_gateway_failure, "consecutive_gateway_failure", 1..=1000);
+        let max_ejection_percent = count(&o.max_ejection_percent, "max_ejection_percent", 0..=100);
+        let interval = self.opt_duration(&o.interval, &format!("{key}.interval"));
+        let base_ejection_time = self.opt_duration(&o.base_ejection_time, &format!("{key}.base_ejection_time"));
+        Some(OutlierDetection {
+            consecutive_5xx: consecutive_5xx?,
+            consecutive_gateway_failure: consecutive_gateway_failure?,
+            interval: interval?,
+            base_ejection_time: base_ejection_time?,
+            max_ejection_percent: max_ejection_percent?,
+        })
     }
 
     fn health_check(&mut self, h: S<RawHealthCheck>, key: &str) -> Option<HealthCheck> {

@@ -26,11 +26,13 @@ const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "O
 impl Cx<'_> {
     /// `clusters` holds every cluster name the profile declares; `hosts` maps
     /// each (host, port) claimed so far to its domain, to catch duplicates.
+    /// `valid` holds the clusters that passed, for what routes ask of them.
     pub(super) fn domain(
         &mut self,
         d: RawDomain,
         key: &str,
         clusters: &BTreeSet<String>,
+        valid: &BTreeMap<String, Cluster>,
         hosts: &mut BTreeMap<(String, u16), String>,
     ) -> Option<Domain> {
         let Some((host, port)) = split_host_port(d.name.get_ref()).filter(|(h, _)| valid_host(h)) else {
@@ -72,7 +74,7 @@ impl Cx<'_> {
         for (i, r) in d.routes.into_iter().enumerate() {
             let k = format!("{key}.routes[{i}]");
             let span = r.span();
-            if let Some(route) = self.route(r.into_inner(), span.clone(), &k, clusters) {
+            if let Some(route) = self.route(r.into_inner(), span.clone(), &k, clusters, valid) {
                 // A route with an unknown key (say `prefx`) neither shadows
                 // nor is shadowed: what it was meant to match is unknown.
                 let known = !self.tainted.contains(&k);
@@ -93,11 +95,42 @@ impl Cx<'_> {
                 routes.push(route);
             }
         }
-        Some(Domain { name, host: host.to_ascii_lowercase(), port, aliases, routes })
+        let cors = match d.cors {
+            None => Some(None),
+            Some(c) => self.cors(&c, &format!("{key}.cors")).map(Some),
+        };
+        Some(Domain { name, host: host.to_ascii_lowercase(), port, aliases, routes, cors: cors? })
     }
 
-    fn route(&mut self, r: RawRoute, span: Range<usize>, key: &str, clusters: &BTreeSet<String>) -> Option<Route> {
+    fn route(
+        &mut self,
+        r: RawRoute,
+        span: Range<usize>,
+        key: &str,
+        clusters: &BTreeSet<String>,
+        valid: &BTreeMap<String, Cluster>,
+    ) -> Option<Route> {
         let mut ok = true;
+        let mut response_headers_add = Vec::new();
+        for (name, value) in &r.response_headers_add {
+            let k = format!("{key}.response_headers_add");
+            match self.header_name(name, &k) {
+                Some(n) => response_headers_add.push((n, value.get_ref().clone())),
+                None => ok = false,
+            }
+            ok &= self.header_value(value, &format!("{k}.{}", name.get_ref()));
+        }
+        let mut response_headers_remove = Vec::new();
+        for (i, name) in r.response_headers_remove.iter().enumerate() {
+            match self.header_name(name, &format!("{key}.response_headers_remove[{i}]")) {
+                Some(n) => response_headers_remove.push(n),
+                None => ok = false,
+            }
+        }
+        let cors = match &r.cors {
+            None => Some(None),
+            Some(c) => self.cors(c, &format!("{key}.cors")).map(Some),
+        };
         let path = match (&r.prefix, &r.path, &r.regex) {
             (None, None, None) => Some(PathMatch::Prefix("/".into())),
             (Some(p), None, None) => self.path(p, &format!("{key}.prefix")).map(PathMatch::Prefix),
@@ -161,7 +194,7 @@ impl Cx<'_> {
                     };
                     status.zip(body).map(|(s, body)| RouteAction::DirectResponse { status: s as u16, body })
                 } else {
-                    self.forward(r, key, clusters).map(RouteAction::Forward)
+                    self.forward(r, key, clusters, valid).map(RouteAction::Forward)
                 }
             }
             n => {
@@ -180,12 +213,185 @@ impl Cx<'_> {
         if !ok {
             return None;
         }
-        Some(Route { matcher: RouteMatch { path: path?, headers: headers?, query: query?, methods }, action: action? })
+        Some(Route {
+            matcher: RouteMatch { path: path?, headers: headers?, query: query?, methods },
+            action: action?,
+            response_headers_add,
+            response_headers_remove,
+            cors: cors?,
+        })
+    }
+
+    /// A header name as Envoy takes it for adding or removing, lower-cased:
+    /// letters, digits, `-` and `_`, not `host` nor a pseudo-header.
+    fn header_name(&mut self, name: &S<String>, key: &str) -> Option<String> {
+        let lower = name.get_ref().to_ascii_lowercase();
+        if lower.is_empty() || !lower.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
+            self.err(name.span(), key, format!("{:?} is not a header name", name.get_ref()));
+            return None;
+        }
+        if lower == "host" {
+            self.err(name.span(), key, format!("{:?} cannot be changed here", name.get_ref()));
+            return None;
+        }
+        Some(lower)
+    }
+
+    /// CORS: at least one origin, each `*` or `scheme://host[:port]`.
+    fn cors(&mut self, c: &S<RawCors>, key: &str) -> Option<Cors> {
+        let span = c.span();
+        let c = c.get_ref();
+        let mut ok = true;
+        if c.allow_origins.is_empty() {
+            self.err(span, key, "needs allow_origins, e.g. [\"http://localhost:3000\"] or [\"*\"]");
+            ok = false;
+        }
+        for (i, o) in c.allow_origins.iter().enumerate() {
+            let v = o.get_ref();
+            let origin_ok = v == "*"
+                || v.split_once("://").is_some_and(|(scheme, rest)| {
+                    !scheme.is_empty()
+                        && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                        && !rest.is_empty()
+                        && !rest.contains('/')
+                });
+            if !origin_ok {
+                self.err(
+                    o.span(),
+                    format!("{key}.allow_origins[{i}]"),
+                    format!(
+                        "{v:?} is not an origin; expected \"*\" or scheme://host[:port], e.g. \"http://localhost:3000\""
+                    ),
+                );
+                ok = false;
+            }
+        }
+        let mut allow_methods = Vec::new();
+        for (i, m) in c.allow_methods.iter().enumerate() {
+            let upper = m.get_ref().to_ascii_uppercase();
+            if METHODS.contains(&upper.as_str()) {
+                allow_methods.push(upper);
+            } else {
+                self.err(
+                    m.span(),
+                    format!("{key}.allow_methods[{i}]"),
+                    format!("{:?} is not an HTTP method; expected one of: {}", m.get_ref(), METHODS.join(", ")),
+                );
+                ok = false;
+            }
+        }
+        let mut names = |list: &[S<String>], f: &str| -> Option<Vec<String>> {
+            let mut out = Vec::new();
+            let mut ok = true;
+            for (i, h) in list.iter().enumerate() {
+                let k = format!("{key}.{f}[{i}]");
+                let lower = h.get_ref().to_ascii_lowercase();
+                if lower.is_empty() || !lower.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
+                    self.err(h.span(), k, format!("{:?} is not a header name", h.get_ref()));
+                    ok = false;
+                } else {
+                    out.push(lower);
+                }
+            }
+            ok.then_some(out)
+        };
+        let allow_headers = names(&c.allow_headers, "allow_headers");
+        let expose_headers = names(&c.expose_headers, "expose_headers");
+        let max_age = self.opt_duration(&c.max_age, &format!("{key}.max_age"));
+        if !ok {
+            return None;
+        }
+        Some(Cors {
+            allow_origins: c.allow_origins.iter().map(|o| o.get_ref().clone()).collect(),
+            allow_methods,
+            allow_headers: allow_headers?,
+            expose_headers: expose_headers?,
+            max_age: max_age?,
+            allow_credentials: c.allow_credentials,
+        })
+    }
+
+    /// Endpoint labels to pick by: non-empty names and values.
+    fn labels(&mut self, raw: &BTreeMap<S<String>, S<String>>, key: &str) -> Option<Labels> {
+        let mut out = Labels::new();
+        let mut ok = true;
+        for (k, v) in raw {
+            if k.get_ref().is_empty() {
+                self.err(k.span(), key, "a label name is empty");
+                ok = false;
+            } else if v.get_ref().is_empty() {
+                self.err(v.span(), format!("{key}.{}", k.get_ref()), "is empty; expected the label's value");
+                ok = false;
+            } else {
+                out.insert(k.get_ref().clone(), v.get_ref().clone());
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn hash_policy(&mut self, raw: &[S<RawHashPolicy>], key: &str) -> Option<Vec<HashPolicy>> {
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, h) in raw.iter().enumerate() {
+            let k = format!("{key}[{i}]");
+            let h_span = h.span();
+            let h = h.get_ref();
+            let policy = match (&h.header, &h.cookie, &h.source_ip) {
+                (Some(name), None, None) => {
+                    if h.ttl.is_some() {
+                        self.err(h_span.clone(), format!("{k}.ttl"), "applies only to a cookie");
+                        None
+                    } else {
+                        self.header_name(name, &format!("{k}.header")).map(HashPolicy::Header)
+                    }
+                }
+                (None, Some(name), None) => {
+                    let name_ok = !name.get_ref().is_empty()
+                        && name.get_ref().chars().all(|c| c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?={}".contains(c));
+                    if !name_ok {
+                        self.err(
+                            name.span(),
+                            format!("{k}.cookie"),
+                            format!("{:?} is not a cookie name", name.get_ref()),
+                        );
+                    }
+                    let ttl = self.opt_duration(&h.ttl, &format!("{k}.ttl"));
+                    name_ok.then_some(()).and(ttl).map(|ttl| HashPolicy::Cookie { name: name.get_ref().clone(), ttl })
+                }
+                (None, None, Some(on)) if *on.get_ref() => {
+                    if h.ttl.is_some() {
+                        self.err(h_span.clone(), format!("{k}.ttl"), "applies only to a cookie");
+                        None
+                    } else {
+                        Some(HashPolicy::SourceIp)
+                    }
+                }
+                (None, None, Some(on)) => {
+                    self.err(on.span(), format!("{k}.source_ip"), "source_ip = false hashes nothing; remove the entry");
+                    None
+                }
+                _ => {
+                    self.err(
+                        h_span,
+                        k,
+                        "expected exactly one of header = \"NAME\", cookie = \"NAME\" or source_ip = true",
+                    );
+                    None
+                }
+            };
+            match policy {
+                Some(p) => out.push(p),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
     }
 
     /// Reports forward-only keys on a route that does not forward; true when there are none.
     fn only_forward(&mut self, r: &RawRoute, key: &str) -> bool {
-        let forward_only: [(&str, Option<Range<usize>>); 5] = [
+        let forward_only: [(&str, Option<Range<usize>>); 7] = [
+            ("subset", r.subset.keys().next().map(|k| k.span())),
+            ("hash_policy", r.hash_policy.first().map(|v| v.span())),
             ("timeout", r.timeout.as_ref().map(|v| v.span())),
             ("retries", r.retries.as_ref().map(|v| v.span())),
             ("prefix_rewrite", r.prefix_rewrite.as_ref().map(|v| v.span())),
@@ -285,7 +491,13 @@ impl Cx<'_> {
         false
     }
 
-    fn forward(&mut self, r: RawRoute, key: &str, clusters: &BTreeSet<String>) -> Option<Forward> {
+    fn forward(
+        &mut self,
+        r: RawRoute,
+        key: &str,
+        clusters: &BTreeSet<String>,
+        valid: &BTreeMap<String, Cluster>,
+    ) -> Option<Forward> {
         let target = if let Some(c) = &r.cluster {
             self.cluster_ref(c, &format!("{key}.cluster"), clusters).then(|| Target::Cluster(c.get_ref().clone()))
         } else {
@@ -295,13 +507,16 @@ impl Cx<'_> {
             for (i, wc) in w.get_ref().iter().enumerate() {
                 let k = format!("{key}.weighted_clusters[{i}]");
                 ok &= self.cluster_ref(&wc.cluster, &format!("{k}.cluster"), clusters);
-                match self.int(&wc.weight, &format!("{k}.weight"), 0..=1_000_000) {
-                    Some(n) => out.push((wc.cluster.get_ref().clone(), n)),
-                    None => ok = false,
+                let subset = self.labels(&wc.subset, &format!("{k}.subset"));
+                match (self.int(&wc.weight, &format!("{k}.weight"), 0..=1_000_000), subset) {
+                    (Some(n), Some(subset)) => {
+                        out.push(Split { cluster: wc.cluster.get_ref().clone(), weight: n, subset })
+                    }
+                    _ => ok = false,
                 }
             }
             // Only when every weight was read: a bad weight is its own error.
-            if out.len() == w.get_ref().len() && out.iter().all(|(_, n)| *n == 0) {
+            if out.len() == w.get_ref().len() && out.iter().all(|s| s.weight == 0) {
                 self.err(
                     w.span(),
                     format!("{key}.weighted_clusters"),
@@ -345,7 +560,48 @@ impl Cx<'_> {
             headers_ok &= self.header_value(value, &value_key);
             request_headers_add.push((lower, value.get_ref().clone()));
         }
+        let subset = self.labels(&r.subset, &format!("{key}.subset"));
+        let hash_policy = self.hash_policy(&r.hash_policy, &format!("{key}.hash_policy"));
+        // What the route asks of its clusters: labels to pick endpoints by
+        // (a DNS cluster's have none), a hashing balancer for a hash policy.
+        let mut asks_ok = true;
+        if let Some(t) = &target {
+            let labelled =
+                !r.subset.is_empty() || matches!(t, Target::Weighted(ws) if ws.iter().any(|s| !s.subset.is_empty()));
+            for c in t.clusters().into_iter().filter_map(|c| valid.get(c)) {
+                if labelled && matches!(c.source, Source::Dns { .. }) {
+                    let span = r
+                        .subset
+                        .keys()
+                        .next()
+                        .map(|k| k.span())
+                        .unwrap_or_else(|| r.weighted_clusters.as_ref().map(|w| w.span()).unwrap_or(0..0));
+                    self.err(
+                        span,
+                        format!("{key}.subset"),
+                        format!("cluster {:?} is a dns cluster: its endpoints have no labels to pick by", c.name),
+                    );
+                    asks_ok = false;
+                }
+                if let Some(h) = r.hash_policy.first().filter(|_| !c.lb.hashes()) {
+                    self.err(
+                        h.span(),
+                        format!("{key}.hash_policy"),
+                        format!(
+                            "cluster {:?} does not balance by hash; set lb = \"ring_hash\" or \"maglev\" on it",
+                            c.name
+                        ),
+                    );
+                    asks_ok = false;
+                }
+            }
+        }
+        if !asks_ok {
+            return None;
+        }
         Some(Forward {
+            subset: subset?,
+            hash_policy: hash_policy?,
             target: target?,
             timeout: timeout?,
             retries: retries?,
@@ -369,7 +625,29 @@ impl Cx<'_> {
             on.into_iter().collect()
         };
         let per_try_timeout = self.opt_duration(&rt.per_try_timeout, &format!("{key}.per_try_timeout"));
-        Some(Retries { count: count?, on: on?, per_try_timeout: per_try_timeout? })
+        let mut status_codes = Vec::new();
+        let mut codes_ok = true;
+        for (i, c) in rt.status_codes.iter().enumerate() {
+            match self.int(c, &format!("{key}.status_codes[{i}]"), 100..=599) {
+                Some(n) if !status_codes.contains(&(n as u16)) => status_codes.push(n as u16),
+                Some(_) => {}
+                None => codes_ok = false,
+            }
+        }
+        // Status codes are retried under `retriable-status-codes`: listing
+        // codes asks for it.
+        let on = on.map(|mut on| {
+            if !status_codes.is_empty() && !on.iter().any(|c| c == "retriable-status-codes") {
+                on.push("retriable-status-codes".to_string());
+            }
+            on
+        });
+        Some(Retries {
+            count: count?,
+            on: on?,
+            status_codes: codes_ok.then_some(status_codes)?,
+            per_try_timeout: per_try_timeout?,
+        })
     }
 
     fn redirect(&mut self, r: S<RawRedirect>, key: &str) -> Option<Redirect> {

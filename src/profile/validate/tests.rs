@@ -3,6 +3,7 @@
 //! numbers in the expected errors are the lines as they read here.
 
 mod clusters;
+mod policies;
 mod proxies;
 mod routes;
 mod tracing;
@@ -44,7 +45,14 @@ fn mk_forward(target: Target) -> Forward {
         prefix_rewrite: None,
         host_rewrite: None,
         request_headers_add: vec![],
+        subset: Default::default(),
+        hash_policy: vec![],
     }
+}
+
+/// A route with no response headers or CORS of its own.
+fn mk_route(matcher: RouteMatch, action: RouteAction) -> Route {
+    Route { matcher, action, response_headers_add: vec![], response_headers_remove: vec![], cors: None }
 }
 
 fn mk_match(path: PathMatch) -> RouteMatch {
@@ -85,34 +93,35 @@ fn demo_profile_parses_into_the_expected_model() {
         }
     );
 
-    let healthz = Route {
-        matcher: mk_match(PathMatch::Exact("/healthz".into())),
-        action: RouteAction::DirectResponse { status: 200, body: Some("ok from the devbridge demo\n".into()) },
-    };
-    let version = Route {
-        matcher: mk_match(PathMatch::Exact("/version".into())),
-        action: RouteAction::DirectResponse { status: 200, body: Some("devbridge demo profile\n".into()) },
-    };
-    let canary = Route {
-        matcher: RouteMatch {
+    let healthz = mk_route(
+        mk_match(PathMatch::Exact("/healthz".into())),
+        RouteAction::DirectResponse { status: 200, body: Some("ok from the devbridge demo\n".into()) },
+    );
+    let version = mk_route(
+        mk_match(PathMatch::Exact("/version".into())),
+        RouteAction::DirectResponse { status: 200, body: Some("devbridge demo profile\n".into()) },
+    );
+    let canary = mk_route(
+        RouteMatch {
             headers: vec![mk_value_match("x-dev", ValueMatchKind::Exact("canary".into()), false)],
             ..mk_match(PathMatch::Prefix("/api".into()))
         },
-        action: RouteAction::Forward(mk_forward(Target::Cluster("edge-canary".into()))),
-    };
-    let edge = Route {
-        matcher: mk_match(PathMatch::Prefix("/api".into())),
-        action: RouteAction::Forward(Forward {
+        RouteAction::Forward(mk_forward(Target::Cluster("edge-canary".into()))),
+    );
+    let edge = mk_route(
+        mk_match(PathMatch::Prefix("/api".into())),
+        RouteAction::Forward(Forward {
             timeout: Some(Duration::from_secs(5)),
             retries: Some(Retries {
                 count: 2,
                 on: vec!["connect-failure".into(), "5xx".into()],
+                status_codes: vec![],
                 per_try_timeout: Some(Duration::from_secs(2)),
             }),
             request_headers_add: vec![("x-devbridge-profile".into(), "demo".into())],
             ..mk_forward(Target::Cluster("edge".into()))
         }),
-    };
+    );
     assert_eq!(
         p.domains["demo.example.com:8888"],
         Domain {
@@ -121,6 +130,7 @@ fn demo_profile_parses_into_the_expected_model() {
             port: 8888,
             aliases: vec!["localhost".into(), "127.0.0.1".into()],
             routes: vec![healthz, version, canary, edge],
+            cors: None,
         }
     );
 
@@ -144,6 +154,10 @@ fn demo_profile_parses_into_the_expected_model() {
             circuit_breakers: None,
             tls: None,
             probe: Some(ProbeSpec { probe: Probe::Tcp, interval: None, timeout: None }),
+            outlier_detection: None,
+            zone_priority: vec![],
+            subset_keys: vec![],
+            subset_fallback: SubsetFallback::Any,
         }
     );
     assert_eq!(p.clusters["edge-canary"].source, Source::Static(vec![endpoint("127.0.0.1:9002", "canary", "true")]));

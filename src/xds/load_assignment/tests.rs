@@ -98,3 +98,33 @@ fn clusters_share_no_entries_and_retain_drops_them() {
     cache.retain(|c| c == "films");
     assert_eq!(cache.clusters.keys().collect::<Vec<_>>(), ["films"]);
 }
+
+#[test]
+fn the_eds_only_path_builds_a_cluster_with_zone_priorities_whole() {
+    let src = r#"
+[zones.z]
+[proxies.p]
+zone = "z"
+domains = ["a.test:80"]
+[[domains]]
+name = "a.test:80"
+routes = [{ prefix = "/", cluster = "edge" }]
+[clusters.edge]
+zone_priority = ["b"]
+kubernetes = { namespace = "edge", selector = "app=edge", port = "http" }
+"#;
+    let profile = crate::profile::parse_profile("t.toml", "t", src).unwrap();
+    let eps = mk_endpoints();
+    let lookup = |name: &str| (name == "edge").then_some(eps.as_slice());
+    let changed = std::collections::BTreeSet::from(["edge".to_string()]);
+    let mut cache = LoadAssignmentCache::default();
+    let updated = translate_load_assignments(&profile, &changed, &lookup, &mut cache);
+    let (cla, hash) = crate::xds::translate::to_load_assignment_in("edge", &eps, &["b".to_string()]);
+    // Metadata maps encode in varying order: compare what it decodes to.
+    let got = endpoint::ClusterLoadAssignment::decode(updated["edge"].body.value.as_slice()).unwrap();
+    let expected = Resource::with_content_hash("edge", &cla, hash);
+    assert_eq!((got, updated["edge"].hash), (cla.clone(), expected.hash));
+    let priorities: Vec<u32> = cla.endpoints.iter().map(|l| l.priority).collect();
+    // No zone, a, b: b first, the rest after it.
+    assert_eq!(priorities, [1, 1, 0]);
+}

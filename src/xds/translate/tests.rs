@@ -528,3 +528,142 @@ endpoints = [{ address = "127.0.0.1:5432" }]
     };
     assert_eq!(tcp::TcpProxy::decode(any.value.as_slice()).unwrap().idle_timeout, None);
 }
+
+#[test]
+fn traffic_policies_reach_clusters_routes_and_the_connection_manager() {
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::lb_subset_config::LbSubsetFallbackPolicy;
+    let profile = mk_profile(
+        r#"
+[zones.z]
+[proxies.p]
+zone = "z"
+domains = ["a.test:8080", "b.test:8081"]
+[[domains]]
+name = "a.test:8080"
+cors = { allow_origins = ["http://localhost:3000", "*"], allow_methods = ["GET", "POST"], max_age = "10m", allow_credentials = true }
+[[domains.routes]]
+prefix = "/c"
+cluster = "edge"
+subset = { track = "canary" }
+hash_policy = [{ header = "x-user" }, { cookie = "s", ttl = "1h" }, { source_ip = true }]
+retries = { count = 2, on = ["reset"], status_codes = [503] }
+response_headers_add = { x-served-by = "devbridge" }
+response_headers_remove = ["x-internal"]
+[[domains.routes]]
+prefix = "/"
+weighted_clusters = [{ cluster = "edge", weight = 9 }, { cluster = "edge", weight = 1, subset = { track = "canary" } }]
+[[domains]]
+name = "b.test:8081"
+routes = [{ prefix = "/", cluster = "edge" }]
+[clusters.edge]
+lb = "maglev"
+subset_fallback = "none"
+zone_priority = ["zone-b", "zone-a"]
+outlier_detection = { consecutive_gateway_failure = 3, interval = "2s", max_ejection_percent = 50 }
+static.endpoints = [
+  { address = "10.0.0.1:80", zone = "zone-a" },
+  { address = "10.0.0.2:80", zone = "zone-b", metadata = { track = "canary" } },
+  { address = "10.0.0.3:80", zone = "zone-c" },
+]
+"#,
+    );
+    let s = mk_snapshot(&profile);
+
+    let c = decode::<cluster::Cluster>(&s, ResourceType::Cluster, "edge");
+    assert_eq!(c.lb_policy, LbPolicy::Maglev as i32);
+    let od = c.outlier_detection.unwrap();
+    assert_eq!(
+        (od.consecutive_5xx, od.consecutive_gateway_failure, od.enforcing_consecutive_gateway_failure),
+        (None, u32s(3), u32s(100))
+    );
+    assert_eq!((od.interval, od.max_ejection_percent, od.base_ejection_time), (ms(2000), u32s(50), None));
+    let subsets = c.lb_subset_config.unwrap();
+    assert_eq!(subsets.fallback_policy, LbSubsetFallbackPolicy::NoFallback as i32);
+    let keys: Vec<Vec<String>> = subsets.subset_selectors.iter().map(|s| s.keys.clone()).collect();
+    assert_eq!(keys, [vec!["track".to_string()]]);
+
+    // Zones by preference: b first, a next, the unlisted c last.
+    let cla = decode::<endpoint::ClusterLoadAssignment>(&s, ResourceType::Endpoint, "edge");
+    let priorities: Vec<(String, u32)> = cla
+        .endpoints
+        .iter()
+        .map(|l| (l.locality.as_ref().map(|l| l.zone.clone()).unwrap_or_default(), l.priority))
+        .collect();
+    assert_eq!(priorities, [("zone-a".into(), 1), ("zone-b".into(), 0), ("zone-c".into(), 2)]);
+
+    let rc = decode::<route::RouteConfiguration>(&s, ResourceType::Route, "routes_8080");
+    let vh = &rc.virtual_hosts[0];
+    let policy = cors::CorsPolicy::decode(vh.typed_per_filter_config[CORS_FILTER].value.as_slice()).unwrap();
+    use matcher::string_matcher::MatchPattern;
+    assert_eq!(
+        policy.allow_origin_string_match,
+        [
+            string_match(MatchPattern::Exact("http://localhost:3000".into())),
+            string_match(MatchPattern::SafeRegex(regex(".*")))
+        ]
+    );
+    assert_eq!((policy.allow_methods.as_str(), policy.max_age.as_str()), ("GET,POST", "600"));
+    assert_eq!(policy.allow_credentials, Some(pbwk::BoolValue { value: true }));
+
+    let r = &vh.routes[0];
+    assert_eq!(r.response_headers_to_remove, ["x-internal"]);
+    assert_eq!(r.response_headers_to_add[0].header.as_ref().unwrap().key, "x-served-by");
+    let Some(route::route::Action::Route(a)) = &r.action else { panic!("a route action") };
+    let canary = core::Metadata {
+        filter_metadata: [(
+            "envoy.lb".to_string(),
+            pbwk::Struct {
+                fields: [(
+                    "track".to_string(),
+                    pbwk::Value { kind: Some(pbwk::value::Kind::StringValue("canary".into())) },
+                )]
+                .into(),
+            },
+        )]
+        .into(),
+        ..Default::default()
+    };
+    assert_eq!(a.metadata_match, Some(canary.clone()));
+    assert_eq!(a.hash_policy.len(), 3);
+    let retry = a.retry_policy.as_ref().unwrap();
+    assert_eq!(
+        (retry.retry_on.as_str(), retry.retriable_status_codes.as_slice()),
+        ("reset,retriable-status-codes", &[503][..])
+    );
+    let Some(route::route::Action::Route(split)) = &vh.routes[1].action else { panic!("a route action") };
+    let Some(route::route_action::ClusterSpecifier::WeightedClusters(w)) = &split.cluster_specifier else {
+        panic!("weighted")
+    };
+    assert_eq!(w.clusters[0].metadata_match, None);
+    assert_eq!(w.clusters[1].metadata_match, Some(canary));
+
+    // The CORS filter is in the chain of the listener whose domain uses it,
+    // before the router, and not in the other's.
+    let filters = |port: u16| {
+        let l = decode::<listener::Listener>(&s, ResourceType::Listener, &listener_name(port));
+        let Some(listener::filter::ConfigType::TypedConfig(any)) = &l.filter_chains[0].filters[0].config_type else {
+            panic!("typed config")
+        };
+        let m = hcm::HttpConnectionManager::decode(any.value.as_slice()).unwrap();
+        m.http_filters.iter().map(|f| f.name.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(filters(8080), [CORS_FILTER, "envoy.filters.http.router"]);
+    assert_eq!(filters(8081), ["envoy.filters.http.router"]);
+}
+
+#[test]
+fn a_change_of_zone_priority_alone_is_a_new_load_assignment() {
+    let eps = [profile::Endpoint {
+        addr: "10.0.0.1:80".parse().unwrap(),
+        zone: Some("a".into()),
+        weight: None,
+        metadata: Default::default(),
+        unhealthy: false,
+    }];
+    let (_, plain) = to_load_assignment("c", &eps);
+    let (_, listed) = to_load_assignment_in("c", &eps, &["a".to_string()]);
+    let (_, other) = to_load_assignment_in("c", &eps, &["b".to_string(), "a".to_string()]);
+    assert_ne!(plain, listed);
+    assert_ne!(listed, other);
+    assert_eq!(to_load_assignment_in("c", &eps, &[]).1, plain);
+}

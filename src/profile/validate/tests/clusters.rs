@@ -49,7 +49,7 @@ fn cluster_options_are_checked() {
     assert_eq!(
         errors,
         [
-            r#"t.toml:2:6: clusters.edge.lb: "fastest" is not allowed; expected one of: round_robin, least_request, random, ring_hash"#,
+            r#"t.toml:2:6: clusters.edge.lb: "fastest" is not allowed; expected one of: round_robin, least_request, random, ring_hash, maglev"#,
             r#"t.toml:3:19: clusters.edge.connect_timeout: a duration of zero is not allowed; expected e.g. "250ms""#,
             r#"t.toml:4:40: clusters.edge.circuit_breakers.max_connections: -1 is out of range; expected 0 to 4294967295"#,
             r#"t.toml:5:25: clusters.edge.health_check.path: "healthz" must start with '/'"#,
@@ -97,6 +97,10 @@ fn cluster_options_are_parsed() {
                 interval: None,
                 timeout: None,
             }),
+            outlier_detection: None,
+            zone_priority: vec![],
+            subset_keys: vec![],
+            subset_fallback: SubsetFallback::Any,
         }
     );
 }

@@ -86,7 +86,10 @@ fn weighted_clusters_are_parsed() {
     );
     assert_eq!(
         p.domains["a.test:80"].routes[0].action,
-        RouteAction::Forward(mk_forward(Target::Weighted(vec![("a".into(), 90), ("b".into(), 10)])))
+        RouteAction::Forward(mk_forward(Target::Weighted(vec![
+            Split { cluster: "a".into(), weight: 90, subset: Default::default() },
+            Split { cluster: "b".into(), weight: 10, subset: Default::default() },
+        ])))
     );
 }
 
@@ -230,15 +233,10 @@ fn redirect_is_parsed() {
     );
     assert_eq!(
         p.domains["a.test:80"].routes[0],
-        Route {
-            matcher: mk_match(PathMatch::Prefix("/".into())),
-            action: RouteAction::Redirect(Redirect {
-                host: Some("b.test:8443".into()),
-                path: None,
-                https: true,
-                code: 308
-            }),
-        }
+        mk_route(
+            mk_match(PathMatch::Prefix("/".into())),
+            RouteAction::Redirect(Redirect { host: Some("b.test:8443".into()), path: None, https: true, code: 308 }),
+        )
     );
 }
 
