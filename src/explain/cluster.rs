@@ -286,5 +286,34 @@ pub fn policy(c: &Cluster) -> Vec<String> {
             None => "TLS".to_string(),
         });
     }
+    if let Some(o) = &c.outlier_detection {
+        let d = |d: Option<std::time::Duration>| d.map(|d| humantime::format_duration(d).to_string());
+        let parts: Vec<String> = [
+            o.consecutive_5xx.map(|n| format!("{n} 5xx in a row")),
+            o.consecutive_gateway_failure.map(|n| format!("{n} gateway errors in a row")),
+            d(o.interval).map(|i| format!("every {i}")),
+            d(o.base_ejection_time).map(|t| format!("for {t}")),
+            o.max_ejection_percent.map(|p| format!("at most {p}%")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        out.push(if parts.is_empty() {
+            "outlier detection (Envoy's defaults)".to_string()
+        } else {
+            format!("outlier detection: {}", parts.join(", "))
+        });
+    }
+    if !c.zone_priority.is_empty() {
+        out.push(format!("zones in order: {}, then the rest", c.zone_priority.join(" > ")));
+    }
+    if !c.subset_keys.is_empty() {
+        let keys: Vec<String> = c.subset_keys.iter().map(|k| k.join("+")).collect();
+        let fallback = match c.subset_fallback {
+            crate::model::SubsetFallback::Any => "else any endpoint",
+            crate::model::SubsetFallback::NoEndpoint => "else none (503)",
+        };
+        out.push(format!("subsets by {} ({fallback})", keys.join(", ")));
+    }
     out
 }

@@ -337,3 +337,38 @@ static.endpoints = [{ address = "127.0.0.1:5432" }]
     let r = Request::parse(&ExplainRequest { url: "tcp://localhost".into(), ..Default::default() });
     assert!(r.unwrap_err().0.contains("names no port"));
 }
+
+#[test]
+fn a_route_and_cluster_say_their_policies_in_words() {
+    let src = r#"
+[zones.z]
+[proxies.p]
+zone = "z"
+domains = ["a.test:80"]
+[[domains]]
+name = "a.test:80"
+[[domains.routes]]
+prefix = "/"
+cluster = "edge"
+subset = { track = "canary" }
+hash_policy = [{ header = "x-user" }]
+[clusters.edge]
+lb = "ring_hash"
+zone_priority = ["a", "b"]
+outlier_detection = { consecutive_5xx = 3, base_ejection_time = "30s" }
+static.endpoints = [{ address = "127.0.0.1:9001", metadata = { track = "canary" } }]
+"#;
+    let profile = parse_profile("t.toml", "t", src).unwrap();
+    let e = explain(&profile, &mk_req("http://a.test/x", "GET", &[]), None, &Live::default()).unwrap();
+    assert_eq!(e.routes[0].action, "cluster edge[track=canary] by hash of header x-user");
+    assert_eq!(
+        e.clusters[0].policy,
+        [
+            "ring hash",
+            "connect timeout 1s",
+            "outlier detection: 3 5xx in a row, for 30s",
+            "zones in order: a > b, then the rest",
+            "subsets by track (else any endpoint)",
+        ]
+    );
+}
