@@ -444,6 +444,18 @@ pub fn describe_hash(h: &crate::model::HashPolicy) -> String {
     }
 }
 
+/// Injected faults in a few words: `delay 2s for 10%, abort 503 for 5%`.
+pub fn describe_fault(f: &crate::model::Fault) -> String {
+    let mut parts = Vec::new();
+    if let Some((d, p)) = f.delay {
+        parts.push(format!("delay {} for {p}%", humantime::format_duration(d)));
+    }
+    if let Some((s, p)) = f.abort {
+        parts.push(format!("abort {s} for {p}%"));
+    }
+    parts.join(", ")
+}
+
 /// A CORS policy in a few words: `origins http://localhost:3000; methods GET,POST`.
 pub fn describe_cors(c: &crate::model::Cors) -> String {
     let mut parts = vec![format!("origins {}", c.allow_origins.join(" "))];
@@ -471,11 +483,17 @@ pub fn describe_action(a: &RouteAction) -> String {
     match a {
         RouteAction::Forward(f) => {
             let route_labels = describe_labels(&f.subset);
-            let hash = if f.hash_policy.is_empty() {
+            let mut hash = if f.hash_policy.is_empty() {
                 String::new()
             } else {
                 format!(" by hash of {}", f.hash_policy.iter().map(describe_hash).collect::<Vec<_>>().join(", "))
             };
+            if let Some(m) = &f.mirror {
+                hash.push_str(&format!(", mirrored to {} ({}%)", m.cluster, m.percent));
+            }
+            if let Some(fl) = &f.fault {
+                hash.push_str(&format!(", faults: {}", describe_fault(fl)));
+            }
             match &f.target {
                 Target::Cluster(c) => format!("cluster {c}{route_labels}{hash}"),
                 Target::Weighted(ws) => {

@@ -335,3 +335,69 @@ endpoints = [{{ address = "{}" }}]
     assert_eq!(h(&r, "access-control-allow-origin"), "http://elsewhere.test");
     s.assert_accepted().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_shadows_requests_to_a_local_copy_and_faults_hold_their_shares() {
+    let (edge, local) = (Upstream::start("edge").await, Upstream::start("local").await);
+    let s = setup(&format!(
+        r#"
+[[domains.routes]]
+prefix = "/mirrored"
+cluster = "edge"
+mirror = {{ cluster = "local-copy" }}
+
+[[domains.routes]]
+prefix = "/flaky"
+cluster = "edge"
+fault = {{ abort = 503, abort_percent = 50 }}
+
+[[domains.routes]]
+prefix = "/slow"
+cluster = "edge"
+fault = {{ delay = "20ms", delay_percent = 50 }}
+
+[[domains.routes]]
+prefix = "/"
+cluster = "edge"
+
+[clusters.edge.static]
+endpoints = [{{ address = "{}" }}]
+[clusters.local-copy.static]
+endpoints = [{{ address = "{}" }}]
+"#,
+        edge.addr, local.addr
+    ))
+    .await;
+
+    // The edge answers; the local copy gets a shadow of each request
+    // (Envoy sends it beside the real one, and drops its answer).
+    for i in 0..5 {
+        let r = s.get(&format!("/mirrored/{i}"), &[]).await;
+        assert_eq!((r.status, r.body.as_str()), (200, format!("edge GET /mirrored/{i}\n").as_str()));
+    }
+    let l = &local;
+    eventually("the local copy to see 5 shadows", 200, || async move { (l.hits() == 5).then_some(()) }).await;
+    assert_eq!(edge.hits(), 5);
+    // Other routes are not mirrored.
+    s.who("/other", &[]).await;
+    assert_eq!(local.hits(), 5);
+
+    // Abort 50% of 200 requests: more than 60 and fewer than 140 fail
+    // unless the share is broken (over 5.6 standard deviations out).
+    let mut aborted = 0;
+    for _ in 0..200 {
+        let r = s.get("/flaky", &[]).await;
+        assert!(r.status == 200 || r.status == 503, "{r:?}");
+        aborted += usize::from(r.status == 503);
+    }
+    assert!(aborted > 60 && aborted < 140, "{aborted} of 200 aborted");
+    // Delay 50% of 60 requests, counted by Envoy: 10 to 50.
+    for _ in 0..60 {
+        assert_eq!(s.get("/slow", &[]).await.status, 200);
+    }
+    let port = s.listener.port();
+    let delayed = s.envoy.stat(&format!("http.ingress_{port}.fault.delays_injected")).await;
+    assert!(delayed > 10 && delayed < 50, "{delayed} of 60 delayed");
+    assert_eq!(s.envoy.stat(&format!("http.ingress_{port}.fault.aborts_injected")).await as usize, aborted);
+    s.assert_accepted().await;
+}

@@ -182,6 +182,9 @@ pub enum ValueMatchKind {
     Present(bool),
 }
 
+// Most routes forward, so boxing `Forward` would save nothing and cost a
+// pointer chase on every route.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum RouteAction {
     Forward(Forward),
@@ -203,6 +206,27 @@ pub struct Forward {
     /// How a hashing load balancer (`ring_hash`, `maglev`) keys a request,
     /// first policy that yields a value wins; empty: a random key.
     pub hash_policy: Vec<HashPolicy>,
+    /// A copy of each request (of a share of them) sent to another cluster,
+    /// whose answers are dropped: a local copy sees staging's traffic.
+    pub mirror: Option<Mirror>,
+    /// Delays or failures Envoy injects, to see how the caller copes.
+    pub fault: Option<Fault>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mirror {
+    pub cluster: String,
+    /// Share of requests mirrored, 0-100.
+    pub percent: u32,
+}
+
+/// Envoy's HTTP fault injection on a route.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fault {
+    /// A fixed delay for this share (0-100) of requests.
+    pub delay: Option<(Duration, u32)>,
+    /// This status, answered by Envoy itself, for this share of requests.
+    pub abort: Option<(u16, u32)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -511,7 +535,9 @@ impl Profile {
             .filter_map(|d| self.domains.get(d))
             .flat_map(|d| d.routes.iter())
             .filter_map(|r| match &r.action {
-                RouteAction::Forward(f) => Some(f.target.clusters()),
+                RouteAction::Forward(f) => {
+                    Some(f.target.clusters().into_iter().chain(f.mirror.as_ref().map(|m| m.cluster.as_str())))
+                }
                 _ => None,
             })
             .flatten()

@@ -151,6 +151,24 @@ pub struct RawRoute {
     pub subset: BTreeMap<S<String>, S<String>>,
     #[serde(default)]
     pub hash_policy: Vec<S<RawHashPolicy>>,
+    pub mirror: Option<S<RawMirror>>,
+    pub fault: Option<S<RawFault>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMirror {
+    pub cluster: S<String>,
+    pub percent: Option<S<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFault {
+    pub delay: Option<S<String>>,
+    pub delay_percent: Option<S<i64>>,
+    pub abort: Option<S<i64>>,
+    pub abort_percent: Option<S<i64>>,
 }
 
 /// A header or query-parameter match: `name` plus exactly one of the rest.

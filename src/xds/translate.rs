@@ -21,7 +21,9 @@ use envoy_types::pb::envoy::config::listener::v3 as listener;
 use envoy_types::pb::envoy::config::route::v3 as route;
 use envoy_types::pb::envoy::config::trace::v3 as trace;
 use envoy_types::pb::envoy::extensions::access_loggers::stream::v3 as stream_log;
+use envoy_types::pb::envoy::extensions::filters::common::fault::v3 as common_fault;
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3 as cors;
+use envoy_types::pb::envoy::extensions::filters::http::fault::v3 as fault;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp;
@@ -93,7 +95,12 @@ pub fn translate_proxy_with<'a>(
         // The CORS filter is in a listener's chain only when one of its
         // domains or routes sets a policy.
         let uses_cors = domains.iter().any(|d| d.cors.is_some() || d.routes.iter().any(|r| r.cors.is_some()));
-        parts.listeners.push(to_listener(proxy, port, profile.tracing.as_ref(), uses_cors));
+        // So is the fault filter, when one of its routes injects faults.
+        let uses_fault = domains
+            .iter()
+            .flat_map(|d| &d.routes)
+            .any(|r| matches!(&r.action, profile::RouteAction::Forward(f) if f.fault.is_some()));
+        parts.listeners.push(to_listener(proxy, port, profile.tracing.as_ref(), uses_cors, uses_fault));
         parts.routes.push(to_route_configuration(port, &domains));
     }
     for t in &proxy.tcp {
@@ -312,7 +319,23 @@ pub fn to_tracing(t: &profile::Tracing) -> hcm::http_connection_manager::Tracing
 /// `typed_per_filter_config`.
 pub const CORS_FILTER: &str = "envoy.filters.http.cors";
 
-fn to_listener(proxy: &Proxy, port: u16, tracing: Option<&profile::Tracing>, uses_cors: bool) -> listener::Listener {
+/// Where Envoy's fault filter finds a route's faults.
+pub const FAULT_FILTER: &str = "envoy.filters.http.fault";
+
+fn to_listener(
+    proxy: &Proxy,
+    port: u16,
+    tracing: Option<&profile::Tracing>,
+    uses_cors: bool,
+    uses_fault: bool,
+) -> listener::Listener {
+    // The fault filter's own config injects nothing: only routes with a
+    // `fault` (in their typed_per_filter_config) get faults.
+    let fault_filter = uses_fault.then(|| hcm::HttpFilter {
+        name: FAULT_FILTER.into(),
+        config_type: Some(hcm::http_filter::ConfigType::TypedConfig(pack_any(fault::HttpFault::default()))),
+        ..Default::default()
+    });
     let cors_filter = uses_cors.then(|| hcm::HttpFilter {
         name: CORS_FILTER.into(),
         config_type: Some(hcm::http_filter::ConfigType::TypedConfig(pack_any(cors::Cors::default()))),
@@ -327,6 +350,7 @@ fn to_listener(proxy: &Proxy, port: u16, tracing: Option<&profile::Tracing>, use
         })),
         http_filters: cors_filter
             .into_iter()
+            .chain(fault_filter)
             .chain([hcm::HttpFilter {
                 name: "envoy.filters.http.router".into(),
                 config_type: Some(hcm::http_filter::ConfigType::TypedConfig(pack_any(Router::default()))),
@@ -546,6 +570,9 @@ fn to_route(r: &profile::Route) -> route::Route {
         profile::RouteAction::Forward(f) => {
             out.action = Some(route::route::Action::Route(to_route_action(f)));
             out.request_headers_to_add = header_options(&f.request_headers_add);
+            if let Some(fl) = &f.fault {
+                out.typed_per_filter_config.insert(FAULT_FILTER.to_string(), pack_any(to_fault(fl)));
+            }
         }
         profile::RouteAction::Redirect(rd) => {
             use route::redirect_action::{PathRewriteSpecifier, RedirectResponseCode, SchemeRewriteSpecifier};
@@ -609,6 +636,40 @@ fn to_route_action(f: &profile::Forward) -> route::RouteAction {
         }),
         metadata_match: metadata_match(&f.subset),
         hash_policy: f.hash_policy.iter().map(to_hash_policy).collect(),
+        request_mirror_policies: f
+            .mirror
+            .iter()
+            .map(|m| route::route_action::RequestMirrorPolicy {
+                cluster: m.cluster.clone(),
+                runtime_fraction: Some(core::RuntimeFractionalPercent {
+                    default_value: Some(percent_of(m.percent)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn percent_of(p: u32) -> percent::FractionalPercent {
+    percent::FractionalPercent {
+        numerator: p,
+        denominator: percent::fractional_percent::DenominatorType::Hundred as i32,
+    }
+}
+
+fn to_fault(f: &profile::Fault) -> fault::HttpFault {
+    fault::HttpFault {
+        delay: f.delay.map(|(d, p)| common_fault::FaultDelay {
+            percentage: Some(percent_of(p)),
+            fault_delay_secifier: Some(common_fault::fault_delay::FaultDelaySecifier::FixedDelay(duration(d))),
+        }),
+        abort: f.abort.map(|(status, p)| fault::FaultAbort {
+            percentage: Some(percent_of(p)),
+            error_type: Some(fault::fault_abort::ErrorType::HttpStatus(u32::from(status))),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }

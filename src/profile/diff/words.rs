@@ -33,6 +33,8 @@ fn forward_fields(f: &Forward) -> Vec<(&'static str, String)> {
     let hash: Vec<String> = f.hash_policy.iter().map(crate::explain::describe_hash).collect();
     vec![
         ("hash_policy", if hash.is_empty() { "none".into() } else { hash.join(", ") }),
+        ("mirror", f.mirror.as_ref().map_or("none".into(), |m| format!("{} {}%", m.cluster, m.percent))),
+        ("fault", f.fault.as_ref().map_or("none".into(), crate::explain::describe_fault)),
         ("timeout", d(&f.timeout)),
         ("retries", opt(&retries, "none")),
         ("prefix_rewrite", opt(&f.prefix_rewrite, "none")),

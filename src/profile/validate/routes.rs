@@ -389,7 +389,9 @@ impl Cx<'_> {
 
     /// Reports forward-only keys on a route that does not forward; true when there are none.
     fn only_forward(&mut self, r: &RawRoute, key: &str) -> bool {
-        let forward_only: [(&str, Option<Range<usize>>); 7] = [
+        let forward_only: [(&str, Option<Range<usize>>); 9] = [
+            ("mirror", r.mirror.as_ref().map(|v| v.span())),
+            ("fault", r.fault.as_ref().map(|v| v.span())),
             ("subset", r.subset.keys().next().map(|k| k.span())),
             ("hash_policy", r.hash_policy.first().map(|v| v.span())),
             ("timeout", r.timeout.as_ref().map(|v| v.span())),
@@ -596,10 +598,31 @@ impl Cx<'_> {
                 }
             }
         }
+        let mirror = match &r.mirror {
+            None => Some(None),
+            Some(m) => {
+                let k = format!("{key}.mirror");
+                let m = m.get_ref();
+                let cluster_ok = self.cluster_ref(&m.cluster, &format!("{k}.cluster"), clusters);
+                let percent = match &m.percent {
+                    None => Some(100),
+                    Some(p) => self.int(p, &format!("{k}.percent"), 0..=100),
+                };
+                percent
+                    .filter(|_| cluster_ok)
+                    .map(|percent| Some(Mirror { cluster: m.cluster.get_ref().clone(), percent }))
+            }
+        };
+        let fault = match &r.fault {
+            None => Some(None),
+            Some(f) => self.fault(f, &format!("{key}.fault")).map(Some),
+        };
         if !asks_ok {
             return None;
         }
         Some(Forward {
+            mirror: mirror?,
+            fault: fault?,
             subset: subset?,
             hash_policy: hash_policy?,
             target: target?,
@@ -609,6 +632,40 @@ impl Cx<'_> {
             host_rewrite: host_rewrite?,
             request_headers_add: headers_ok.then_some(request_headers_add)?,
         })
+    }
+
+    fn fault(&mut self, f: &S<RawFault>, key: &str) -> Option<Fault> {
+        let span = f.span();
+        let f = f.get_ref();
+        let mut percent = |v: &Option<S<i64>>, k: &str| match v {
+            None => Some(100),
+            Some(p) => self.int(p, &format!("{key}.{k}"), 0..=100),
+        };
+        let delay_percent = percent(&f.delay_percent, "delay_percent");
+        let abort_percent = percent(&f.abort_percent, "abort_percent");
+        let delay = self.opt_duration(&f.delay, &format!("{key}.delay"));
+        let abort = match &f.abort {
+            None => Some(None),
+            Some(s) => self.int(s, &format!("{key}.abort"), 200..=599).map(|s| Some(s as u16)),
+        };
+        let mut ok = true;
+        for (what, given, needs) in [
+            ("delay_percent", f.delay_percent.as_ref(), f.delay.is_some()),
+            ("abort_percent", f.abort_percent.as_ref(), f.abort.is_some()),
+        ] {
+            if let (Some(p), false) = (given, needs) {
+                let needed = what.trim_end_matches("_percent");
+                self.err(p.span(), format!("{key}.{what}"), format!("needs {needed} to be set"));
+                ok = false;
+            }
+        }
+        if f.delay.is_none() && f.abort.is_none() {
+            self.err(span, key, "injects nothing; set delay = \"2s\" and/or abort = 503");
+            ok = false;
+        }
+        let (delay, abort) = (delay?, abort?);
+        let (delay_percent, abort_percent) = (delay_percent?, abort_percent?);
+        ok.then(|| Fault { delay: delay.map(|d| (d, delay_percent)), abort: abort.map(|a| (a, abort_percent)) })
     }
 
     fn retries(&mut self, rt: &RawRetries, key: &str) -> Option<Retries> {

@@ -47,6 +47,8 @@ fn mk_forward(target: Target) -> Forward {
         request_headers_add: vec![],
         subset: Default::default(),
         hash_policy: vec![],
+        mirror: None,
+        fault: None,
     }
 }
 

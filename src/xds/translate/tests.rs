@@ -667,3 +667,53 @@ fn a_change_of_zone_priority_alone_is_a_new_load_assignment() {
     assert_ne!(listed, other);
     assert_eq!(to_load_assignment_in("c", &eps, &[]).1, plain);
 }
+
+#[test]
+fn a_mirror_and_a_fault_reach_the_route_and_the_fault_filter_only_its_listener() {
+    let profile = mk_profile(
+        r#"
+[zones.z]
+[proxies.p]
+zone = "z"
+domains = ["a.test:8080", "b.test:8081"]
+[[domains]]
+name = "a.test:8080"
+routes = [{ prefix = "/", cluster = "edge", mirror = { cluster = "local", percent = 30 }, fault = { delay = "2s", delay_percent = 10, abort = 503, abort_percent = 5 } }]
+[[domains]]
+name = "b.test:8081"
+routes = [{ prefix = "/", cluster = "edge" }]
+[clusters.edge.static]
+endpoints = [{ address = "10.0.0.1:80" }]
+[clusters.local.static]
+endpoints = [{ address = "127.0.0.1:5000" }]
+"#,
+    );
+    let s = mk_snapshot(&profile);
+    assert_eq!(names(&s, ResourceType::Cluster), ["edge", "local"]);
+    let rc = decode::<route::RouteConfiguration>(&s, ResourceType::Route, "routes_8080");
+    let r = &rc.virtual_hosts[0].routes[0];
+    let Some(route::route::Action::Route(a)) = &r.action else { panic!("a route action") };
+    let m = &a.request_mirror_policies[0];
+    assert_eq!(m.cluster, "local");
+    assert_eq!(m.runtime_fraction.as_ref().unwrap().default_value, Some(percent_of(30)));
+    let f = fault::HttpFault::decode(r.typed_per_filter_config[FAULT_FILTER].value.as_slice()).unwrap();
+    assert_eq!(f, to_fault(&profile::Fault { delay: Some((Duration::from_secs(2), 10)), abort: Some((503, 5)) }));
+    let delay = f.delay.unwrap();
+    assert_eq!(delay.percentage, Some(percent_of(10)));
+    assert_eq!(
+        delay.fault_delay_secifier,
+        Some(common_fault::fault_delay::FaultDelaySecifier::FixedDelay(duration(Duration::from_secs(2))))
+    );
+    assert_eq!(f.abort.unwrap().error_type, Some(fault::fault_abort::ErrorType::HttpStatus(503)));
+
+    let filters = |port: u16| {
+        let l = decode::<listener::Listener>(&s, ResourceType::Listener, &listener_name(port));
+        let Some(listener::filter::ConfigType::TypedConfig(any)) = &l.filter_chains[0].filters[0].config_type else {
+            panic!("typed config")
+        };
+        let m = hcm::HttpConnectionManager::decode(any.value.as_slice()).unwrap();
+        m.http_filters.iter().map(|f| f.name.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(filters(8080), [FAULT_FILTER, "envoy.filters.http.router"]);
+    assert_eq!(filters(8081), ["envoy.filters.http.router"]);
+}

@@ -171,3 +171,52 @@ subset = {{ track = "canary" }}
         ]
     );
 }
+
+#[test]
+fn mirror_and_fault_are_read_and_checked() {
+    let p = mk_profile(&format!(
+        r#"{BASE}
+[[domains.routes]]
+prefix = "/"
+cluster = "rr"
+mirror = {{ cluster = "edge", percent = 25 }}
+fault = {{ delay = "2s", delay_percent = 10, abort = 503 }}
+"#
+    ));
+    let RouteAction::Forward(f) = &p.domains["a.test:80"].routes[0].action else { panic!("forwards") };
+    assert_eq!(f.mirror, Some(Mirror { cluster: "edge".into(), percent: 25 }));
+    assert_eq!(f.fault, Some(Fault { delay: Some((Duration::from_secs(2), 10)), abort: Some((503, 100)) }));
+    // The mirror's cluster is served to the proxy too.
+    let names: Vec<&str> = p.clusters_of(&p.proxies["p"]).iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["edge", "rr"]);
+
+    let errors = mk_errors(&format!(
+        r#"{BASE}
+[[domains.routes]]
+prefix = "/a"
+cluster = "rr"
+mirror = {{ cluster = "nowhere", percent = 101 }}
+fault = {{ delay_percent = 10 }}
+[[domains.routes]]
+prefix = "/b"
+cluster = "rr"
+fault = {{ abort = 700, delay = "0s" }}
+[[domains.routes]]
+path = "/c"
+redirect = {{ path = "/d" }}
+fault = {{ abort = 503 }}
+"#
+    ));
+    assert_eq!(
+        errors,
+        [
+            r#"t.toml:18:22: domains[0].routes[0].mirror.cluster: "nowhere" is not a cluster; known clusters: edge, names, rr"#,
+            r#"t.toml:18:43: domains[0].routes[0].mirror.percent: 101 is out of range; expected 0 to 100"#,
+            r#"t.toml:19:9: domains[0].routes[0].fault: injects nothing; set delay = "2s" and/or abort = 503"#,
+            r#"t.toml:19:27: domains[0].routes[0].fault.delay_percent: needs delay to be set"#,
+            r#"t.toml:23:19: domains[0].routes[1].fault.abort: 700 is out of range; expected 200 to 599"#,
+            r#"t.toml:23:32: domains[0].routes[1].fault.delay: a duration of zero is not allowed; expected e.g. "250ms""#,
+            r#"t.toml:27:9: domains[0].routes[2].fault: applies only to routes that forward to a cluster"#,
+        ]
+    );
+}
