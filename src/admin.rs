@@ -13,6 +13,7 @@
 //! | `GET, PUT, DELETE /v1/clusters/{name}/endpoints` | endpoints registered at run time |
 //! | `POST /v1/explain` | JSON in and out: where a request would go, and why (`devbridge explain`) |
 //! | `POST /v1/diff` | JSON in and out: what serving a profile would change (`devbridge diff`) |
+//! | `GET, POST, DELETE /v1/overrides[/ID]` | overrides set at run time (`devbridge override`) |
 //!
 //! Every handler reads shared state by cloning it out of its `watch` or
 //! mutex; none holds a lock across an `.await`.
@@ -21,6 +22,7 @@ mod diff;
 mod endpoints;
 mod explain;
 mod http;
+mod overrides;
 mod page;
 mod status;
 
@@ -83,6 +85,8 @@ impl SourcesView for DiscoverySources {
 pub struct AdminState {
     pub published: watch::Receiver<Arc<Published>>,
     pub registry: Arc<Registry>,
+    /// Overrides set at run time (`/v1/overrides`).
+    pub overrides: Arc<crate::overrides::OverrideStore>,
     pub streams: Arc<StreamRegistry>,
     pub metrics: Arc<XdsMetrics>,
     pub reload: watch::Receiver<ReloadStatus>,
@@ -205,6 +209,9 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
     if path == explain::PATH {
         return explain::handle(state, req).await;
     }
+    if let Some(id) = overrides::id_of(&path) {
+        return overrides::handle(state, id, req).await;
+    }
     if path == diff::PATH {
         return diff::handle(state, req).await;
     }
@@ -213,7 +220,7 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
     if !known.contains(&path.as_str()) {
         return http::text(
             StatusCode::NOT_FOUND,
-            "not found; try / (the status page), /healthz, /readyz, /status, /config_dump, /metrics, /v1/view, /v1/events, /v1/explain, /v1/diff or /v1/clusters/NAME/endpoints\n",
+            "not found; try / (the status page), /healthz, /readyz, /status, /config_dump, /metrics, /v1/view, /v1/events, /v1/explain, /v1/diff, /v1/overrides or /v1/clusters/NAME/endpoints\n",
         );
     }
     if req.method() != Method::GET {
@@ -229,6 +236,11 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
         },
         "/status" => http::json(StatusCode::OK, &status::build(state)),
         "/config_dump" => http::json(StatusCode::OK, &status::config_dump(&state.published.borrow().clone())),
-        _ => http::body(StatusCode::OK, METRICS_CONTENT_TYPE, state.metrics.encode()),
+        _ => {
+            // A gauge read from the store at scrape time: it follows expiry and reloads.
+            let n = state.overrides.count() as i64;
+            state.metrics.overrides.store(n, std::sync::atomic::Ordering::Relaxed);
+            http::body(StatusCode::OK, METRICS_CONTENT_TYPE, state.metrics.encode())
+        }
     }
 }

@@ -27,6 +27,7 @@ use tokio_util::task::TaskTracker;
 use crate::discovery::{self, Discovery, SourceStatus};
 use crate::metrics::XdsMetrics;
 use crate::model::{Discovered, EndpointSet, Marks, Profile, Published};
+use crate::overrides::OverrideStore;
 use crate::probe::Prober;
 use crate::probe::report::Probes;
 use crate::profile::watch::ReloadStatus;
@@ -60,6 +61,12 @@ pub struct Options {
     pub limits: crate::accept::Limits,
     /// Edge probing's pace and concurrency.
     pub probe: crate::probe::Options,
+    /// Where overrides set at run time are kept across restarts; `None`
+    /// keeps them in memory only.
+    pub overrides_file: Option<PathBuf>,
+    /// The developer's identity, sent in the profile's identity header on
+    /// every request; `None` sends none.
+    pub identity: Option<String>,
 }
 
 /// Why a daemon could not start.
@@ -74,6 +81,7 @@ pub enum StartError {
 /// A running devbridge: xDS server, admin server, the inputs and the builder.
 pub struct Daemon {
     pub registry: Arc<Registry>,
+    pub overrides: Arc<OverrideStore>,
     pub metrics: Arc<XdsMetrics>,
     /// Every connected Envoy, as its ADS stream reports it.
     pub streams: Arc<StreamRegistry>,
@@ -122,7 +130,8 @@ impl Daemon {
         let profile = Arc::new(profile);
         let (profile_tx, profile_rx) = watch::channel(profile.clone());
         let (registry, registered) = Registry::open(profile_rx.clone(), options.state_file);
-        let builder = Builder::new(profile, registered.borrow().clone())?;
+        let (overrides, personal) = OverrideStore::open(profile_rx.clone(), options.overrides_file, options.identity);
+        let builder = Builder::with_personal(profile, registered.borrow().clone(), personal.borrow().clone())?;
         let (published, rx) = watch::channel(builder.published().clone());
         let metrics = Arc::new(XdsMetrics::default());
         let tracker = TaskTracker::new();
@@ -139,7 +148,8 @@ impl Daemon {
         let (discovery, discovered) =
             discovery::spawn(profile_rx.clone(), metrics.clone(), options.discovery, &tracker, shutdown.clone());
         let prober = crate::probe::spawn(rx.clone(), metrics.clone(), options.probe, &tracker, shutdown.clone());
-        let inputs = Inputs { profile: profile_rx, discovered, registered, marks: prober.marks.clone() };
+        tracker.spawn(crate::overrides::run_expiry(overrides.clone(), personal.clone(), shutdown.clone()));
+        let inputs = Inputs { profile: profile_rx, discovered, registered, marks: prober.marks.clone(), personal };
         tracker.spawn(tracing::Instrument::instrument(
             run_builder(builder, inputs, published, shutdown.clone()),
             tracing::info_span!("builder"),
@@ -175,6 +185,7 @@ impl Daemon {
             let state = crate::admin::AdminState {
                 published: rx.clone(),
                 registry: registry.clone(),
+                overrides: overrides.clone(),
                 streams: streams.clone(),
                 metrics: metrics.clone(),
                 reload: reload_rx.clone(),
@@ -195,6 +206,7 @@ impl Daemon {
         }
         Ok(Self {
             registry,
+            overrides,
             metrics,
             streams,
             published: rx,
@@ -287,6 +299,8 @@ pub struct Inputs {
     pub registered: watch::Receiver<Arc<EndpointSet>>,
     /// Written by the prober (`probe.rs`): endpoints to publish unhealthy.
     pub marks: watch::Receiver<Arc<Marks>>,
+    /// Written by the [`OverrideStore`]: overrides and the identity.
+    pub personal: watch::Receiver<Arc<crate::personal::Personal>>,
 }
 
 /// The builder task: the one writer of `watch<Arc<Published>>`. Hands each
@@ -299,7 +313,7 @@ pub async fn run_builder(
     published: watch::Sender<Arc<Published>>,
     shutdown: CancellationToken,
 ) {
-    let mut open = [true; 4];
+    let mut open = [true; 5];
     loop {
         let step = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -318,6 +332,10 @@ pub async fn run_builder(
             r = inputs.marks.changed(), if open[3] => match r {
                 Ok(()) => builder.set_marks(inputs.marks.borrow_and_update().clone()),
                 Err(_) => { open[3] = false; continue }
+            },
+            r = inputs.personal.changed(), if open[4] => match r {
+                Ok(()) => builder.set_personal(inputs.personal.borrow_and_update().clone()),
+                Err(_) => { open[4] = false; continue }
             },
         };
         // Failures are logged by the builder; the last good stays served.

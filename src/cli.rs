@@ -21,6 +21,7 @@ pub mod diff;
 pub mod doctor;
 pub mod explain;
 pub mod onboard;
+pub mod overrides;
 pub mod status;
 
 /// Exit code for an invalid profile or usage (EX_USAGE / EX_DATAERR family).
@@ -89,6 +90,15 @@ pub enum Command {
     /// edges (probes, route). Works without a daemon. Exit 0 all ok (warnings allowed), 1 a
     /// check failed, 64 bad input.
     Doctor(DoctorArgs),
+    /// Send a route to a local copy (or mirror it) for a while, without editing the profile.
+    ///
+    /// `add demo.example.com/api --to 127.0.0.1:5000 [--header x-dev=me] [--for 2h] [--mirror]`,
+    /// `list`, `rm ID | --all`. Asks the running daemon; takes effect on its next push. Exit 0 done,
+    /// 64 refused, 69 no daemon.
+    Override {
+        #[command(subcommand)]
+        command: overrides::OverrideCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -275,6 +285,7 @@ impl Cli {
             Command::Explain(e) => flags.admin_listen = e.admin,
             Command::Diff(d) => flags.admin_listen = d.admin,
             Command::Doctor(d) => flags.admin_listen = d.admin,
+            Command::Override { command } => flags.admin_listen = command.admin(),
             _ => {}
         }
         flags

@@ -146,6 +146,9 @@ pub struct RouteVerdict {
     pub matched: bool,
     /// False for the routes after the winner: Envoy never looks at them.
     pub reached: bool,
+    /// The override this route stands for (`devbridge override`, `[[overrides]]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub override_id: Option<String>,
     pub conditions: Vec<ConditionReport>,
 }
 
@@ -254,6 +257,7 @@ pub fn explain(profile: &Profile, req: &Request, proxy: Option<&str>, live: &Liv
             matched,
             reached: out.chosen.is_none_or(|c| c >= i),
             conditions: conditions.into_iter().map(Into::into).collect(),
+            override_id: r.override_id.clone(),
         });
     }
     let Some(chosen) = out.chosen else {
@@ -602,7 +606,7 @@ fn location(rd: &Redirect, seen: &Seen) -> String {
 }
 
 /// The headers of a request by lower-case name, values in order.
-fn header_map(headers: &[(String, String)]) -> BTreeMap<String, Vec<String>> {
+pub fn header_map(headers: &[(String, String)]) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, v) in headers {
         out.entry(k.to_ascii_lowercase()).or_default().push(v.clone());

@@ -49,6 +49,8 @@ pub mod explain;
 pub mod metrics;
 pub mod model;
 pub mod onboard;
+pub mod overrides;
+pub mod personal;
 pub mod probe;
 pub mod profile;
 pub mod publish;

@@ -71,6 +71,7 @@ fn run(command: Command, flags: &Flags) -> anyhow::Result<ExitCode> {
         Command::Profiles => Ok(cli::check::profiles()),
         Command::Bootstrap(args) => cli::bootstrap::run(args, flags),
         Command::Status(args) => cli::status::run(&args, flags),
+        Command::Override { command } => cli::overrides::run(&command, flags),
         Command::Explain(args) => cli::explain::run(&args, flags),
         Command::Diff(args) => cli::diff::run(&args, flags),
         Command::Doctor(args) => cli::doctor::run(&args, flags),

@@ -52,6 +52,9 @@ pub struct TlsRefusal {
 
 #[derive(Debug)]
 pub struct XdsMetrics {
+    /// Overrides in force (run-time and the profile's), read from the
+    /// override store at each scrape.
+    pub overrides: AtomicI64,
     pub streams_active: AtomicI64,
     pub streams_total: AtomicU64,
     pub unknown_nodes: AtomicU64,
@@ -77,6 +80,7 @@ pub struct XdsMetrics {
 impl Default for XdsMetrics {
     fn default() -> Self {
         Self {
+            overrides: AtomicI64::default(),
             streams_active: AtomicI64::default(),
             streams_total: AtomicU64::default(),
             unknown_nodes: AtomicU64::default(),
@@ -185,6 +189,7 @@ impl XdsMetrics {
 /// A copy of the atomic counters, taken at scrape time.
 #[derive(Debug)]
 struct Counts {
+    overrides: i64,
     streams_active: i64,
     streams_total: u64,
     unknown_nodes: u64,
@@ -199,6 +204,7 @@ impl Counts {
     fn of(m: &XdsMetrics) -> Self {
         let load = |a: &[AtomicU64; 4]| ResourceType::ALL.map(|t| a[t.index()].load(Ordering::Relaxed));
         Self {
+            overrides: m.overrides.load(Ordering::Relaxed),
             streams_active: m.streams_active.load(Ordering::Relaxed),
             streams_total: m.streams_total.load(Ordering::Relaxed),
             unknown_nodes: m.unknown_nodes.load(Ordering::Relaxed),
@@ -220,6 +226,13 @@ impl Counts {
 
 impl Collector for Counts {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let gauge = ConstGauge::new(self.overrides);
+        gauge.encode(encoder.encode_descriptor(
+            "overrides",
+            "Overrides in force: set at run time (devbridge override) and declared in the profile",
+            None,
+            gauge.metric_type(),
+        )?)?;
         let gauge = ConstGauge::new(self.streams_active);
         gauge.encode(encoder.encode_descriptor(
             "xds_streams",

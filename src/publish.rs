@@ -27,6 +27,7 @@ use std::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::model::{Discovered, Endpoint, EndpointSet, Marks, Profile, Published, Source};
+use crate::personal::Personal;
 use crate::xds::load_assignment::{LoadAssignmentCache, translate_load_assignments};
 use crate::xds::snapshot::Snapshot;
 use crate::xds::snapshot::SnapshotError;
@@ -42,6 +43,10 @@ pub fn check(profile: &Profile) -> Result<(), SnapshotError> {
 /// The inputs last built from, and what was built.
 #[derive(Debug)]
 pub struct Builder {
+    /// The profile in force as the reloader sent it; `profile` is it with
+    /// `personal` applied, which is what is translated and published.
+    base: Arc<Profile>,
+    personal: Arc<Personal>,
     profile: Arc<Profile>,
     discovered: Arc<Discovered>,
     registered: Arc<EndpointSet>,
@@ -58,9 +63,22 @@ impl Builder {
     /// Translates the first profile with the registered endpoints restored
     /// at start-up; fails if it cannot be served.
     pub fn new(profile: Arc<Profile>, registered: Arc<EndpointSet>) -> Result<Self, SnapshotError> {
+        Self::with_personal(profile, registered, Arc::default())
+    }
+
+    /// [`Builder::new`] with what is personal to the developer applied; an
+    /// override that cannot be served fails it too (the caller drops it).
+    pub fn with_personal(
+        base: Arc<Profile>,
+        registered: Arc<EndpointSet>,
+        personal: Arc<Personal>,
+    ) -> Result<Self, SnapshotError> {
+        let profile = crate::personal::apply(&base, &personal);
         let discovered = Arc::new(Discovered::default());
         let published = Arc::new(build(&profile, &discovered, &registered, &EndpointSet::new())?);
         Ok(Self {
+            base,
+            personal,
             profile,
             discovered,
             registered,
@@ -77,13 +95,30 @@ impl Builder {
     }
 
     /// Serves a new profile. `Some` when anything Envoy sees changed.
-    pub fn set_profile(&mut self, profile: Arc<Profile>) -> Result<Option<Arc<Published>>, SnapshotError> {
-        if Arc::ptr_eq(&profile, &self.profile) {
+    pub fn set_profile(&mut self, base: Arc<Profile>) -> Result<Option<Arc<Published>>, SnapshotError> {
+        if Arc::ptr_eq(&base, &self.base) {
             return Ok(None);
         }
+        self.serve(base, self.personal.clone())
+    }
+
+    /// Applies what is personal to the developer (overrides, identity).
+    pub fn set_personal(&mut self, personal: Arc<Personal>) -> Result<Option<Arc<Published>>, SnapshotError> {
+        if Arc::ptr_eq(&personal, &self.personal) || personal == self.personal {
+            self.personal = personal;
+            return Ok(None);
+        }
+        self.serve(self.base.clone(), personal)
+    }
+
+    /// Translates `base` with `personal` applied; on success both are in force.
+    fn serve(&mut self, base: Arc<Profile>, personal: Arc<Personal>) -> Result<Option<Arc<Published>>, SnapshotError> {
+        let profile = crate::personal::apply(&base, &personal);
         let marked = mark(&profile, &self.discovered, &self.registered, &self.marks, |_| true);
         let published = build(&profile, &self.discovered, &self.registered, &marked)
             .inspect_err(|e| warn!(error = %e, "translation failed; keeping the previous configuration"))?;
+        self.base = base;
+        self.personal = personal;
         self.profile = profile;
         self.marked = marked;
         Ok(self.publish(published))

@@ -47,6 +47,11 @@ pub struct Settings {
     pub max_connections: usize,
     /// Concurrent ADS streams on one HTTP/2 connection.
     pub max_streams_per_connection: u32,
+    /// Who the developer is, sent in the profile's identity header on every
+    /// request the sidecar sends out (`""` or `"none"`: nothing is sent).
+    /// Unset: `git config user.email`, else the login name ([`identity`]).
+    #[serde(default)]
+    pub identity: Option<String>,
 }
 
 impl Settings {
@@ -177,7 +182,33 @@ pub const KEYS: &[&str] = &[
     "read_timeout",
     "max_connections",
     "max_streams_per_connection",
+    "identity",
 ];
+
+/// The developer's identity in force: the `identity` setting when set
+/// (`""` or `"none"` for none), else `git config user.email`, else the
+/// login name (`$USER`, `$LOGNAME`), else none.
+pub fn identity(setting: Option<&str>) -> Option<String> {
+    match setting.map(str::trim) {
+        Some("" | "none") => return None,
+        Some(s) => return Some(s.to_string()),
+        None => {}
+    }
+    let git = std::process::Command::new("git")
+        .args(["config", "--get", "user.email"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|e| !e.is_empty() && !e.chars().any(|c| c.is_control()));
+    git.or_else(|| {
+        ["USER", "LOGNAME"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty() && !u.chars().any(|c| c.is_control())))
+    })
+}
 
 /// Where `key`'s value in force comes from, looking at the layers top down
 /// as [`Settings::load`] stacks them: flag, environment, profile, file, default.
@@ -265,8 +296,16 @@ mod tests {
                 read_timeout: accept::DEFAULT_READ_TIMEOUT,
                 max_connections: accept::DEFAULT_MAX_CONNECTIONS,
                 max_streams_per_connection: accept::DEFAULT_MAX_STREAMS_PER_CONNECTION,
+                identity: None,
             }
         );
+    }
+
+    #[test]
+    fn an_identity_set_is_used_and_none_turns_it_off() {
+        assert_eq!(identity(Some(" me@example.com ")).as_deref(), Some("me@example.com"));
+        assert_eq!(identity(Some("none")), None);
+        assert_eq!(identity(Some("")), None);
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub struct Status {
     /// The last events (reloads, NACKs, discovery and probe changes),
     /// oldest first; the status page shows them.
     pub events: Vec<Event>,
+    /// Overrides in force: run-time ones newest first, then the profile's.
+    pub overrides: Vec<crate::overrides::OverrideReport>,
+    /// The identity header every request carries, and its value, when one is sent.
+    pub identity: Option<(String, String)>,
 }
 
 /// The daemon's listeners.

@@ -13,6 +13,7 @@ const CORE: &[&str] = &[
     "profile::validate",
     "profile::raw",
     "publish",
+    "personal",
     "xds::translate",
     "xds::load_assignment",
     "xds::node",

@@ -47,6 +47,8 @@ pub fn build(state: &AdminState) -> Status {
         },
         listen: state.listen.clone(),
         events: state.events.borrow().last(crate::events::SHOWN),
+        overrides: state.overrides.list(),
+        identity: published.profile.domains.values().find_map(|d| d.headers_if_absent.first().cloned()),
     }
 }
 

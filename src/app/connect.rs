@@ -89,7 +89,17 @@ impl Connect {
         if follow.is_none() {
             info!(profile = %name, "the profile is compiled in; edits are not followed (copy it into a profile directory to edit it)");
         }
+        let identity = crate::settings::identity(settings.identity.as_deref());
+        match (&identity, &profile.identity_header) {
+            (Some(who), Some(header)) => {
+                info!(identity = %who, header = %header, "every request the sidecar sends carries the identity (setting `identity`)")
+            }
+            (None, Some(_)) => info!("no identity is sent: set `identity` (settings file or DEVBRIDGE_IDENTITY)"),
+            _ => {}
+        }
         let options = Options {
+            overrides_file: crate::overrides::default_state_file(&name),
+            identity,
             state_file: crate::registered::default_state_file(&name),
             follow,
             tls,

@@ -105,6 +105,9 @@ fn settings_check(flags: &Flags, profile: Option<&Profile>) -> Check {
             "read_timeout" => humantime::format_duration(s.read_timeout).to_string(),
             "max_connections" => s.max_connections.to_string(),
             "max_streams_per_connection" => s.max_streams_per_connection.to_string(),
+            "identity" => {
+                settings::identity(s.identity.as_deref()).unwrap_or_else(|| "none (no header is sent)".to_string())
+            }
             _ => String::new(),
         };
         settings::KEYS

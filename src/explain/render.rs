@@ -108,7 +108,8 @@ pub fn render(e: &Explanation, st: Style) -> String {
             (false, false) => st.dim("-    "),
             (false, true) => st.red("no   "),
         };
-        let line = format!("[{}] {} -> {}", v.index, v.matcher, v.action);
+        let by = v.override_id.as_ref().map(|id| format!("  (override {id})")).unwrap_or_default();
+        let line = format!("[{}] {} -> {}{by}", v.index, v.matcher, v.action);
         let line = if v.reached { line } else { st.dim(&line) };
         let tail = match (v.reached, v.matched) {
             (true, _) => String::new(),

@@ -22,6 +22,11 @@ pub struct Profile {
     pub clusters: BTreeMap<String, Cluster>,
     /// Where every proxy reports trace spans, when set.
     pub tracing: Option<Tracing>,
+    /// The request header that carries the developer's identity on every
+    /// request the sidecars send; `None`: none is added.
+    pub identity_header: Option<String>,
+    /// Standing overrides (`[[overrides]]`), before any set at run time.
+    pub overrides: Vec<Override>,
     /// The text it was parsed from, hashed.
     pub text: TextHash,
 }
@@ -120,6 +125,64 @@ pub struct Domain {
     pub routes: Vec<Route>,
     /// CORS for every route of the domain (a route's own replaces it).
     pub cors: Option<Cors>,
+    /// Headers added to every request of the domain unless the request
+    /// has them already (the developer's identity); set at run time.
+    pub headers_if_absent: Vec<(String, String)>,
+}
+
+/// One route sent elsewhere for a while, without editing the profile: its
+/// requests (a path prefix, optionally some header values) go to a local
+/// address or another cluster, or are mirrored there. Placed before the
+/// domain's own routes, so it wins; the route it stands in front of lends
+/// it its timeout, retries and added headers.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Override {
+    /// Short and unique: `o1`, `o2`, ...; `profile-N` for standing ones.
+    pub id: String,
+    /// The domain (`host:port`) whose requests it takes.
+    pub domain: String,
+    pub prefix: String,
+    /// Exact header values the request must also have (names lower-case).
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    pub to: OverrideTarget,
+    /// Mirror instead: the profile's route answers, `to` gets a copy.
+    #[serde(default)]
+    pub mirror: bool,
+    /// When it ends by itself, in milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub expires_at_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverrideTarget {
+    /// A local copy, e.g. `127.0.0.1:5000`.
+    Address(SocketAddr),
+    /// A cluster of the profile (registered ones included).
+    Cluster(String),
+}
+
+impl Override {
+    /// The cluster an override to an address sends to.
+    pub fn cluster_name(&self) -> String {
+        match &self.to {
+            OverrideTarget::Address(_) => format!("override-{}", self.id),
+            OverrideTarget::Cluster(c) => c.clone(),
+        }
+    }
+
+    /// `demo.example.com:8888/api [x-dev=me] -> 127.0.0.1:5000`, as lists show it.
+    pub fn describe(&self) -> String {
+        let headers: Vec<String> = self.headers.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let headers = if headers.is_empty() { String::new() } else { format!(" [{}]", headers.join(", ")) };
+        let to = match &self.to {
+            OverrideTarget::Address(a) => a.to_string(),
+            OverrideTarget::Cluster(c) => format!("cluster {c}"),
+        };
+        let how = if self.mirror { "mirrored to" } else { "->" };
+        format!("{}{}{headers} {how} {to}", self.domain, self.prefix)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -131,6 +194,8 @@ pub struct Route {
     pub response_headers_add: Vec<(String, String)>,
     pub response_headers_remove: Vec<String>,
     pub cors: Option<Cors>,
+    /// The override this route stands for, when it is one.
+    pub override_id: Option<String>,
 }
 
 /// Cross-origin requests a browser may make (Envoy's CORS filter answers

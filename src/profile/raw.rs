@@ -26,6 +26,31 @@ pub struct RawProfile {
     #[serde(default)]
     pub clusters: BTreeMap<S<String>, RawCluster>,
     pub tracing: Option<S<RawTracing>>,
+    pub identity: Option<S<RawIdentity>>,
+    #[serde(default)]
+    pub overrides: Vec<S<RawOverride>>,
+}
+
+/// `[identity]`: the header that carries the developer's identity.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    pub header: Option<S<String>>,
+    pub enabled: Option<bool>,
+}
+
+/// `[[overrides]]`: a standing override.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOverride {
+    pub domain: S<String>,
+    pub prefix: Option<S<String>>,
+    #[serde(default)]
+    pub headers: BTreeMap<S<String>, S<String>>,
+    pub to: Option<S<String>>,
+    pub cluster: Option<S<String>>,
+    #[serde(default)]
+    pub mirror: bool,
 }
 
 #[derive(Debug, Deserialize)]

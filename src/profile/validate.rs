@@ -36,6 +36,8 @@ use super::*;
 pub const DEFAULT_ENVOY_ADMIN: &str = "127.0.0.1:9901";
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_RETRY_ON: &[&str] = &["5xx", "reset", "connect-failure"];
+/// The header that carries the developer's identity when `[identity]` names none.
+pub const DEFAULT_IDENTITY_HEADER: &str = "x-dev-user";
 
 /// One located problem in a profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,6 +278,18 @@ impl<'a> Cx<'a> {
         }
 
         fill_subset_keys(&mut clusters, &domains);
+        let identity_header = match raw.identity.map(S::into_inner) {
+            None => Some(DEFAULT_IDENTITY_HEADER.to_string()),
+            Some(RawIdentity { enabled: Some(false), .. }) => None,
+            Some(RawIdentity { header: None, .. }) => Some(DEFAULT_IDENTITY_HEADER.to_string()),
+            Some(RawIdentity { header: Some(h), .. }) => self.identity_header(&h),
+        };
+        let overrides = raw
+            .overrides
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| self.standing_override(i, o.get_ref(), &domains, &cluster_names))
+            .collect();
         let proxies = self.proxies(raw.proxies, &zones, &domain_names, &domains, &cluster_names);
         let tracing = raw.tracing.and_then(|t| self.tracing(t, &cluster_names));
 
@@ -289,8 +303,84 @@ impl<'a> Cx<'a> {
             domains,
             clusters,
             tracing,
+            identity_header,
+            overrides,
             text: Default::default(),
         }
+    }
+
+    fn identity_header(&mut self, h: &S<String>) -> Option<String> {
+        let lower = h.get_ref().to_ascii_lowercase();
+        if lower.is_empty() || !lower.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) || lower == "host"
+        {
+            self.err(
+                h.span(),
+                "identity.header",
+                format!("{:?} is not a header name, e.g. \"x-dev-user\"", h.get_ref()),
+            );
+            return None;
+        }
+        Some(lower)
+    }
+
+    /// `[[overrides]]` entry `i`: a known domain, a path prefix, exactly one
+    /// of `to` (an address) and `cluster`.
+    fn standing_override(
+        &mut self,
+        i: usize,
+        o: &RawOverride,
+        domains: &BTreeMap<String, Domain>,
+        clusters: &BTreeSet<String>,
+    ) -> Option<Override> {
+        let key = format!("overrides[{i}]");
+        let before = self.errors.len();
+        if !domains.contains_key(o.domain.get_ref()) {
+            let known = known_list(domains.keys(), "none");
+            self.err(
+                o.domain.span(),
+                format!("{key}.domain"),
+                format!("{:?} is not a domain; known domains: {known}", o.domain.get_ref()),
+            );
+        }
+        let prefix = match &o.prefix {
+            None => Some("/".to_string()),
+            Some(p) => self.path(p, &format!("{key}.prefix")),
+        };
+        let mut headers = Vec::new();
+        for (k, v) in &o.headers {
+            let lower = k.get_ref().to_ascii_lowercase();
+            if lower.is_empty() || !lower.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
+                self.err(k.span(), format!("{key}.headers"), format!("{:?} is not a header name", k.get_ref()));
+            }
+            self.header_value(v, &format!("{key}.headers.{}", k.get_ref()));
+            headers.push((lower, v.get_ref().clone()));
+        }
+        let to = match (&o.to, &o.cluster) {
+            (Some(a), None) => self.socket_addr(a, &format!("{key}.to")).map(OverrideTarget::Address),
+            (None, Some(c)) => self
+                .cluster_ref(c, &format!("{key}.cluster"), clusters)
+                .then(|| OverrideTarget::Cluster(c.get_ref().clone())),
+            _ => {
+                self.err(
+                    o.domain.span(),
+                    key.clone(),
+                    "expected exactly one of to = \"127.0.0.1:5000\" or cluster = \"NAME\"",
+                );
+                None
+            }
+        };
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(Override {
+            id: format!("profile-{i}"),
+            domain: o.domain.get_ref().clone(),
+            prefix: prefix?,
+            headers,
+            to: to?,
+            mirror: o.mirror,
+            expires_at_ms: None,
+        })
     }
 
     fn listen(&mut self, l: RawListen) -> ListenOverrides {

@@ -73,6 +73,23 @@ pub fn render(s: &Status, addr: &str) -> String {
         }
     }
 
+    if let Some((header, who)) = &s.identity {
+        let _ = writeln!(out, "identity: {header}: {who} (added to every request that has none)");
+    }
+    if !s.overrides.is_empty() {
+        out.push_str("overrides (first match wins, before the profile's routes):\n");
+        for o in &s.overrides {
+            let until = o
+                .inner
+                .expires_at_ms
+                .map(|t| {
+                    let left = std::time::Duration::from_secs(t.saturating_sub(s.now_ms) / 1000);
+                    format!(", expires in {}", humantime::format_duration(left))
+                })
+                .unwrap_or_default();
+            let _ = writeln!(out, "  {}  {} ({}{until})", o.inner.id, o.description, o.source);
+        }
+    }
     let _ = writeln!(out, "envoys: {} connected", s.envoys.len());
     for e in &s.envoys {
         render_envoy(&mut out, e, now);

@@ -26,6 +26,12 @@
 //!   current content (the xDS spec allows this for those types, and Envoy
 //!   updates just the clusters and route configurations named), so one
 //!   changed endpoint costs one load assignment on the wire, not all.
+//! * A new EDS cluster is warm before a route names it: when a snapshot
+//!   adds clusters whose endpoints the client has not asked for yet (Envoy
+//!   asks once it has the cluster), the route configurations and the
+//!   removal pass wait until the client asks for them and gets them (or
+//!   NACKs the clusters). Sent at once, a route to a cluster still warming
+//!   answers 503 until its endpoints arrive.
 //! * Warming: after clusters are (re)sent, their endpoints are sent again
 //!   even if unchanged, and after listeners, their route configurations, so
 //!   a re-created cluster or listener never waits for data it already had.
@@ -113,6 +119,15 @@ pub struct StreamState {
     held: [BTreeMap<String, u64>; 4],
     snapshot: Option<Arc<Snapshot>>,
     nonce: u64,
+    /// RDS and the removal pass of the last snapshot, held back until the
+    /// client holds the endpoints of these new clusters.
+    deferred: Option<Deferred>,
+}
+
+#[derive(Debug, Default)]
+struct Deferred {
+    waiting: BTreeSet<String>,
+    removals: Vec<ResourceType>,
 }
 
 impl StreamState {
@@ -157,8 +172,31 @@ impl StreamState {
             }
         }
         ts.subscription = next_subscription(&ts.subscription, &req.resource_names);
-        let responses = self.respond(ty, None, true).into_iter().collect();
+        // While routes are held back, clusters and listeners keep what is
+        // going away: the removal pass comes after the routes.
+        let held_back = self.deferred.as_ref().is_some_and(|d| d.removals.contains(&ty));
+        let mut responses: Vec<DiscoveryResponse> =
+            if held_back { Vec::new() } else { self.respond(ty, None, true).into_iter().collect() };
+        if let Some(d) = &self.deferred {
+            let held = &self.held[ResourceType::Endpoint.index()];
+            let warm = ty == ResourceType::Endpoint && d.waiting.iter().all(|c| held.contains_key(c));
+            let refused = ty == ResourceType::Cluster && events.iter().any(|e| matches!(e, Event::Nack { .. }));
+            if warm || refused {
+                responses.extend(self.release());
+            }
+        }
         (events, responses)
+    }
+
+    /// What a deferred snapshot held back: its route configurations, then
+    /// the removal pass.
+    fn release(&mut self) -> Vec<DiscoveryResponse> {
+        let Some(d) = self.deferred.take() else { return vec![] };
+        let mut out: Vec<DiscoveryResponse> = self.respond(ResourceType::Route, None, true).into_iter().collect();
+        for ty in d.removals {
+            out.extend(self.respond(ty, None, false));
+        }
+        out
     }
 
     /// Takes a new snapshot (or none, when the proxy left the profile) and
@@ -166,12 +204,20 @@ impl StreamState {
     /// make-before-break order.
     pub fn on_snapshot(&mut self, snapshot: Option<Arc<Snapshot>>) -> Vec<DiscoveryResponse> {
         let old = std::mem::replace(&mut self.snapshot, snapshot);
+        self.deferred = None;
         if self.snapshot.is_none() {
             return vec![];
         }
         let mut out = Vec::new();
         let mut removals = Vec::new();
+        let mut waiting = BTreeSet::new();
         for ty in ResourceType::ALL {
+            if ty == ResourceType::Route {
+                waiting = self.new_clusters_not_warm();
+                if !waiting.is_empty() {
+                    continue;
+                }
+            }
             // Keep resources that are about to disappear until the types
             // that refer to them have moved on.
             let keep = match (ty, &old) {
@@ -195,12 +241,31 @@ impl StreamState {
             let kept = (!keep.is_empty()).then_some(&keep);
             out.extend(self.respond(ty, kept, true));
         }
+        if !waiting.is_empty() {
+            self.deferred = Some(Deferred { waiting, removals });
+            return out;
+        }
         for ty in removals {
             // Only removals: what remains is what was just sent, so nothing
             // re-warms and dependents need not follow again.
             out.extend(self.respond(ty, None, false));
         }
         out
+    }
+
+    /// The snapshot's EDS clusters whose endpoints a client that names its
+    /// EDS resources does not hold, when it holds route configurations that
+    /// a new version could point at them.
+    fn new_clusters_not_warm(&self) -> BTreeSet<String> {
+        let Some(snapshot) = &self.snapshot else { return BTreeSet::new() };
+        let named = matches!(self.types[ResourceType::Endpoint.index()].subscription, Subscription::Names(_));
+        let routes_subscribed = !matches!(self.types[ResourceType::Route.index()].subscription, Subscription::None);
+        let has_routes = !snapshot.resources(ResourceType::Route).items.is_empty();
+        if !named || !routes_subscribed || !has_routes || self.types[ResourceType::Route.index()].sent.is_none() {
+            return BTreeSet::new();
+        }
+        let held = &self.held[ResourceType::Endpoint.index()];
+        snapshot.resources(ResourceType::Endpoint).names().into_iter().filter(|c| !held.contains_key(c)).collect()
     }
 
     /// The response for `ty` if the client should get one now. `keep` adds

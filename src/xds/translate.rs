@@ -439,6 +439,16 @@ fn to_virtual_host(d: &profile::Domain) -> route::VirtualHost {
         domains: hosts,
         routes: d.routes.iter().map(to_route).collect(),
         typed_per_filter_config: d.cors.as_ref().map(cors_config).into_iter().collect(),
+        // The developer's identity: never over a value the service set.
+        request_headers_to_add: d
+            .headers_if_absent
+            .iter()
+            .map(|(k, v)| core::HeaderValueOption {
+                header: Some(core::HeaderValue { key: k.clone(), value: v.clone(), ..Default::default() }),
+                append_action: core::header_value_option::HeaderAppendAction::AddIfAbsent as i32,
+                ..Default::default()
+            })
+            .collect(),
         ..Default::default()
     }
 }

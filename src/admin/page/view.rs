@@ -56,6 +56,8 @@ pub struct RouteView {
     pub action: String,
     /// The clusters it sends to (none for a redirect or direct response).
     pub clusters: Vec<String>,
+    /// The override this route stands for, when it is one.
+    pub override_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -96,6 +98,7 @@ pub fn build(p: &Published) -> View {
                                 RouteAction::Forward(f) => f.target.clusters().into_iter().map(String::from).collect(),
                                 _ => Vec::new(),
                             },
+                            override_id: r.override_id.clone(),
                         })
                         .collect(),
                 })
@@ -194,17 +197,20 @@ endpoints = [{ address = "127.0.0.1:9001", zone = "dev-local", metadata = { name
                     RouteView {
                         matcher: "path /healthz".into(),
                         action: "direct response 200".into(),
-                        clusters: vec![]
+                        clusters: vec![],
+                        override_id: None,
                     },
                     RouteView {
                         matcher: "prefix /api, header x-dev = \"canary\"".into(),
                         action: "cluster edge".into(),
                         clusters: vec!["edge".into()],
+                        override_id: None,
                     },
                     RouteView {
                         matcher: "prefix /".into(),
                         action: "cluster runtime".into(),
-                        clusters: vec!["runtime".into()]
+                        clusters: vec!["runtime".into()],
+                        override_id: None,
                     },
                 ],
             }]

@@ -99,7 +99,15 @@ impl Cx<'_> {
             None => Some(None),
             Some(c) => self.cors(&c, &format!("{key}.cors")).map(Some),
         };
-        Some(Domain { name, host: host.to_ascii_lowercase(), port, aliases, routes, cors: cors? })
+        Some(Domain {
+            name,
+            host: host.to_ascii_lowercase(),
+            port,
+            aliases,
+            routes,
+            cors: cors?,
+            headers_if_absent: Vec::new(),
+        })
     }
 
     fn route(
@@ -219,6 +227,7 @@ impl Cx<'_> {
             response_headers_add,
             response_headers_remove,
             cors: cors?,
+            override_id: None,
         })
     }
 

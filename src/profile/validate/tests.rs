@@ -54,7 +54,14 @@ fn mk_forward(target: Target) -> Forward {
 
 /// A route with no response headers or CORS of its own.
 fn mk_route(matcher: RouteMatch, action: RouteAction) -> Route {
-    Route { matcher, action, response_headers_add: vec![], response_headers_remove: vec![], cors: None }
+    Route {
+        matcher,
+        action,
+        response_headers_add: vec![],
+        response_headers_remove: vec![],
+        cors: None,
+        override_id: None,
+    }
 }
 
 fn mk_match(path: PathMatch) -> RouteMatch {
@@ -133,6 +140,7 @@ fn demo_profile_parses_into_the_expected_model() {
             aliases: vec!["localhost".into(), "127.0.0.1".into()],
             routes: vec![healthz, version, canary, edge],
             cors: None,
+            headers_if_absent: vec![],
         }
     );
 

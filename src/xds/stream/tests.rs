@@ -422,13 +422,23 @@ fn snapshot_change_is_sent_make_before_break() {
             // EDS by name: Envoy asks for `c` once it sees the cluster.
             sm(Eds, &version(&second, Eds), &["a"], "6"),
             sm(Lds, &format!("{lds}-keeping-1"), &["listener_8080", "listener_8081", "listener_8082"], "7"),
-            sm(Rds, &version(&second, Rds), &["routes_8080"], "8"),
-            sm(Cds, &cds, &["a", "c"], "9"),
-            sm(Lds, &lds, &["listener_8080", "listener_8082"], "10"),
         ]
     );
     let kept_b = &out[0].resources[1];
     assert_eq!(kept_b, &first.resources(Cds).items["b"].body, "the removed cluster is kept as it was");
+
+    // The routes to `c` wait until `c` has its endpoints: then they come,
+    // and the removal pass after them.
+    let (_, more) = s.on_request(&mk_ack(&out[1], &["a", "c"]));
+    assert_eq!(
+        summary(&more),
+        vec![
+            sm(Eds, &version(&second, Eds), &["c"], "8"),
+            sm(Rds, &version(&second, Rds), &["routes_8080"], "9"),
+            sm(Cds, &cds, &["a", "c"], "10"),
+            sm(Lds, &lds, &["listener_8080", "listener_8082"], "11"),
+        ]
+    );
 }
 
 #[test]
@@ -437,18 +447,43 @@ fn make_before_break_settles_once_envoy_acks() {
     let mut s = mk_connected(&first);
     let second = mk_snapshot(mk_parts(&["a", "c"], &[8080]));
     let out = s.on_snapshot(Some(second.clone()));
-    assert_eq!(out.len(), 4, "CDS keeping b, EDS, RDS, final CDS");
+    assert_eq!(
+        summary(&out).iter().map(|r| r.0).collect::<Vec<_>>(),
+        [Cds, Eds],
+        "CDS keeping b, EDS; RDS waits for c"
+    );
 
-    // Envoy ACKs what it applied, in order; the ACK of the keeping CDS is
-    // stale by then. It then asks for the new cluster's endpoints.
+    // Envoy ACKs what it applied, in order, then asks for the new
+    // cluster's endpoints: they come, then the routes and the final CDS.
     let mut more = Vec::new();
-    for (r, names) in [(&out[0], &[][..]), (&out[1], &["a"][..]), (&out[2], &["routes_8080"][..]), (&out[3], &[][..])] {
+    for (r, names) in [(&out[0], &[][..]), (&out[1], &["a"][..])] {
         more.extend(s.on_request(&mk_ack(r, names)).1);
     }
-    more.extend(s.on_request(&mk_ack(&out[1], &["a", "c"])).1);
-
-    assert_eq!(summary(&more), vec![sm(Eds, &version(&second, Eds), &["c"], "9")]);
+    assert_eq!(more, vec![]);
+    let more = s.on_request(&mk_ack(&out[1], &["a", "c"])).1;
+    assert_eq!(
+        summary(&more),
+        vec![
+            sm(Eds, &version(&second, Eds), &["c"], "7"),
+            sm(Rds, &version(&second, Rds), &["routes_8080"], "8"),
+            sm(Cds, &version(&second, Cds), &["a", "c"], "9"),
+        ]
+    );
+    for (r, names) in [(&more[0], &["a", "c"][..]), (&more[1], &["routes_8080"][..]), (&more[2], &[][..])] {
+        assert_eq!(s.on_request(&mk_ack(r, names)).1, vec![]);
+    }
     assert_eq!(s.type_state(Cds).acked_version, Some(version(&second, Cds)));
+}
+
+#[test]
+fn a_nack_of_the_new_clusters_releases_the_routes_held_back() {
+    let first = mk_snapshot(mk_parts(&["a"], &[8080]));
+    let mut s = mk_connected(&first);
+    let second = mk_snapshot(mk_parts(&["a", "c"], &[8080]));
+    let out = s.on_snapshot(Some(second.clone()));
+    assert_eq!(summary(&out).iter().map(|r| r.0).collect::<Vec<_>>(), [Cds, Eds]);
+    let (_, more) = s.on_request(&mk_nack(&out[0], &[], &version(&first, Cds)));
+    assert_eq!(summary(&more), vec![sm(Rds, &version(&second, Rds), &["routes_8080"], "7")]);
 }
 
 #[test]
