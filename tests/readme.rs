@@ -40,7 +40,7 @@ use regex::Regex;
 const BIN: &str = env!("CARGO_BIN_EXE_devbridge");
 
 /// The demo's ports: Envoy's listener and admin, the stand-in edges, xDS, admin.
-const DEMO_PORTS: [u16; 6] = [8888, 9901, 9001, 9002, 18000, 18001];
+const DEMO_PORTS: [u16; 7] = [8888, 9901, 9001, 9002, 9100, 18000, 18001];
 /// How long one command may take to give the README's answer.
 const ANSWER_WITHIN: Duration = Duration::from_secs(30);
 /// How long one attempt of a command may run before it is killed.
@@ -164,7 +164,16 @@ fn bin_dir(dir: &Path) -> PathBuf {
 fn bash(command: &str, path: &str) -> Command {
     let mut cmd = Command::new("bash");
     cmd.arg("-c").arg(command).current_dir(root()).env("PATH", path).stdin(Stdio::null());
+    // The identity the README shows, and state files (overrides, registered
+    // endpoints) of this run's own.
+    cmd.env("DEVBRIDGE_IDENTITY", "you@example.com").env("XDG_STATE_HOME", state_dir());
     cmd
+}
+
+/// A state directory for this test run, made on first use.
+fn state_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("a state directory")).path()
 }
 
 /// Runs one attempt, killed after [`ATTEMPT_LIMIT`]: exit success and stdout.
