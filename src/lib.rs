@@ -4,7 +4,8 @@
 //! ```text
 //!  profiles/*.toml ─parse+validate─▶ Profile ─ profile::watch ─watch<Arc<Profile>>─┬──────────────▶ builder (app.rs)
 //!  discovery (kube watch ─▶ index) ──────────── discovery.rs ─watch<Arc<Discovered>>─┤                 │
-//!  admin API ─▶ registered.rs ─────────────────────────────── watch<Arc<EndpointSet>>─┘   watch<Arc<Published>>
+//!  admin API ─▶ registered.rs ─────────────────────────────── watch<Arc<EndpointSet>>─┤   watch<Arc<Published>>
+//!  admin API ─▶ overrides.rs ─────────────────────────────────── watch<Arc<Personal>>─┘
 //!                                                                                           ▼
 //!                                          ADS stream tasks (xds::node, StreamState) ──gRPC──▶ Envoy
 //! ```
@@ -28,6 +29,8 @@
 //! - [`metrics`]: shared counters and their Prometheus form.
 //! - [`accept`]: the accept loop of every listener and its limits; [`throttle`]: rate-limited WARNs.
 //! - [`registered`]: endpoints registered at run time, kept in a state file.
+//! - [`personal`]: the profile as one developer's sidecar serves it: overrides and the identity
+//!   header applied (pure); [`overrides`]: overrides set at run time, their state file and expiry.
 //! - [`probe`]: edge probing: whether the laptop reaches each endpoint (one probe in `probe::check`,
 //!   what to probe and what was found in `probe::plan`, pure), and the unhealthy marks the builder takes.
 //! - [`onboard`]: `devbridge discover` and `devbridge init`: what a cluster shows, and a starter profile from it.
