@@ -450,14 +450,7 @@ pub fn describe_hash(h: &crate::model::HashPolicy) -> String {
 
 /// Injected faults in a few words: `delay 2s for 10%, abort 503 for 5%`.
 pub fn describe_fault(f: &crate::model::Fault) -> String {
-    let mut parts = Vec::new();
-    if let Some((d, p)) = f.delay {
-        parts.push(format!("delay {} for {p}%", humantime::format_duration(d)));
-    }
-    if let Some((s, p)) = f.abort {
-        parts.push(format!("abort {s} for {p}%"));
-    }
-    parts.join(", ")
+    f.describe()
 }
 
 /// A CORS policy in a few words: `origins http://localhost:3000; methods GET,POST`.

@@ -37,6 +37,20 @@ pub struct OverrideRequest {
     #[serde(rename = "for")]
     pub for_: Option<String>,
     pub mirror: bool,
+    /// Faults to inject into these requests; with no `to`, on the way to
+    /// where the profile's route sends them.
+    pub fault: Option<FaultRequest>,
+}
+
+/// `{"delay": "2s", "delay_percent": 10, "abort": 503, "abort_percent": 5}`;
+/// a percent left out is 100.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FaultRequest {
+    pub delay: Option<String>,
+    pub delay_percent: Option<u32>,
+    pub abort: Option<u16>,
+    pub abort_percent: Option<u32>,
 }
 
 /// An override as lists show it: where it came from, and the words.
@@ -275,8 +289,11 @@ pub fn parse_request(
 ) -> Result<Override, OverrideError> {
     let invalid = OverrideError::Invalid;
     let (domain, prefix) = personal::resolve_target(profile, &req.target).map_err(invalid)?;
+    let fault = req.fault.as_ref().map(parse_fault).transpose().map_err(invalid)?;
     let to = req.to.trim();
-    let to = if to.is_empty() {
+    let to = if to.is_empty() && fault.is_some() {
+        OverrideTarget::Route
+    } else if to.is_empty() {
         return Err(invalid(
             "\"to\" is empty; expected ip:port of a local copy (e.g. 127.0.0.1:5000) or a cluster".into(),
         ));
@@ -307,7 +324,35 @@ pub fn parse_request(
             _ => return Err(invalid(format!("{f:?} is not a duration; expected e.g. \"30m\", \"2h\""))),
         },
     };
-    Ok(Override { id, domain, prefix, headers, to, mirror: req.mirror, expires_at_ms })
+    Ok(Override { id, domain, prefix, headers, to, mirror: req.mirror, fault, expires_at_ms })
+}
+
+/// The faults a request asks for, or why they are not faults.
+fn parse_fault(f: &FaultRequest) -> Result<crate::model::Fault, String> {
+    let percent = |p: Option<u32>, what: &str| match p {
+        None => Ok(100),
+        Some(p) if p <= 100 => Ok(p),
+        Some(p) => Err(format!("{what} {p} is out of range; expected 0 to 100")),
+    };
+    let delay = match f.delay.as_deref() {
+        None => None,
+        Some(d) => match humantime::parse_duration(d.trim()) {
+            Ok(d) if !d.is_zero() => Some((d, percent(f.delay_percent, "delay_percent")?)),
+            _ => return Err(format!("fault delay {d:?} is not a duration; expected e.g. \"2s\"")),
+        },
+    };
+    let abort = match f.abort {
+        None => None,
+        Some(s) if (200..=599).contains(&s) => Some((s, percent(f.abort_percent, "abort_percent")?)),
+        Some(s) => return Err(format!("fault abort {s} is not a status; expected 200 to 599")),
+    };
+    if delay.is_none() && abort.is_none() {
+        return Err("the fault injects nothing; give a delay and/or an abort status".into());
+    }
+    if f.delay_percent.is_some() && delay.is_none() || f.abort_percent.is_some() && abort.is_none() {
+        return Err("a fault percent needs its delay or abort".into());
+    }
+    Ok(crate::model::Fault { delay, abort })
 }
 
 fn load_state(path: &Path) -> Vec<Override> {

@@ -92,6 +92,10 @@ pub fn check(profile: &Profile, o: &Override) -> Result<(), String> {
             Err(format!("profile {} has no cluster {c:?}; its clusters: {}", profile.name, known.join(", ")))
         }
         OverrideTarget::Address(a) if a.port() == 0 => Err(format!("{a} has port 0; expected the local copy's port")),
+        OverrideTarget::Route if o.fault.is_none() => {
+            Err("an override needs somewhere to send to (--to), or faults to inject (--fault-*)".to_string())
+        }
+        OverrideTarget::Route if o.mirror => Err("a mirror needs somewhere to send the copy (--to)".to_string()),
         _ => Ok(()),
     }
 }
@@ -152,16 +156,27 @@ fn route_for(o: &Override, routes: &[Route]) -> Route {
         _ => None,
     });
     let to = o.cluster_name();
-    let action = match (o.mirror, base) {
-        (true, Some(mut f)) => {
+    let mut action = match (&o.to, o.mirror, base) {
+        // Faults alone: the route as it is, faults added below.
+        (OverrideTarget::Route, _, base) => base
+            .map(RouteAction::Forward)
+            .or_else(|| lender.map(|r| r.action.clone()))
+            // No route takes these requests: Envoy answers 404, as before.
+            .unwrap_or(RouteAction::DirectResponse { status: 404, body: None }),
+        (_, true, Some(mut f)) => {
             f.mirror = Some(crate::model::Mirror { cluster: to, percent: 100 });
             RouteAction::Forward(f)
         }
         // Mirroring a route that does not forward mirrors nothing: the
         // route keeps its own answer.
-        (true, None) => lender.map(|r| r.action.clone()).unwrap_or_else(|| forward_to(to, None)),
-        (false, base) => forward_to(to, base),
+        (_, true, None) => lender.map(|r| r.action.clone()).unwrap_or_else(|| forward_to(to, None)),
+        (_, false, base) => forward_to(to, base),
     };
+    // Faults need a forwarding route (Envoy's fault filter acts before the
+    // router); a redirect or direct response keeps its answer.
+    if let (Some(fault), RouteAction::Forward(f)) = (&o.fault, &mut action) {
+        f.fault = Some(fault.clone());
+    }
     Route {
         matcher,
         action,

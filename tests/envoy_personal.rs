@@ -157,6 +157,29 @@ async fn overrides_send_a_route_to_a_local_copy_and_end_by_expiry_removal_or_res
     })
     .await;
 
+    // Faults on the way to the edge: every /flaky request is aborted by
+    // Envoy; other routes are untouched; removing it ends the faults.
+    let ask = json!({ "target": "app.test/flaky", "fault": { "abort": 503 } });
+    let r = admin(&daemon, "POST", "/v1/overrides", ask).await;
+    assert_eq!(r.status, 201, "{r:?}");
+    let fault_id = serde_json::from_str::<Value>(&r.body).unwrap()["id"].as_str().unwrap().to_string();
+    let e = &envoy;
+    eventually("the fault to be injected", 400, || async move {
+        let r = http_get(listener, "app.test", "/flaky", &[]).await.ok()?;
+        (r.status == 503 && r.body == "fault filter abort").then_some(())
+    })
+    .await;
+    assert!(e.stat(&format!("http.ingress_{port}.fault.aborts_injected")).await > 0);
+    assert_eq!(who(listener, "/other", &[]).await, "edge");
+    let r = admin(&daemon, "DELETE", &format!("/v1/overrides/{fault_id}"), Value::Null).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    // Until the next push reaches Envoy the fault may still answer.
+    eventually("the fault to end", 400, || async move {
+        let r = http_get(listener, "app.test", "/flaky", &[]).await.ok()?;
+        (r.status == 200 && r.body.starts_with("edge ")).then_some(())
+    })
+    .await;
+
     // Bad input: a 4xx saying why, and nothing changes.
     let before = admin(&daemon, "GET", "/v1/overrides", Value::Null).await.body;
     for (ask, why) in [

@@ -18,9 +18,22 @@ pub enum OverrideCommand {
     /// `devbridge override add demo.example.com/api --to 127.0.0.1:5000 --for 2h`.
     Add {
         target: String,
-        /// `ip:port` of the local copy, or the name of a profile cluster.
-        #[arg(long)]
+        /// `ip:port` of the local copy, or the name of a profile cluster (may be
+        /// left out with --fault-*: faults on the way to where the route goes).
+        #[arg(long, default_value = "", required_unless_present_any = ["fault_delay", "fault_abort"])]
         to: String,
+        /// Delay these requests by this long, e.g. `2s`.
+        #[arg(long)]
+        fault_delay: Option<String>,
+        /// Share of requests delayed, 0-100 (default 100).
+        #[arg(long, requires = "fault_delay")]
+        fault_delay_percent: Option<u32>,
+        /// Answer these requests with this status instead, e.g. 503.
+        #[arg(long)]
+        fault_abort: Option<u16>,
+        /// Share of requests aborted, 0-100 (default 100).
+        #[arg(long, requires = "fault_abort")]
+        fault_abort_percent: Option<u32>,
         /// Only requests with this header value (`name=value`, repeatable).
         #[arg(long = "header")]
         headers: Vec<String>,
@@ -86,13 +99,31 @@ pub fn run(cmd: &OverrideCommand, flags: &Flags) -> anyhow::Result<ExitCode> {
         }
     };
     let answer = match cmd {
-        OverrideCommand::Add { target: t, to, headers, for_, mirror, .. } => {
+        OverrideCommand::Add {
+            target: t,
+            to,
+            headers,
+            for_,
+            mirror,
+            fault_delay,
+            fault_delay_percent,
+            fault_abort,
+            fault_abort_percent,
+            ..
+        } => {
+            let fault = (fault_delay.is_some() || fault_abort.is_some()).then(|| crate::overrides::FaultRequest {
+                delay: fault_delay.clone(),
+                delay_percent: *fault_delay_percent,
+                abort: *fault_abort,
+                abort_percent: *fault_abort_percent,
+            });
             let ask = OverrideRequest {
                 target: t.clone(),
                 to: to.clone(),
                 headers: headers.clone(),
                 for_: for_.clone(),
                 mirror: *mirror,
+                fault,
             };
             exchange(&target, "POST", PATH.to_string(), Some(serde_json::to_string(&ask)?))?
                 .and_then(|body| parse::<OverrideReport>(&target, &body))

@@ -149,6 +149,9 @@ pub struct Override {
     /// Mirror instead: the profile's route answers, `to` gets a copy.
     #[serde(default)]
     pub mirror: bool,
+    /// Faults Envoy injects into these requests (delays, aborts).
+    #[serde(default)]
+    pub fault: Option<Fault>,
     /// When it ends by itself, in milliseconds since the Unix epoch.
     #[serde(default)]
     pub expires_at_ms: Option<u64>,
@@ -161,6 +164,9 @@ pub enum OverrideTarget {
     Address(SocketAddr),
     /// A cluster of the profile (registered ones included).
     Cluster(String),
+    /// Where the profile's own route sends them: for an override that only
+    /// injects faults.
+    Route,
 }
 
 impl Override {
@@ -169,6 +175,7 @@ impl Override {
         match &self.to {
             OverrideTarget::Address(_) => format!("override-{}", self.id),
             OverrideTarget::Cluster(c) => c.clone(),
+            OverrideTarget::Route => String::new(),
         }
     }
 
@@ -179,9 +186,11 @@ impl Override {
         let to = match &self.to {
             OverrideTarget::Address(a) => a.to_string(),
             OverrideTarget::Cluster(c) => format!("cluster {c}"),
+            OverrideTarget::Route => "its route".to_string(),
         };
         let how = if self.mirror { "mirrored to" } else { "->" };
-        format!("{}{}{headers} {how} {to}", self.domain, self.prefix)
+        let fault = self.fault.as_ref().map(|f| format!(" with {}", f.describe())).unwrap_or_default();
+        format!("{}{}{headers} {how} {to}{fault}", self.domain, self.prefix)
     }
 }
 
@@ -286,12 +295,26 @@ pub struct Mirror {
 }
 
 /// Envoy's HTTP fault injection on a route.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Fault {
     /// A fixed delay for this share (0-100) of requests.
     pub delay: Option<(Duration, u32)>,
     /// This status, answered by Envoy itself, for this share of requests.
     pub abort: Option<(u16, u32)>,
+}
+
+impl Fault {
+    /// `delay 2s for 10%, abort 503 for 5%`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some((d, p)) = self.delay {
+            parts.push(format!("delay {} for {p}%", humantime::format_duration(d)));
+        }
+        if let Some((s, p)) = self.abort {
+            parts.push(format!("abort {s} for {p}%"));
+        }
+        parts.join(", ")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -89,3 +89,34 @@ fn bad_requests_are_refused_in_words_and_change_nothing() {
     }
     assert!(rx.borrow().overrides.is_empty());
 }
+
+#[test]
+fn a_fault_override_needs_no_target_and_its_shares_are_checked() {
+    let (store, rx) = OverrideStore::open(mk_profile(), None, None);
+    let fault = |delay: Option<&str>, dp: Option<u32>, abort: Option<u16>, ap: Option<u32>| FaultRequest {
+        delay: delay.map(str::to_string),
+        delay_percent: dp,
+        abort,
+        abort_percent: ap,
+    };
+    let o = store
+        .add(&OverrideRequest { fault: Some(fault(Some("2s"), Some(10), Some(503), None)), ..req("demo.test/api", "") })
+        .unwrap();
+    assert_eq!(o.to, OverrideTarget::Route);
+    assert_eq!(
+        o.fault,
+        Some(crate::model::Fault { delay: Some((Duration::from_secs(2), 10)), abort: Some((503, 100)) })
+    );
+    assert_eq!(o.describe(), "demo.test:8888/api -> its route with delay 2s for 10%, abort 503 for 100%");
+    for (f, why) in [
+        (fault(None, None, None, None), "injects nothing"),
+        (fault(Some("soon"), None, None, None), "is not a duration"),
+        (fault(None, None, Some(700), None), "is not a status"),
+        (fault(None, None, Some(503), Some(101)), "out of range"),
+        (fault(None, Some(5), Some(503), None), "needs its delay or abort"),
+    ] {
+        let e = store.add(&OverrideRequest { fault: Some(f), ..req("demo.test/api", "") }).unwrap_err();
+        assert!(e.to_string().contains(why), "{e}");
+    }
+    assert_eq!(rx.borrow().overrides.len(), 1);
+}

@@ -39,6 +39,7 @@ fn mk_override(id: &str, prefix: &str, to: OverrideTarget) -> Override {
         headers: vec![],
         to,
         mirror: false,
+        fault: None,
         expires_at_ms: None,
     }
 }

@@ -379,6 +379,7 @@ impl<'a> Cx<'a> {
             headers,
             to: to?,
             mirror: o.mirror,
+            fault: None,
             expires_at_ms: None,
         })
     }
