@@ -33,6 +33,16 @@ fn names(s: &Snapshot, ty: ResourceType) -> Vec<String> {
     s.resources(ty).names().into_iter().collect()
 }
 
+/// The HTTP filters of the connection manager of the listener on `port`, by name.
+fn http_filters(s: &Snapshot, port: u16) -> Vec<String> {
+    let l = decode::<listener::Listener>(s, ResourceType::Listener, &listener_name(port));
+    let Some(listener::filter::ConfigType::TypedConfig(any)) = &l.filter_chains[0].filters[0].config_type else {
+        panic!("typed config")
+    };
+    let m = hcm::HttpConnectionManager::decode(any.value.as_slice()).unwrap();
+    m.http_filters.iter().map(|f| f.name.clone()).collect()
+}
+
 fn ms(ms: u64) -> Option<pbwk::Duration> {
     Some(duration(Duration::from_millis(ms)))
 }
@@ -639,14 +649,7 @@ static.endpoints = [
 
     // The CORS filter is in the chain of the listener whose domain uses it,
     // before the router, and not in the other's.
-    let filters = |port: u16| {
-        let l = decode::<listener::Listener>(&s, ResourceType::Listener, &listener_name(port));
-        let Some(listener::filter::ConfigType::TypedConfig(any)) = &l.filter_chains[0].filters[0].config_type else {
-            panic!("typed config")
-        };
-        let m = hcm::HttpConnectionManager::decode(any.value.as_slice()).unwrap();
-        m.http_filters.iter().map(|f| f.name.clone()).collect::<Vec<_>>()
-    };
+    let filters = |port: u16| http_filters(&s, port);
     assert_eq!(filters(8080), [CORS_FILTER, "envoy.filters.http.router"]);
     assert_eq!(filters(8081), ["envoy.filters.http.router"]);
 }
@@ -706,14 +709,7 @@ endpoints = [{ address = "127.0.0.1:5000" }]
     );
     assert_eq!(f.abort.unwrap().error_type, Some(fault::fault_abort::ErrorType::HttpStatus(503)));
 
-    let filters = |port: u16| {
-        let l = decode::<listener::Listener>(&s, ResourceType::Listener, &listener_name(port));
-        let Some(listener::filter::ConfigType::TypedConfig(any)) = &l.filter_chains[0].filters[0].config_type else {
-            panic!("typed config")
-        };
-        let m = hcm::HttpConnectionManager::decode(any.value.as_slice()).unwrap();
-        m.http_filters.iter().map(|f| f.name.clone()).collect::<Vec<_>>()
-    };
+    let filters = |port: u16| http_filters(&s, port);
     assert_eq!(filters(8080), [FAULT_FILTER, "envoy.filters.http.router"]);
     assert_eq!(filters(8081), ["envoy.filters.http.router"]);
 }
