@@ -40,6 +40,8 @@ pub struct OverrideRequest {
     /// Faults to inject into these requests; with no `to`, on the way to
     /// where the profile's route sends them.
     pub fault: Option<FaultRequest>,
+    /// Only for this proxy's Envoys (default: every proxy serving the domain).
+    pub proxy: Option<String>,
 }
 
 /// `{"delay": "2s", "delay_percent": 10, "abort": 503, "abort_percent": 5}`;
@@ -324,7 +326,8 @@ pub fn parse_request(
             _ => return Err(invalid(format!("{f:?} is not a duration; expected e.g. \"30m\", \"2h\""))),
         },
     };
-    Ok(Override { id, domain, prefix, headers, to, mirror: req.mirror, fault, expires_at_ms })
+    let proxy = req.proxy.as_deref().map(str::trim).filter(|p| !p.is_empty()).map(str::to_string);
+    Ok(Override { id, domain, prefix, headers, to, mirror: req.mirror, fault, proxy, expires_at_ms })
 }
 
 /// The faults a request asks for, or why they are not faults.

@@ -41,18 +41,36 @@ pub fn apply(profile: &Arc<Profile>, personal: &Personal) -> Arc<Profile> {
     let mut out = (**profile).clone();
     // Newest first: the last one set wins where two take the same requests.
     let overrides: Vec<&Override> = personal.overrides.iter().rev().chain(&profile.overrides).collect();
-    let mut added: BTreeMap<String, Vec<Route>> = BTreeMap::new();
+    // Per domain, its overrides' routes in order, each with the proxy it
+    // is for (`None`: every proxy serving the domain).
+    let mut added: BTreeMap<String, Vec<(Option<&str>, Route)>> = BTreeMap::new();
     for o in overrides {
         let Some(domain) = profile.domains.get(&o.domain) else { continue };
         if let OverrideTarget::Address(addr) = &o.to {
             out.clusters.insert(o.cluster_name(), local_cluster(&o.cluster_name(), *addr));
         }
-        added.entry(o.domain.clone()).or_default().push(route_for(o, &domain.routes));
+        added.entry(o.domain.clone()).or_default().push((o.proxy.as_deref(), route_for(o, &domain.routes)));
     }
-    for (name, mut routes) in added {
+    for (name, routes) in added {
+        let Some(base) = profile.domains.get(&name) else { continue };
+        // A proxy with overrides of its own gets the domain as a copy of
+        // its own, `<domain>#<proxy>`, with those and the shared ones.
+        let scoped: std::collections::BTreeSet<&str> = routes.iter().filter_map(|(p, _)| *p).collect();
+        for proxy in scoped {
+            let Some(p) = out.proxies.get_mut(proxy).filter(|p| p.domains.contains(&name)) else { continue };
+            let copy_name = format!("{name}#{proxy}");
+            for d in p.domains.iter_mut().filter(|d| **d == name) {
+                d.clone_from(&copy_name);
+            }
+            let mut copy = base.clone();
+            copy.name = copy_name.clone();
+            let mine = routes.iter().filter(|(p, _)| p.is_none_or(|p| p == proxy)).map(|(_, r)| r.clone());
+            copy.routes = mine.chain(base.routes.iter().cloned()).collect();
+            out.domains.insert(copy_name, copy);
+        }
         if let Some(d) = out.domains.get_mut(&name) {
-            routes.append(&mut d.routes);
-            d.routes = routes;
+            let shared = routes.iter().filter(|(p, _)| p.is_none()).map(|(_, r)| r.clone());
+            d.routes = shared.chain(base.routes.iter().cloned()).collect();
         }
     }
     if let Some((value, header)) = identity {
@@ -74,6 +92,17 @@ pub fn check(profile: &Profile, o: &Override) -> Result<(), String> {
             o.domain,
             if known.is_empty() { "none".to_string() } else { known.join(", ") }
         ));
+    }
+    if let Some(proxy) = &o.proxy {
+        let serving: Vec<&str> =
+            profile.proxies.values().filter(|p| p.domains.contains(&o.domain)).map(|p| p.name.as_str()).collect();
+        if !serving.contains(&proxy.as_str()) {
+            return Err(format!(
+                "proxy {proxy:?} does not serve {}; the proxies that do: {}",
+                o.domain,
+                if serving.is_empty() { "none".to_string() } else { serving.join(", ") }
+            ));
+        }
     }
     if !o.prefix.starts_with('/') || o.prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!("{:?} is not a path prefix; expected one starting with '/', e.g. /api", o.prefix));

@@ -43,6 +43,9 @@ pub enum OverrideCommand {
         /// Mirror instead: staging answers, the local copy gets a copy of each request.
         #[arg(long)]
         mirror: bool,
+        /// Only for this proxy's Envoys (default: every proxy serving the domain).
+        #[arg(long)]
+        proxy: Option<String>,
         #[command(flatten)]
         daemon: DaemonArgs,
     },
@@ -109,6 +112,7 @@ pub fn run(cmd: &OverrideCommand, flags: &Flags) -> anyhow::Result<ExitCode> {
             fault_delay_percent,
             fault_abort,
             fault_abort_percent,
+            proxy,
             ..
         } => {
             let fault = (fault_delay.is_some() || fault_abort.is_some()).then(|| crate::overrides::FaultRequest {
@@ -124,6 +128,7 @@ pub fn run(cmd: &OverrideCommand, flags: &Flags) -> anyhow::Result<ExitCode> {
                 for_: for_.clone(),
                 mirror: *mirror,
                 fault,
+                proxy: proxy.clone(),
             };
             exchange(&target, "POST", PATH.to_string(), Some(serde_json::to_string(&ask)?))?
                 .and_then(|body| parse::<OverrideReport>(&target, &body))

@@ -152,6 +152,9 @@ pub struct Override {
     /// Faults Envoy injects into these requests (delays, aborts).
     #[serde(default)]
     pub fault: Option<Fault>,
+    /// Only for this proxy's Envoys; `None`: every proxy serving the domain.
+    #[serde(default)]
+    pub proxy: Option<String>,
     /// When it ends by itself, in milliseconds since the Unix epoch.
     #[serde(default)]
     pub expires_at_ms: Option<u64>,
@@ -190,7 +193,8 @@ impl Override {
         };
         let how = if self.mirror { "mirrored to" } else { "->" };
         let fault = self.fault.as_ref().map(|f| format!(" with {}", f.describe())).unwrap_or_default();
-        format!("{}{}{headers} {how} {to}{fault}", self.domain, self.prefix)
+        let proxy = self.proxy.as_ref().map(|p| format!(" (proxy {p})")).unwrap_or_default();
+        format!("{}{}{headers} {how} {to}{fault}{proxy}", self.domain, self.prefix)
     }
 }
 

@@ -40,6 +40,7 @@ fn mk_override(id: &str, prefix: &str, to: OverrideTarget) -> Override {
         to,
         mirror: false,
         fault: None,
+        proxy: None,
         expires_at_ms: None,
     }
 }
@@ -137,4 +138,34 @@ fn a_target_names_its_domain_by_name_host_or_alias() {
     assert_eq!(resolve_target(&p, "demo.test:8888/api").unwrap(), ("demo.test:8888".into(), "/api".into()));
     assert_eq!(resolve_target(&p, "http://localhost:8888").unwrap(), ("demo.test:8888".into(), "/".into()));
     assert!(resolve_target(&p, "nope.test/api").unwrap_err().contains("its domains: demo.test:8888, other.test:8888"));
+}
+
+#[test]
+fn an_override_for_one_proxy_leaves_the_others_of_its_domain_alone() {
+    let p = mk_profile(
+        r#"
+[proxies.q]
+zone = "z"
+node_cluster = "q"
+domains = ["demo.test:8888"]
+"#,
+    );
+    let shared = mk_override("o1", "/api", OverrideTarget::Cluster("local".into()));
+    let mine = Override { proxy: Some("q".into()), ..mk_override("o2", "/", OverrideTarget::Cluster("local".into())) };
+    assert_eq!(check(&p, &mine), Ok(()));
+    let out = apply(&p, &Personal { identity: None, overrides: vec![shared, mine] });
+    assert_eq!(out.proxies["q"].domains, ["demo.test:8888#q"]);
+    assert_eq!(out.proxies["p"].domains, ["demo.test:8888", "other.test:8888"]);
+    let ids =
+        |d: &str| -> Vec<Option<String>> { out.domains[d].routes.iter().map(|r| r.override_id.clone()).collect() };
+    assert_eq!(ids("demo.test:8888#q"), [Some("o2".into()), Some("o1".into()), None, None]);
+    assert_eq!(ids("demo.test:8888"), [Some("o1".into()), None, None]);
+    crate::publish::check(&out).unwrap();
+
+    let elsewhere =
+        Override { proxy: Some("nope".into()), ..mk_override("o3", "/", OverrideTarget::Cluster("local".into())) };
+    assert_eq!(
+        check(&p, &elsewhere).unwrap_err(),
+        "proxy \"nope\" does not serve demo.test:8888; the proxies that do: p, q"
+    );
 }

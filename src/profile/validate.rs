@@ -380,6 +380,7 @@ impl<'a> Cx<'a> {
             to: to?,
             mirror: o.mirror,
             fault: None,
+            proxy: None,
             expires_at_ms: None,
         })
     }
