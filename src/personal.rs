@@ -49,7 +49,15 @@ pub fn apply(profile: &Arc<Profile>, personal: &Personal) -> Arc<Profile> {
         if let OverrideTarget::Address(addr) = &o.to {
             out.clusters.insert(o.cluster_name(), local_cluster(&o.cluster_name(), *addr));
         }
-        added.entry(o.domain.clone()).or_default().push((o.proxy.as_deref(), route_for(o, &domain.routes)));
+        let entry = added.entry(o.domain.clone()).or_default();
+        match (&o.to, &o.fault) {
+            (OverrideTarget::Route, Some(fault)) => {
+                entry.extend(faulted_copies(o, fault, &domain.routes).into_iter().map(|r| (o.proxy.as_deref(), r)))
+            }
+            // Nowhere to send and nothing to inject: `check` refuses it.
+            (OverrideTarget::Route, None) => {}
+            _ => entry.push((o.proxy.as_deref(), route_for(o, &domain.routes))),
+        }
     }
     for (name, routes) in added {
         let Some(base) = profile.domains.get(&name) else { continue };
@@ -170,6 +178,52 @@ pub fn resolve_target(profile: &Profile, target: &str) -> Result<(String, String
     }
 }
 
+/// A faults-only override: the domain's routes that can take requests
+/// under its prefix, in their order, narrowed to the prefix (and its
+/// headers), each with the faults. Every request under the prefix so meets
+/// the route it met before, faults added; one outside it meets none of
+/// them. A regex route cannot be narrowed: it is copied as it is, without
+/// faults, so that it still takes what it took.
+fn faulted_copies(o: &Override, fault: &crate::model::Fault, routes: &[Route]) -> Vec<Route> {
+    let headers: Vec<ValueMatch> = o
+        .headers
+        .iter()
+        .map(|(k, v)| ValueMatch { name: k.clone(), kind: ValueMatchKind::Exact(v.clone()), invert: false })
+        .collect();
+    let mut out = Vec::new();
+    for r in routes {
+        let mut copy = r.clone();
+        copy.override_id = Some(o.id.clone());
+        let narrowed = match &r.matcher.path {
+            PathMatch::Prefix(p) | PathMatch::Exact(p) if p.starts_with(&o.prefix) => false,
+            PathMatch::Prefix(p) if o.prefix.starts_with(p.as_str()) => true,
+            PathMatch::Regex(_) => {
+                out.push(copy);
+                continue;
+            }
+            _ => continue,
+        };
+        if narrowed {
+            // The matched prefix grows to the override's: a rewrite of the
+            // old one keeps rewriting the same requests the same way.
+            let PathMatch::Prefix(p) = &r.matcher.path else { unreachable!("only prefixes narrow") };
+            let extra = &o.prefix[p.len()..];
+            copy.matcher.path = PathMatch::Prefix(o.prefix.clone());
+            if let RouteAction::Forward(f) = &mut copy.action
+                && let Some(rewrite) = &mut f.prefix_rewrite
+            {
+                rewrite.push_str(extra);
+            }
+        }
+        copy.matcher.headers.extend(headers.iter().cloned());
+        if let RouteAction::Forward(f) = &mut copy.action {
+            f.fault = Some(fault.clone());
+        }
+        out.push(copy);
+    }
+    out
+}
+
 /// The route an override stands for, before `routes` (its domain's).
 fn route_for(o: &Override, routes: &[Route]) -> Route {
     let headers: Vec<ValueMatch> = o
@@ -186,12 +240,6 @@ fn route_for(o: &Override, routes: &[Route]) -> Route {
     });
     let to = o.cluster_name();
     let mut action = match (&o.to, o.mirror, base) {
-        // Faults alone: the route as it is, faults added below.
-        (OverrideTarget::Route, _, base) => base
-            .map(RouteAction::Forward)
-            .or_else(|| lender.map(|r| r.action.clone()))
-            // No route takes these requests: Envoy answers 404, as before.
-            .unwrap_or(RouteAction::DirectResponse { status: 404, body: None }),
         (_, true, Some(mut f)) => {
             f.mirror = Some(crate::model::Mirror { cluster: to, percent: 100 });
             RouteAction::Forward(f)

@@ -169,3 +169,64 @@ domains = ["demo.test:8888"]
         "proxy \"nope\" does not serve demo.test:8888; the proxies that do: p, q"
     );
 }
+
+#[test]
+fn faults_alone_keep_every_request_on_the_route_it_met_before() {
+    let p = Arc::new(
+        parse_profile(
+            "t.toml",
+            "t",
+            r#"
+[zones.z]
+[proxies.p]
+zone = "z"
+domains = ["demo.test:8888"]
+[[domains]]
+name = "demo.test:8888"
+[[domains.routes]]
+regex = "/api/items/[0-9]+"
+cluster = "local"
+[[domains.routes]]
+prefix = "/api"
+headers = [{ name = "x-dev", exact = "canary" }]
+cluster = "local"
+[[domains.routes]]
+prefix = "/api"
+cluster = "edge"
+prefix_rewrite = "/v2"
+[[domains.routes]]
+path = "/healthz"
+direct_response = { status = 200 }
+[clusters.edge.static]
+endpoints = [{ address = "10.0.0.1:80" }]
+[clusters.local.static]
+endpoints = [{ address = "127.0.0.1:5001" }]
+"#,
+        )
+        .unwrap(),
+    );
+    let fault = crate::model::Fault { delay: None, abort: Some((503, 100)) };
+    let o = Override { fault: Some(fault.clone()), ..mk_override("o1", "/api/users", OverrideTarget::Route) };
+    assert_eq!(check(&p, &o), Ok(()));
+    let out = apply(&p, &Personal { identity: None, overrides: vec![o] });
+    let routes = &out.domains["demo.test:8888"].routes;
+    // The regex (as it was, no faults), the canary route and the plain one
+    // narrowed to /api/users with faults; /healthz is not under the prefix.
+    assert_eq!(routes.len(), 3 + 4);
+    assert_eq!(routes[0].matcher.path, PathMatch::Regex("/api/items/[0-9]+".into()));
+    let RouteAction::Forward(f0) = &routes[0].action else { panic!() };
+    assert_eq!(f0.fault, None);
+    assert_eq!(routes[1].matcher.path, PathMatch::Prefix("/api/users".into()));
+    assert_eq!(routes[1].matcher.headers[0].name, "x-dev");
+    let RouteAction::Forward(f1) = &routes[1].action else { panic!() };
+    assert_eq!((f1.target.clone(), f1.fault.clone()), (Target::Cluster("local".into()), Some(fault.clone())));
+    let RouteAction::Forward(f2) = &routes[2].action else { panic!() };
+    assert_eq!(f2.target, Target::Cluster("edge".into()));
+    // /api -> /v2 narrowed to /api/users -> /v2/users: the same rewrite.
+    assert_eq!(f2.prefix_rewrite.as_deref(), Some("/v2/users"));
+    assert!(routes[..3].iter().all(|r| r.override_id.as_deref() == Some("o1")));
+    crate::publish::check(&out).unwrap();
+
+    let nothing = mk_override("o2", "/api", OverrideTarget::Route);
+    assert!(check(&p, &nothing).unwrap_err().contains("needs somewhere to send to"));
+}
