@@ -400,6 +400,25 @@ pub fn post_admin<A: serde::Serialize, R: serde::de::DeserializeOwned>(
     path: &str,
     ask: &A,
 ) -> anyhow::Result<Result<R, (u8, String)>> {
+    let body = serde_json::to_string(ask)?;
+    Ok(admin_exchange(target, "POST", path, Some(body), &[400])?.and_then(|body| {
+        serde_json::from_str(&body)
+            .map_err(|e| (EXIT_UNAVAILABLE, format!("{} answered {path} with something else: {e}", target.addr)))
+    }))
+}
+
+/// One request to the daemon at `target` (after checking, when a profile
+/// was named, that it serves it): the body of a 2xx answer, or the exit
+/// code and message for why there is none. A status in `refusals` is the
+/// daemon refusing the request (64, with its `error`); any other 404 means
+/// it does not know `path`, and that and everything else is 69.
+pub fn admin_exchange(
+    target: &DaemonTarget,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+    refusals: &[u16],
+) -> anyhow::Result<Result<String, (u8, String)>> {
     use crate::status;
     let addr = target.addr;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -410,13 +429,11 @@ pub fn post_admin<A: serde::Serialize, R: serde::de::DeserializeOwned>(
             return Ok(Err((EXIT_UNAVAILABLE, e)));
         }
     }
-    let body = serde_json::to_string(ask)?;
-    let answer = rt.block_on(status::client::exchange(addr, "POST", path, Some(body), status::DEFAULT_TIMEOUT));
+    let answer = rt.block_on(status::client::exchange(addr, method, path, body, status::DEFAULT_TIMEOUT));
     Ok(match answer {
         Err(e) => Err((EXIT_UNAVAILABLE, e.to_string())),
-        Ok((200, body)) => serde_json::from_str(&body)
-            .map_err(|e| (EXIT_UNAVAILABLE, format!("{addr} answered {path} with something else: {e}"))),
-        Ok((400, body)) => Err((EXIT_INVALID, error_text(&body))),
+        Ok((200..=299, body)) => Ok(body),
+        Ok((code, body)) if refusals.contains(&code) => Err((EXIT_INVALID, error_text(&body))),
         Ok((404, _)) => {
             Err((EXIT_UNAVAILABLE, format!("the devbridge at {addr} has no {path}; is it an older version?")))
         }

@@ -448,11 +448,6 @@ pub fn describe_hash(h: &crate::model::HashPolicy) -> String {
     }
 }
 
-/// Injected faults in a few words: `delay 2s for 10%, abort 503 for 5%`.
-pub fn describe_fault(f: &crate::model::Fault) -> String {
-    f.describe()
-}
-
 /// A CORS policy in a few words: `origins http://localhost:3000; methods GET,POST`.
 pub fn describe_cors(c: &crate::model::Cors) -> String {
     let mut parts = vec![format!("origins {}", c.allow_origins.join(" "))];
@@ -489,7 +484,7 @@ pub fn describe_action(a: &RouteAction) -> String {
                 hash.push_str(&format!(", mirrored to {} ({}%)", m.cluster, m.percent));
             }
             if let Some(fl) = &f.fault {
-                hash.push_str(&format!(", faults: {}", describe_fault(fl)));
+                hash.push_str(&format!(", faults: {}", fl.describe()));
             }
             match &f.target {
                 Target::Cluster(c) => format!("cluster {c}{route_labels}{hash}"),

@@ -110,6 +110,9 @@ impl OverrideStore {
         state_file: Option<PathBuf>,
         identity: Option<String>,
     ) -> (Arc<Self>, watch::Receiver<Arc<Personal>>) {
+        if let Some(path) = &state_file {
+            crate::registered::remove_stale_temporary(path);
+        }
         let stored = state_file.as_deref().map(load_state).unwrap_or_default();
         let now = now_ms();
         let base = profile.borrow().clone();
@@ -125,7 +128,9 @@ impl OverrideStore {
             }
         }
         let mut restored = Personal { identity, overrides };
-        if crate::publish::check(&personal::apply(&base, &restored)).is_err() {
+        // Only restored overrides need the check: the builder translates the
+        // profile with the identity anyway, and would refuse it the same way.
+        if !restored.overrides.is_empty() && crate::publish::check(&personal::apply(&base, &restored)).is_err() {
             warn!("the stored overrides cannot be served with this profile; starting without them");
             restored.overrides.clear();
         }
@@ -233,7 +238,7 @@ impl OverrideStore {
         crate::publish::check(&personal::apply(profile, &next))
             .map_err(|e| OverrideError::Untranslatable(e.to_string()))?;
         if let Some(path) = &self.state_file {
-            write_state(path, &next.overrides)
+            crate::registered::write_json_atomically(path, &next.overrides)
                 .map_err(|source| OverrideError::Persist { path: path.clone(), source })?;
         }
         tx.send_replace(Arc::new(next));
@@ -370,20 +375,6 @@ fn load_state(path: &Path) -> Vec<Override> {
             Vec::new()
         }
     }
-}
-
-/// Writes the overrides to a temporary file beside `path`, syncs it and
-/// renames it over `path`: a crash leaves the old file or the new one.
-fn write_state(path: &Path, overrides: &[Override]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("overrides")));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(serde_json::to_string_pretty(overrides).map_err(std::io::Error::other)?.as_bytes())?;
-    f.write_all(b"\n")?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 /// The default state file: beside the registered endpoints',

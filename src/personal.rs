@@ -116,7 +116,7 @@ pub fn check(profile: &Profile, o: &Override) -> Result<(), String> {
         return Err(format!("{:?} is not a path prefix; expected one starting with '/', e.g. /api", o.prefix));
     }
     for (k, v) in &o.headers {
-        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
+        if !crate::profile::validate::is_header_name(k) {
             return Err(format!("{k:?} is not a header name"));
         }
         if v.chars().any(|c| matches!(c, '\r' | '\n' | '\0')) {

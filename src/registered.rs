@@ -311,7 +311,7 @@ fn load_state(path: &Path) -> EndpointSet {
     out
 }
 
-/// The temporary file [`write_state`] renames over `path`.
+/// The temporary file [`write_atomically`] renames over `path`.
 fn temporary_of(path: &Path) -> PathBuf {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("registered")))
@@ -320,7 +320,7 @@ fn temporary_of(path: &Path) -> PathBuf {
 /// A crash between writing the temporary file and renaming it leaves it
 /// behind; it never holds anything the state file does not, as the rename
 /// is what makes a write count.
-fn remove_stale_temporary(path: &Path) {
+pub(crate) fn remove_stale_temporary(path: &Path) {
     let tmp = temporary_of(path);
     match std::fs::remove_file(&tmp) {
         Ok(()) => info!(path = %tmp.display(), "removed a temporary state file left by an interrupted write"),
@@ -329,20 +329,26 @@ fn remove_stale_temporary(path: &Path) {
     }
 }
 
-/// Writes the whole registry to a temporary file beside `path`, syncs it and
-/// renames it over `path`, so a crash leaves either the old or the new file.
+/// Writes the whole registry as its state file.
 fn write_state(path: &Path, endpoints: &EndpointSet) -> std::io::Result<()> {
-    use std::io::Write;
     let state: StateFile = endpoints
         .iter()
         .map(|(c, eps)| (c.clone(), eps.iter().map(RegisteredEndpoint::from_endpoint).collect()))
         .collect();
+    write_json_atomically(path, &state)
+}
+
+/// Writes `value` as pretty JSON to a temporary file beside `path`, syncs
+/// it and renames it over `path`, so a crash leaves either the old or the
+/// new file (every state file of the daemon is written so).
+pub(crate) fn write_json_atomically(path: &Path, value: &impl serde::Serialize) -> std::io::Result<()> {
+    use std::io::Write;
     let tmp = temporary_of(path);
     if let Some(dir) = tmp.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(serde_json::to_string_pretty(&state).map_err(std::io::Error::other)?.as_bytes())?;
+    f.write_all(serde_json::to_string_pretty(value).map_err(std::io::Error::other)?.as_bytes())?;
     f.write_all(b"\n")?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)

@@ -4,10 +4,9 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use super::{DaemonTarget, EXIT_INVALID, EXIT_UNAVAILABLE};
+use super::{DaemonTarget, EXIT_UNAVAILABLE};
 use crate::overrides::{OverrideReport, OverrideRequest, PATH};
 use crate::settings::Flags;
-use crate::status;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum OverrideCommand {
@@ -180,33 +179,17 @@ pub fn run(cmd: &OverrideCommand, flags: &Flags) -> anyhow::Result<ExitCode> {
 }
 
 /// One request to the daemon: its 2xx body, or the exit code and why not.
+/// Only listing treats a 404 as a daemon that has no overrides API; for the
+/// others it is the daemon refusing (no such override).
 fn exchange(
     target: &DaemonTarget,
     method: &str,
     path: String,
     body: Option<String>,
 ) -> anyhow::Result<Result<String, (u8, String)>> {
-    let addr = target.addr;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    if target.profile.is_some() {
-        let checked = rt.block_on(status::fetch(addr, status::DEFAULT_TIMEOUT)).map_err(|e| e.to_string());
-        let checked = checked.and_then(|b| status::parse(addr, &b).map_err(|e| e.to_string()));
-        if let Err(e) = checked.and_then(|s| super::serves_named(target, &s)) {
-            return Ok(Err((EXIT_UNAVAILABLE, e)));
-        }
-    }
-    let answer = rt.block_on(status::client::exchange(addr, method, &path, body, status::DEFAULT_TIMEOUT));
-    Ok(match answer {
-        Err(e) => Err((EXIT_UNAVAILABLE, e.to_string())),
-        Ok((200 | 201, body)) => Ok(body),
-        Ok((400 | 404, body)) if path != PATH || method != "GET" => Err((EXIT_INVALID, super::error_text(&body))),
-        Ok((404, _)) => {
-            Err((EXIT_UNAVAILABLE, format!("the devbridge at {addr} has no {PATH}; is it an older version?")))
-        }
-        Ok((code, body)) => {
-            Err((EXIT_UNAVAILABLE, format!("{addr} answered HTTP {code}: {}", super::error_text(&body))))
-        }
-    })
+    let listing = method == "GET" && path == PATH;
+    let refusals: &[u16] = if listing { &[400] } else { &[400, 404] };
+    super::admin_exchange(target, method, &path, body, refusals)
 }
 
 fn parse<T: serde::de::DeserializeOwned>(target: &DaemonTarget, body: &str) -> Result<T, (u8, String)> {

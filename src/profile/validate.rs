@@ -311,8 +311,7 @@ impl<'a> Cx<'a> {
 
     fn identity_header(&mut self, h: &S<String>) -> Option<String> {
         let lower = h.get_ref().to_ascii_lowercase();
-        if lower.is_empty() || !lower.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) || lower == "host"
-        {
+        if !is_header_name(&lower) || lower == "host" {
             self.err(
                 h.span(),
                 "identity.header",
@@ -349,7 +348,7 @@ impl<'a> Cx<'a> {
         let mut headers = Vec::new();
         for (k, v) in &o.headers {
             let lower = k.get_ref().to_ascii_lowercase();
-            if lower.is_empty() || !lower.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
+            if !is_header_name(&lower) {
                 self.err(k.span(), format!("{key}.headers"), format!("{:?} is not a header name", k.get_ref()));
             }
             self.header_value(v, &format!("{key}.headers.{}", k.get_ref()));
@@ -561,6 +560,12 @@ fn fill_subset_keys(clusters: &mut BTreeMap<String, Cluster>, domains: &BTreeMap
             c.subset_keys = sets.into_iter().collect();
         }
     }
+}
+
+/// Whether `name` (lower-cased) is a header name Envoy takes for adding or
+/// removing: letters, digits, `-` and `_`.
+pub fn is_header_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
 }
 
 /// The candidate closest to `word` by edit distance, when it is close enough

@@ -124,7 +124,7 @@ pub struct StreamState {
     deferred: Option<Deferred>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Deferred {
     waiting: BTreeSet<String>,
     removals: Vec<ResourceType>,
@@ -265,7 +265,7 @@ impl StreamState {
             return BTreeSet::new();
         }
         let held = &self.held[ResourceType::Endpoint.index()];
-        snapshot.resources(ResourceType::Endpoint).names().into_iter().filter(|c| !held.contains_key(c)).collect()
+        snapshot.resources(ResourceType::Endpoint).items.keys().filter(|c| !held.contains_key(*c)).cloned().collect()
     }
 
     /// The response for `ty` if the client should get one now. `keep` adds

@@ -34,7 +34,7 @@ fn forward_fields(f: &Forward) -> Vec<(&'static str, String)> {
     vec![
         ("hash_policy", if hash.is_empty() { "none".into() } else { hash.join(", ") }),
         ("mirror", f.mirror.as_ref().map_or("none".into(), |m| format!("{} {}%", m.cluster, m.percent))),
-        ("fault", f.fault.as_ref().map_or("none".into(), crate::explain::describe_fault)),
+        ("fault", f.fault.as_ref().map_or("none".into(), crate::model::Fault::describe)),
         ("timeout", d(&f.timeout)),
         ("retries", opt(&retries, "none")),
         ("prefix_rewrite", opt(&f.prefix_rewrite, "none")),

@@ -235,7 +235,7 @@ impl Cx<'_> {
     /// letters, digits, `-` and `_`, not `host` nor a pseudo-header.
     fn header_name(&mut self, name: &S<String>, key: &str) -> Option<String> {
         let lower = name.get_ref().to_ascii_lowercase();
-        if lower.is_empty() || !lower.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
+        if !is_header_name(&lower) {
             self.err(name.span(), key, format!("{:?} is not a header name", name.get_ref()));
             return None;
         }
@@ -295,7 +295,7 @@ impl Cx<'_> {
             for (i, h) in list.iter().enumerate() {
                 let k = format!("{key}.{f}[{i}]");
                 let lower = h.get_ref().to_ascii_lowercase();
-                if lower.is_empty() || !lower.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
+                if !is_header_name(&lower) {
                     self.err(h.span(), k, format!("{:?} is not a header name", h.get_ref()));
                     ok = false;
                 } else {
@@ -560,7 +560,7 @@ impl Cx<'_> {
             let k = format!("{key}.request_headers_add");
             let value_key = format!("{k}.{}", name.get_ref());
             let lower = name.get_ref().to_ascii_lowercase();
-            if lower.is_empty() || !lower.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
+            if !is_header_name(&lower) {
                 self.err(name.span(), k, format!("{:?} is not a header name", name.get_ref()));
                 headers_ok = false;
             } else if lower == "host" {
