@@ -84,6 +84,9 @@ impl SourcesView for DiscoverySources {
 #[derive(Clone)]
 pub struct AdminState {
     pub published: watch::Receiver<Arc<Published>>,
+    /// The profile in force as loaded, before overrides and the identity are
+    /// applied: what a profile edit is compared with (`/v1/diff`).
+    pub profile: watch::Receiver<Arc<crate::model::Profile>>,
     pub registry: Arc<Registry>,
     /// Overrides set at run time (`/v1/overrides`).
     pub overrides: Arc<crate::overrides::OverrideStore>,

@@ -149,7 +149,8 @@ impl Daemon {
             discovery::spawn(profile_rx.clone(), metrics.clone(), options.discovery, &tracker, shutdown.clone());
         let prober = crate::probe::spawn(rx.clone(), metrics.clone(), options.probe, &tracker, shutdown.clone());
         tracker.spawn(crate::overrides::run_expiry(overrides.clone(), personal.clone(), shutdown.clone()));
-        let inputs = Inputs { profile: profile_rx, discovered, registered, marks: prober.marks.clone(), personal };
+        let inputs =
+            Inputs { profile: profile_rx.clone(), discovered, registered, marks: prober.marks.clone(), personal };
         tracker.spawn(tracing::Instrument::instrument(
             run_builder(builder, inputs, published, shutdown.clone()),
             tracing::info_span!("builder"),
@@ -184,6 +185,7 @@ impl Daemon {
         if let Some(admin) = admin {
             let state = crate::admin::AdminState {
                 published: rx.clone(),
+                profile: profile_rx,
                 registry: registry.clone(),
                 overrides: overrides.clone(),
                 streams: streams.clone(),

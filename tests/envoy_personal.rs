@@ -197,6 +197,10 @@ async fn overrides_send_a_route_to_a_local_copy_and_end_by_expiry_removal_or_res
     assert_eq!(r.status, 404, "{r:?}");
     assert_eq!(admin(&daemon, "GET", "/v1/overrides", Value::Null).await.body, before);
 
+    // An unchanged profile file is no change: overrides are not part of it.
+    let d: Value = serde_json::from_str(&admin(&daemon, "POST", "/v1/diff", json!({})).await.body).unwrap();
+    assert_eq!(d["summary"], "nothing Envoy is served changed", "{d}");
+
     // /status, /metrics and explain show them.
     let status: Value = serde_json::from_str(&admin(&daemon, "GET", "/status", Value::Null).await.body).unwrap();
     assert_eq!(status["overrides"].as_array().map(Vec::len), Some(4), "{status}");

@@ -19,7 +19,8 @@ pub async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full
         Ok(a) => a,
         Err(response) => return *response,
     };
-    let served = state.published.borrow().profile.clone();
+    // Against the profile as loaded: overrides are not part of the file.
+    let served = state.profile.borrow().clone();
     let follow = state.follow.clone();
     // Reading the file and validating are blocking work: off the async workers.
     let answer = tokio::task::spawn_blocking(move || {
