@@ -180,7 +180,7 @@ fn local_work(n: usize) {
         let next: EndpointSet = sent
             .endpoints
             .iter()
-            .map(|(c, eps)| (c.clone(), if changed.contains(c) { index.endpoints(c).into() } else { eps.clone() }))
+            .map(|(c, eps)| (c.clone(), if changed.contains(c) { index.shared(c) } else { eps.clone() }))
             .collect();
         apply.push(t.elapsed());
         let t2 = Instant::now();
@@ -188,7 +188,7 @@ fn local_work(n: usize) {
         assert!(builder.set_discovered(sent.clone()).unwrap().is_some());
         publish.push(t2.elapsed());
     }
-    let eps = index.endpoints("edge");
+    let eps = index.endpoints("edge").to_vec();
     let build: Vec<Duration> = (0..50)
         .map(|_| {
             let t = Instant::now();
@@ -199,7 +199,7 @@ fn local_work(n: usize) {
     // What the EDS-only path does instead: one endpoint differs from the
     // cached build each time.
     let mut cache = LoadAssignmentCache::default();
-    let flipped: Vec<_> = index.endpoints("edge").into_iter().skip(1).collect();
+    let flipped: Vec<_> = index.endpoints("edge").iter().skip(1).cloned().collect();
     cache.to_resource("edge", &eps);
     let pack: Vec<Duration> = (0..50)
         .map(|i| {
@@ -221,18 +221,26 @@ fn main() {
         "devbridge discovery benchmark ({EVENTS} events per figure; {} cores)",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    rt.block_on(async {
-        let small = mk_setup(10).await;
-        through_client(&small, "10 pods").await;
-        through_envoy(&small).await;
-        drop(small);
-        let large = mk_setup(10_000).await;
-        through_client(&large, "10000 pods").await;
-    });
+    // `cargo bench --bench discovery -- local` runs one part (`wire` or
+    // `local`); no name runs both.
+    let parts: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let run = |part: &str| parts.is_empty() || parts.iter().any(|p| p == part);
+    if run("wire") {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let small = mk_setup(10).await;
+            through_client(&small, "10 pods").await;
+            through_envoy(&small).await;
+            drop(small);
+            let large = mk_setup(10_000).await;
+            through_client(&large, "10000 pods").await;
+        });
+    }
     // The cost of one changed pod should grow with what changed, not with
     // the cluster: the same figures at three sizes.
-    for n in [1_000, 10_000, 100_000] {
-        local_work(n);
+    if run("local") {
+        for n in [1_000, 10_000, 100_000] {
+            local_work(n);
+        }
     }
 }

@@ -477,7 +477,7 @@ impl Run {
             .keys()
             .map(|c| match sent.endpoints.get(c) {
                 Some(eps) if !changed.contains(c) => (c.clone(), eps.clone()),
-                _ => (c.clone(), self.index.endpoints(c).into()),
+                _ => (c.clone(), self.index.shared(c)),
             })
             .collect();
         let generation = sent.generation + 1;

@@ -9,7 +9,10 @@
 //!
 //! For each cluster, every object gets a [`Selection`]: its endpoints, or
 //! why it was skipped. Selections are recomputed only for the objects an
-//! event touched, so one pod changing among ten thousand costs one pod.
+//! event touched, so one pod changing among ten thousand costs one pod,
+//! and each cluster's endpoints are kept sorted as they change: what is
+//! handed on is a copy of that list, which the EDS packer then walks along
+//! its last build without sorting it again.
 
 pub mod objects;
 
@@ -20,8 +23,8 @@ use std::net::SocketAddr;
 use objects::{ContainerPort, NodeInfo, Object, PodInfo, SliceInfo};
 
 use super::plan::{Plan, PodRule, Rule, WatchKey};
-use crate::model::EndpointSet;
 use crate::model::{AddressKind, Endpoint, PortRef};
+use crate::model::{EndpointSet, Endpoints};
 
 /// A watcher event (kube's `watcher::Event`) on a reduced object.
 #[derive(Debug, Clone, PartialEq)]
@@ -207,6 +210,10 @@ pub struct Index {
     stores: BTreeMap<WatchKey, Store>,
     /// cluster -> object key -> selection.
     selections: BTreeMap<String, BTreeMap<String, Selection>>,
+    /// cluster -> every selected endpoint, sorted: kept up to date one
+    /// object at a time, so a list of 10,000 is copied out, never
+    /// gathered and sorted again, when one pod changes.
+    sorted: BTreeMap<String, Vec<Endpoint>>,
 }
 
 impl Index {
@@ -221,6 +228,7 @@ impl Index {
         self.plan = plan;
         self.readers = readers;
         self.selections.clear();
+        self.sorted.clear();
         let names: Vec<String> = self.plan.clusters.keys().cloned().collect();
         for name in names {
             self.reselect_cluster(&name);
@@ -263,17 +271,19 @@ impl Index {
         changed
     }
 
-    /// A cluster's endpoints, in object order.
-    pub fn endpoints(&self, cluster: &str) -> Vec<Endpoint> {
-        self.selections
-            .get(cluster)
-            .map(|s| s.values().flat_map(|s| s.endpoints.iter().cloned()).collect())
-            .unwrap_or_default()
+    /// A cluster's endpoints, sorted.
+    pub fn endpoints(&self, cluster: &str) -> &[Endpoint] {
+        self.sorted.get(cluster).map_or(&[], Vec::as_slice)
+    }
+
+    /// A cluster's endpoints, sorted, as a list to share.
+    pub fn shared(&self, cluster: &str) -> Endpoints {
+        self.endpoints(cluster).into()
     }
 
     /// Every planned cluster's endpoints.
     pub fn discovered(&self) -> EndpointSet {
-        self.plan.clusters.keys().map(|c| (c.clone(), self.endpoints(c).into())).collect()
+        self.plan.clusters.keys().map(|c| (c.clone(), self.shared(c))).collect()
     }
 
     /// What a watch holds and what its clusters made of it.
@@ -317,6 +327,9 @@ impl Index {
             m.iter().filter(|(_, s)| !s.endpoints.is_empty()).map(|(k, s)| (k.clone(), s.endpoints.clone())).collect()
         };
         let after: BTreeMap<String, Vec<Endpoint>> = endpoints(&out);
+        let mut sorted: Vec<Endpoint> = out.values().flat_map(|s| s.endpoints.iter().cloned()).collect();
+        sorted.sort_unstable();
+        self.sorted.insert(cluster.to_string(), sorted);
         let before = self.selections.insert(cluster.to_string(), out);
         before.as_ref().map(endpoints) != Some(after)
     }
@@ -332,8 +345,22 @@ impl Index {
             Some(s) => sel.insert(key.to_string(), s),
             None => sel.remove(key),
         };
-        let after = sel.get(key);
-        before.map(|s| s.endpoints).unwrap_or_default() != after.map(|s| s.endpoints.clone()).unwrap_or_default()
+        let before = before.map(|s| s.endpoints).unwrap_or_default();
+        let after = sel.get(key).map_or(&[][..], |s| s.endpoints.as_slice());
+        if before == after {
+            return false;
+        }
+        let sorted = self.sorted.entry(cluster.to_string()).or_default();
+        for e in &before {
+            if let Ok(i) = sorted.binary_search(e) {
+                sorted.remove(i);
+            }
+        }
+        for e in after {
+            let i = sorted.binary_search(e).unwrap_or_else(|i| i);
+            sorted.insert(i, e.clone());
+        }
+        true
     }
 }
 

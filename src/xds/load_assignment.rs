@@ -7,7 +7,9 @@
 //! message and encoding it took most of 10 ms. The cache keeps, per cluster,
 //! the endpoints of its last build in sorted order, each with its encoded
 //! `LbEndpoint`; the next build walks the new sorted list along it and
-//! encodes only the endpoints it lacks. The load assignment is then spliced
+//! encodes only the endpoints it lacks. When only a few differ (a pod
+//! event), they are removed from and inserted into the kept list in place,
+//! and nothing else is moved or encoded. The load assignment is then spliced
 //! from those bytes: a protobuf message's encoding is the concatenation of
 //! its fields' encodings, and a repeated message field is, per element, its
 //! key, its length as a varint and its bytes. Fields go in the order prost
@@ -75,7 +77,11 @@ impl LoadAssignmentCache {
     /// when it had the endpoint; the last build's other endpoints are
     /// dropped, which keeps the cache to the endpoints in use.
     fn encode_endpoints(&mut self, cluster: &str, sorted: &[&Endpoint]) -> Vec<Encoded> {
-        let mut previous = self.clusters.remove(cluster).unwrap_or_default().into_iter().peekable();
+        let mut previous = self.clusters.remove(cluster).unwrap_or_default();
+        if edit_in_place(&mut previous, sorted) {
+            return previous;
+        }
+        let mut previous = previous.into_iter().peekable();
         sorted
             .iter()
             .map(|&e| {
@@ -90,6 +96,64 @@ impl LoadAssignmentCache {
             })
             .collect()
     }
+}
+
+/// At most this many endpoints added or removed are edited into the last
+/// build in place; more, and the list is built again along it. Each edit
+/// moves the entries after it (a memmove of about a megabyte for 10,000),
+/// far less than rebuilding the list, but not without bound.
+const MAX_EDITS: usize = 32;
+
+/// Turns `previous` (the last build, sorted) into `sorted`'s encodings by
+/// removing and inserting the few endpoints that differ, keeping every
+/// other entry where it is; `false`, leaving `previous` as it was, when
+/// more than [`MAX_EDITS`] differ. One pass of comparisons finds them.
+fn edit_in_place(previous: &mut Vec<Encoded>, sorted: &[&Endpoint]) -> bool {
+    // (index in previous to remove) and (index in sorted to insert).
+    let (mut gone, mut new) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < previous.len() || j < sorted.len() {
+        if gone.len() + new.len() > MAX_EDITS {
+            return false;
+        }
+        match (previous.get(i), sorted.get(j)) {
+            (Some(p), Some(e)) => match p.endpoint.cmp(e) {
+                std::cmp::Ordering::Equal => (i, j) = (i + 1, j + 1),
+                std::cmp::Ordering::Less => {
+                    gone.push(i);
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    new.push(j);
+                    j += 1;
+                }
+            },
+            (Some(_), None) => {
+                gone.push(i);
+                i += 1;
+            }
+            (None, _) => {
+                new.push(j);
+                j += 1;
+            }
+        }
+    }
+    if gone.len() + new.len() > MAX_EDITS {
+        return false;
+    }
+    // Removals from the back keep the earlier indices valid; then each
+    // insertion goes at its place in the final list, in ascending order.
+    for &i in gone.iter().rev() {
+        previous.remove(i);
+    }
+    for &j in &new {
+        let e = sorted[j];
+        previous.insert(
+            j,
+            Encoded { endpoint: e.clone(), hash: endpoint_hash(e), bytes: to_lb_endpoint(e).encode_to_vec() },
+        );
+    }
+    true
 }
 
 /// The encoded `ClusterLoadAssignment`: one locality per zone in zone order

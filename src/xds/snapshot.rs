@@ -64,11 +64,14 @@ impl ResourceType {
     }
 }
 
-/// One resource, packed, with a hash of its content.
+/// One resource, packed, with a hash of its content. The body is shared:
+/// a load assignment of 10,000 endpoints is 600 KB, and a snapshot that
+/// changes one resource hands every other one on, to every proxy that uses
+/// it, without copying its bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resource {
     pub name: String,
-    pub body: Any,
+    pub body: Arc<Any>,
     pub hash: u64,
 }
 
@@ -91,11 +94,11 @@ impl Resource {
     /// [`with_content_hash`](Self::with_content_hash) for a message the
     /// caller encoded itself (`load_assignment.rs` splices load assignments).
     pub fn from_encoded<M: Name>(name: impl Into<String>, value: Vec<u8>, content: impl Hash) -> Self {
-        Self { name: name.into(), body: Any { type_url: M::type_url(), value }, hash: hash_of(content) }
+        Self { name: name.into(), body: Arc::new(Any { type_url: M::type_url(), value }), hash: hash_of(content) }
     }
 
     fn with_hash<M: Name>(name: impl Into<String>, _msg: &M, value: Vec<u8>, hash: u64) -> Self {
-        Self { name: name.into(), body: Any { type_url: M::type_url(), value }, hash }
+        Self { name: name.into(), body: Arc::new(Any { type_url: M::type_url(), value }), hash }
     }
 }
 

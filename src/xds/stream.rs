@@ -229,7 +229,7 @@ impl StreamState {
                         .items
                         .iter()
                         .filter(|(n, _)| !new.contains(*n) && held.contains_key(*n))
-                        .map(|(n, r)| (n.clone(), r.body.clone()))
+                        .map(|(n, r)| (n.clone(), Any::clone(&r.body)))
                         .collect();
                     if !gone.is_empty() {
                         removals.push(ty);
@@ -299,7 +299,7 @@ impl StreamState {
         let mut items: BTreeMap<String, Any> = wanted
             .iter()
             .filter(|(n, r)| !incremental || held.get(**n) != Some(&r.hash))
-            .map(|(n, r)| ((*n).clone(), r.body.clone()))
+            .map(|(n, r)| ((*n).clone(), Any::clone(&r.body)))
             .collect();
         let mut version = resources.version.clone();
         if let Some(keep) = keep {

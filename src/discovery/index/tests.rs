@@ -386,3 +386,38 @@ fn a_new_plan_keeps_the_data_of_the_watches_it_keeps() {
     assert_eq!(index.apply(&key, Change::Apply(Object::Pod(mk_pod("e2", "10.0.0.2")))), clusters(&[]), "stopped watch");
     assert!(index.store(&key).is_none());
 }
+
+/// The sorted list kept one object at a time is the list a fresh relist of
+/// the same objects gives, after every event of a long mixed run: pods
+/// turning ready and not, moving address, sharing an address, deleted.
+#[test]
+fn the_endpoint_list_kept_per_event_is_what_a_relist_gives() {
+    let key = mk_pods_key("edge", "app=edge-envoy");
+    let mut index = mk_index(EDGE);
+    list(&mut index, &key, vec![]);
+    let mut live: BTreeMap<String, PodInfo> = BTreeMap::new();
+    let mut seed: u64 = 7;
+    let mut next = move |n: u64| {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    for step in 0..400 {
+        let name = format!("e{}", next(12));
+        // Eight addresses for twelve pods: some share one.
+        let mut pod = mk_pod(&name, &format!("10.0.0.{}", next(8) + 1));
+        pod.ready = next(4) != 0;
+        if next(5) == 0 {
+            if let Some(old) = live.remove(&name) {
+                index.apply(&key, Change::Delete(Object::Pod(old)));
+            }
+        } else {
+            live.insert(name, pod.clone());
+            index.apply(&key, Change::Apply(Object::Pod(pod)));
+        }
+        let mut fresh = mk_index(EDGE);
+        list(&mut fresh, &key, live.values().cloned().map(Object::Pod).collect());
+        assert_eq!(index.endpoints("edge"), fresh.endpoints("edge"), "after step {step}");
+        assert!(index.endpoints("edge").is_sorted());
+    }
+    assert!(!index.endpoints("edge").is_empty(), "the run ends with endpoints to compare");
+}

@@ -128,3 +128,37 @@ kubernetes = { namespace = "edge", selector = "app=edge", port = "http" }
     // No zone, a, b: b first, the rest after it.
     assert_eq!(priorities, [1, 1, 0]);
 }
+
+/// A long run of builds, each a few endpoints away from the last (edited in
+/// place) or many (built again along it), every one equal to a build from
+/// scratch, and the cache always holding exactly the last build's endpoints.
+#[test]
+fn edits_in_place_and_rebuilds_give_what_a_build_from_scratch_gives() {
+    let mut cache = LoadAssignmentCache::default();
+    let mut live: BTreeMap<u16, Endpoint> = BTreeMap::new();
+    let mut seed: u64 = 11;
+    let mut next = move |n: u64| {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    for round in 0..200 {
+        // Mostly one or two changes; now and then more than are edited in place.
+        let changes = if round % 17 == 0 { 2 * MAX_EDITS as u64 } else { next(3) + 1 };
+        for _ in 0..changes {
+            let port = next(120) as u16 + 1;
+            if live.remove(&port).is_none() {
+                let zone = ["a", "b"][next(2) as usize];
+                live.insert(port, mk_endpoint(&format!("10.0.0.1:{port}"), Some(zone), None, &[("app", "edge")]));
+            }
+        }
+        // Handed over in no particular order.
+        let mut eps: Vec<Endpoint> = live.values().cloned().collect();
+        eps.reverse();
+        let got = cache.to_resource("edge", &eps);
+        assert_same("edge", &eps, &got);
+        let mut sorted = eps.clone();
+        sorted.sort();
+        let cached: Vec<Endpoint> = cache.clusters["edge"].iter().map(|e| e.endpoint.clone()).collect();
+        assert_eq!(cached, sorted, "round {round}");
+    }
+}

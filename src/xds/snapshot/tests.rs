@@ -188,7 +188,7 @@ fn resource_packs_its_message_with_the_type_url() {
 
     let r = Resource::new("routes_8080", &rc);
 
-    assert_eq!(r.body, Any { type_url: ROUTE_TYPE_URL.into(), value: rc.encode_to_vec() });
+    assert_eq!(*r.body, Any { type_url: ROUTE_TYPE_URL.into(), value: rc.encode_to_vec() });
     assert_eq!(r.name, "routes_8080");
 }
 

@@ -127,7 +127,7 @@ fn initial_wildcard_cds_request_gets_all_clusters() {
 
     assert_eq!(events, vec![]);
     assert_eq!(summary(&out), vec![sm(Cds, &version(&snap, Cds), &["a", "b"], "1")]);
-    let bodies: Vec<Any> = snap.resources(Cds).items.values().map(|r| r.body.clone()).collect();
+    let bodies: Vec<Any> = snap.resources(Cds).items.values().map(|r| Any::clone(&r.body)).collect();
     assert_eq!(out[0].resources, bodies);
     assert_eq!(
         s.type_state(Cds),
@@ -425,7 +425,7 @@ fn snapshot_change_is_sent_make_before_break() {
         ]
     );
     let kept_b = &out[0].resources[1];
-    assert_eq!(kept_b, &first.resources(Cds).items["b"].body, "the removed cluster is kept as it was");
+    assert_eq!(kept_b, &*first.resources(Cds).items["b"].body, "the removed cluster is kept as it was");
 
     // The routes to `c` wait until `c` has its endpoints: then they come,
     // and the removal pass after them.
