@@ -18,6 +18,7 @@
 //! encoding). The content hash is the same one, computed from the model: it
 //! combines per-endpoint hashes, which are kept along with the encodings.
 
+use std::cmp::Ordering;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
@@ -55,6 +56,12 @@ struct Encoded {
     bytes: Vec<u8>,
 }
 
+impl Encoded {
+    fn new(e: &Endpoint) -> Self {
+        Self { endpoint: e.clone(), hash: endpoint_hash(e), bytes: to_lb_endpoint(e).encode_to_vec() }
+    }
+}
+
 impl LoadAssignmentCache {
     /// The load assignment of `cluster`, packed: the resource
     /// `Resource::with_content_hash(to_load_assignment(cluster, eps))` would be.
@@ -88,11 +95,7 @@ impl LoadAssignmentCache {
                 // Both lists are sorted, so one pass along the old one finds
                 // every endpoint it has.
                 while previous.next_if(|p| p.endpoint < *e).is_some() {}
-                previous.next_if(|p| p.endpoint == *e).unwrap_or_else(|| Encoded {
-                    endpoint: e.clone(),
-                    hash: endpoint_hash(e),
-                    bytes: to_lb_endpoint(e).encode_to_vec(),
-                })
+                previous.next_if(|p| p.endpoint == *e).unwrap_or_else(|| Encoded::new(e))
             })
             .collect()
     }
@@ -113,33 +116,26 @@ fn edit_in_place(previous: &mut Vec<Encoded>, sorted: &[&Endpoint]) -> bool {
     let (mut gone, mut new) = (Vec::new(), Vec::new());
     let (mut i, mut j) = (0, 0);
     while i < previous.len() || j < sorted.len() {
-        if gone.len() + new.len() > MAX_EDITS {
-            return false;
-        }
-        match (previous.get(i), sorted.get(j)) {
-            (Some(p), Some(e)) => match p.endpoint.cmp(e) {
-                std::cmp::Ordering::Equal => (i, j) = (i + 1, j + 1),
-                std::cmp::Ordering::Less => {
-                    gone.push(i);
-                    i += 1;
-                }
-                std::cmp::Ordering::Greater => {
-                    new.push(j);
-                    j += 1;
-                }
-            },
-            (Some(_), None) => {
+        // Past the end of one list, everything left in the other differs.
+        let order = match (previous.get(i), sorted.get(j)) {
+            (Some(p), Some(e)) => p.endpoint.cmp(e),
+            (Some(_), None) => Ordering::Less,
+            (None, _) => Ordering::Greater,
+        };
+        match order {
+            Ordering::Equal => (i, j) = (i + 1, j + 1),
+            Ordering::Less => {
                 gone.push(i);
                 i += 1;
             }
-            (None, _) => {
+            Ordering::Greater => {
                 new.push(j);
                 j += 1;
             }
         }
-    }
-    if gone.len() + new.len() > MAX_EDITS {
-        return false;
+        if gone.len() + new.len() > MAX_EDITS {
+            return false;
+        }
     }
     // Removals from the back keep the earlier indices valid; then each
     // insertion goes at its place in the final list, in ascending order.
@@ -147,11 +143,7 @@ fn edit_in_place(previous: &mut Vec<Encoded>, sorted: &[&Endpoint]) -> bool {
         previous.remove(i);
     }
     for &j in &new {
-        let e = sorted[j];
-        previous.insert(
-            j,
-            Encoded { endpoint: e.clone(), hash: endpoint_hash(e), bytes: to_lb_endpoint(e).encode_to_vec() },
-        );
+        previous.insert(j, Encoded::new(sorted[j]));
     }
     true
 }

@@ -4,6 +4,9 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use proptest::prelude::Rng;
+use proptest::test_runner::{RngAlgorithm, TestRng};
+
 use super::objects::SliceEndpoint;
 use super::*;
 use crate::discovery::plan::Conn;
@@ -396,11 +399,8 @@ fn the_endpoint_list_kept_per_event_is_what_a_relist_gives() {
     let mut index = mk_index(EDGE);
     list(&mut index, &key, vec![]);
     let mut live: BTreeMap<String, PodInfo> = BTreeMap::new();
-    let mut seed: u64 = 7;
-    let mut next = move |n: u64| {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (seed >> 33) % n
-    };
+    let mut rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
+    let mut next = move |n: u64| rng.next_u64() % n;
     for step in 0..400 {
         let name = format!("e{}", next(12));
         // Eight addresses for twelve pods: some share one.

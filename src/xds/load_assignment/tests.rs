@@ -3,6 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use proptest::prelude::Rng;
+use proptest::test_runner::{RngAlgorithm, TestRng};
+
 use super::*;
 use crate::xds::translate::to_load_assignment;
 
@@ -42,6 +45,14 @@ fn assert_same(cluster: &str, eps: &[Endpoint], got: &Resource) {
     assert_eq!((&got.name, &got.body.type_url, got.hash), (&expected.name, &expected.body.type_url, expected.hash));
 }
 
+/// The cache keeps exactly `eps`, sorted, for `cluster`.
+fn assert_cache_holds(cache: &LoadAssignmentCache, cluster: &str, eps: &[Endpoint], why: &str) {
+    let mut sorted = eps.to_vec();
+    sorted.sort();
+    let cached: Vec<Endpoint> = cache.clusters[cluster].iter().map(|e| e.endpoint.clone()).collect();
+    assert_eq!(cached, sorted, "{why}");
+}
+
 #[test]
 fn spliced_load_assignment_decodes_to_the_message_built_the_old_way() {
     let eps = mk_endpoints();
@@ -75,11 +86,7 @@ fn later_builds_reuse_unchanged_endpoints_and_keep_only_the_last_ones() {
     eps.push(mk_endpoint("10.0.0.5:80", Some("c"), Some(2), &[("app", "edge"), ("pod", "edge-5")]));
     let got = cache.to_resource("edge", &eps);
     assert_same("edge", &eps, &got);
-
-    let mut sorted = eps.clone();
-    sorted.sort();
-    let cached: Vec<Endpoint> = cache.clusters["edge"].iter().map(|e| e.endpoint.clone()).collect();
-    assert_eq!(cached, sorted, "the cache holds exactly the endpoints of the last build");
+    assert_cache_holds(&cache, "edge", &eps, "the cache holds exactly the endpoints of the last build");
 
     let got = cache.to_resource("edge", &eps[..2]);
     assert_same("edge", &eps[..2], &got);
@@ -136,11 +143,8 @@ kubernetes = { namespace = "edge", selector = "app=edge", port = "http" }
 fn edits_in_place_and_rebuilds_give_what_a_build_from_scratch_gives() {
     let mut cache = LoadAssignmentCache::default();
     let mut live: BTreeMap<u16, Endpoint> = BTreeMap::new();
-    let mut seed: u64 = 11;
-    let mut next = move |n: u64| {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (seed >> 33) % n
-    };
+    let mut rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
+    let mut next = move |n: u64| rng.next_u64() % n;
     for round in 0..200 {
         // Mostly one or two changes; now and then more than are edited in place.
         let changes = if round % 17 == 0 { 2 * MAX_EDITS as u64 } else { next(3) + 1 };
@@ -156,9 +160,6 @@ fn edits_in_place_and_rebuilds_give_what_a_build_from_scratch_gives() {
         eps.reverse();
         let got = cache.to_resource("edge", &eps);
         assert_same("edge", &eps, &got);
-        let mut sorted = eps.clone();
-        sorted.sort();
-        let cached: Vec<Endpoint> = cache.clusters["edge"].iter().map(|e| e.endpoint.clone()).collect();
-        assert_eq!(cached, sorted, "round {round}");
+        assert_cache_holds(&cache, "edge", &eps, &format!("round {round}"));
     }
 }
