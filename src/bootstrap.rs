@@ -38,6 +38,35 @@ pub enum Runtime {
     Minikube,
 }
 
+/// Which xDS protocol the sidecar speaks to devbridge (Envoy's
+/// `ads_config.api_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum XdsApi {
+    /// State-of-the-world ADS over gRPC (`GRPC`).
+    #[default]
+    Grpc,
+    /// Incremental ADS over gRPC (`DELTA_GRPC`).
+    Delta,
+}
+
+impl XdsApi {
+    /// The value of Envoy's `api_type`.
+    pub fn api_type(self) -> &'static str {
+        match self {
+            XdsApi::Grpc => "GRPC",
+            XdsApi::Delta => "DELTA_GRPC",
+        }
+    }
+
+    /// How `/status` names a stream of this protocol.
+    pub fn protocol(self) -> &'static str {
+        match self {
+            XdsApi::Grpc => "sotw",
+            XdsApi::Delta => "delta",
+        }
+    }
+}
+
 /// Output format of a bootstrap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -203,7 +232,12 @@ pub fn select_proxy<'a>(profile: &'a Profile, name: Option<&str>) -> Result<&'a 
 
 /// The bootstrap as a JSON value (Envoy reads it as YAML or JSON).
 pub fn bootstrap(proxy: &Proxy, xds_host: &str, xds_port: u16) -> Value {
-    bootstrap_with(proxy, &XdsTarget::Tcp { host: xds_host.to_string(), port: xds_port }, None)
+    bootstrap_for(proxy, xds_host, xds_port, XdsApi::Grpc)
+}
+
+/// [`bootstrap`] speaking the given xDS protocol.
+pub fn bootstrap_for(proxy: &Proxy, xds_host: &str, xds_port: u16, api: XdsApi) -> Value {
+    bootstrap_with(proxy, &XdsTarget::Tcp { host: xds_host.to_string(), port: xds_port }, None, api)
 }
 
 /// How the sidecar reaches devbridge.
@@ -228,8 +262,9 @@ pub struct ClientTls {
 }
 
 /// The bootstrap for `proxy`, reaching devbridge at `target`, over mutual
-/// TLS when `tls` is given (the server certificate must name the host).
-pub fn bootstrap_with(proxy: &Proxy, target: &XdsTarget, tls: Option<&ClientTls>) -> Value {
+/// TLS when `tls` is given (the server certificate must name the host),
+/// speaking `api`.
+pub fn bootstrap_with(proxy: &Proxy, target: &XdsTarget, tls: Option<&ClientTls>, api: XdsApi) -> Value {
     let (address, kind, host) = match target {
         XdsTarget::Tcp { host, port } => {
             let kind = if host.parse::<IpAddr>().is_ok() { "STATIC" } else { "STRICT_DNS" };
@@ -301,7 +336,7 @@ pub fn bootstrap_with(proxy: &Proxy, target: &XdsTarget, tls: Option<&ClientTls>
         },
         "dynamic_resources": {
             "ads_config": {
-                "api_type": "GRPC",
+                "api_type": api.api_type(),
                 "transport_api_version": "V3",
                 "set_node_on_first_message_only": true,
                 "grpc_services": [{
@@ -392,7 +427,7 @@ mod tests {
     fn tls_context(host: &str) -> Value {
         let target = XdsTarget::Tcp { host: host.into(), port: 18000 };
         let tls = ClientTls { dir: "/etc/devbridge/tls".into() };
-        let b = bootstrap_with(&mk_proxy(), &target, Some(&tls));
+        let b = bootstrap_with(&mk_proxy(), &target, Some(&tls), XdsApi::Grpc);
         b["static_resources"]["clusters"][0]["transport_socket"]["typed_config"].clone()
     }
 

@@ -161,6 +161,9 @@ pub struct ConnectArgs {
     /// this machine (`devbridge bootstrap --xds-socket`).
     #[arg(long, conflicts_with_all = ["xds_listen", "tls"])]
     pub xds_socket: Option<PathBuf>,
+    /// With --envoy: the xDS protocol it speaks, `grpc` (state of the world) or `delta`.
+    #[arg(long = "xds", value_enum, default_value = "grpc", requires = "envoy")]
+    pub xds: crate::bootstrap::XdsApi,
 }
 
 #[derive(Debug, clap::Args)]
@@ -192,6 +195,10 @@ pub struct BootstrapArgs {
     /// Reach devbridge on this Unix socket (`devbridge connect --xds-socket`).
     #[arg(long, conflicts_with = "xds_address")]
     pub xds_socket: Option<String>,
+    /// The xDS protocol the sidecar speaks: `grpc` (state of the world) or
+    /// `delta` (incremental: only what changed is sent, also after a reconnect).
+    #[arg(long = "xds", value_enum, default_value = "grpc")]
+    pub xds: crate::bootstrap::XdsApi,
 }
 
 #[derive(Debug, clap::Args)]

@@ -87,7 +87,7 @@ fn run(command: Command, flags: &Flags) -> anyhow::Result<ExitCode> {
             let sidecar = match args.envoy {
                 false => None,
                 true => match Sidecar::find(&profile, args.proxy.as_deref(), args.envoy_bin.as_deref()) {
-                    Ok(s) => Some(s),
+                    Ok(s) => Some(Sidecar { api: args.xds, ..s }),
                     Err(e) => {
                         eprintln!("devbridge: {e}");
                         let code = if matches!(e, SidecarError::NoEnvoy(_)) { EXIT_UNAVAILABLE } else { EXIT_INVALID };

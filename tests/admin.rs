@@ -150,6 +150,7 @@ async fn status_and_metrics_follow_a_streams_acks_and_nacks() {
         &StreamInfo {
             stream: 1,
             peer: envoy.peer.clone().filter(|p| p.starts_with("127.0.0.1:")),
+            protocol: "sotw".into(),
             node: Some(NodeInfo { id: "p1-1".into(), cluster: "p1".into(), zone: "dev-local".into() }),
             proxy: Some("p1".into()),
             unmatched: None,

@@ -176,14 +176,67 @@ async fn an_unknown_node_gets_nothing_until_the_profile_names_it() {
     assert_eq!(names::<Cluster>(&r, |c| c.name.clone()), vec!["c1"]);
 }
 
+/// A delta stream: wildcard CDS, EDS by name, ACKs, a NACK that is not
+/// resent, and an edit that sends only what changed.
 #[tokio::test]
-async fn delta_ads_is_refused_with_a_hint() {
-    let daemon = start(mk_profile(false, "1s")).await;
+async fn delta_ads_sends_what_changed_and_never_resends_a_nack() {
+    let file = ProfileFile::new("grpc-delta", &mk_source(false, "1s"));
+    let daemon = start_following(&file).await;
     let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{}", daemon.xds_addr)).await.unwrap();
-    let (_tx, rx) = mpsc::channel::<DeltaDiscoveryRequest>(1);
-    let err = client.delta_aggregated_resources(ReceiverStream::new(rx)).await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::Unimplemented);
-    assert!(err.message().starts_with("devbridge serves state-of-the-world ADS"), "{}", err.message());
+    let (tx, rx) = mpsc::channel::<DeltaDiscoveryRequest>(8);
+    let mut responses = client.delta_aggregated_resources(ReceiverStream::new(rx)).await.unwrap().into_inner();
+    let mut recv = async || {
+        tokio::time::timeout(Duration::from_secs(10), responses.message())
+            .await
+            .expect("a response within 10 s")
+            .expect("no stream error")
+            .expect("stream open")
+    };
+    let request = |type_url: &str, node: Option<Node>, subscribe: &[&str], nonce: &str| DeltaDiscoveryRequest {
+        type_url: type_url.into(),
+        node,
+        resource_names_subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
+        response_nonce: nonce.into(),
+        ..Default::default()
+    };
+
+    tx.send(request(CDS, Some(mk_node("p2")), &[], "")).await.unwrap();
+    let cds = recv().await;
+    let names: Vec<&str> = cds.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["c1", "c2"]);
+    assert!(cds.resources.iter().all(|r| r.version.len() == 16), "each resource has its own version");
+    tx.send(request(CDS, None, &[], &cds.nonce)).await.unwrap();
+    tx.send(request(EDS, None, &["c2"], "")).await.unwrap();
+    let eds = recv().await;
+    assert_eq!(eds.resources.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["c2"]);
+    let cla = ClusterLoadAssignment::decode(eds.resources[0].resource.as_ref().unwrap().value.as_slice()).unwrap();
+    assert_eq!(cla.endpoints[0].lb_endpoints.len(), 2);
+    tx.send(request(EDS, None, &[], &eds.nonce)).await.unwrap();
+
+    // c1's timeout changes: only c1 is sent. Envoy rejects it.
+    file.edit(&daemon, &mk_source(false, "2s")).await;
+    let cds = recv().await;
+    assert_eq!(cds.resources.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["c1"]);
+    assert!(cds.removed_resources.is_empty());
+    let nack = DeltaDiscoveryRequest {
+        error_detail: Some(Status { code: 13, message: "c1: bad timeout".into(), ..Default::default() }),
+        ..request(CDS, None, &[], &cds.nonce)
+    };
+    tx.send(nack).await.unwrap();
+    support::eventually("the NACK to be reported", 100, || async {
+        let streams = daemon.streams.all();
+        assert_eq!(streams[0].protocol, "delta");
+        let nack = streams[0].types.get("CDS").and_then(|t| t.last_nack.clone());
+        nack.filter(|n| n.error == "c1: bad timeout").map(|_| ())
+    })
+    .await;
+    // The same content republished is not resent; the next change is.
+    file.edit(&daemon, &mk_source(true, "2s")).await;
+    file.edit(&daemon, &mk_source(false, "3s")).await;
+    let cds = recv().await;
+    assert_eq!(cds.resources.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["c1"]);
+    let c1 = Cluster::decode(cds.resources[0].resource.as_ref().unwrap().value.as_slice()).unwrap();
+    assert_eq!(c1.connect_timeout.unwrap().seconds, 3, "the rejected 2s was not sent again");
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use devbridge::app::Daemon;
-use devbridge::bootstrap::{bootstrap, to_yaml};
+use devbridge::bootstrap::{XdsApi, bootstrap_for, to_yaml};
 use devbridge::xds::ResourceType;
 use support::fake_kube::{FakeKube, Kind, pod};
 use support::kube::{EDGE, TOKEN, connected, degraded, mk_options, mk_profile, wait_sources};
@@ -37,8 +37,8 @@ fn names(v: &[&str]) -> BTreeSet<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn envoy_follows_edge_pods_and_keeps_routing_while_the_api_server_is_down() {
+both_protocols!(envoy_follows_edge_pods_and_keeps_routing_while_the_api_server_is_down);
+async fn envoy_follows_edge_pods_and_keeps_routing_while_the_api_server_is_down(api: XdsApi) {
     let (u1, u2, u3) =
         (Upstream::start("edge-1").await, Upstream::start("edge-2").await, Upstream::start("edge-3").await);
     let fake = FakeKube::start_new(TOKEN).await;
@@ -51,9 +51,11 @@ async fn envoy_follows_edge_pods_and_keeps_routing_while_the_api_server_is_down(
     let xds = loopback_listener().await;
     let xds_port = xds.local_addr().unwrap().port();
     let daemon = Daemon::start_with(profile, xds, None, CancellationToken::new(), mk_options()).unwrap();
-    let envoy = Envoy::start(&to_yaml(&bootstrap(&proxy, "127.0.0.1", xds_port))).await;
+    let envoy = Envoy::start(&to_yaml(&bootstrap_for(&proxy, "127.0.0.1", xds_port, api))).await;
     envoy.wait_listening(listener).await;
     wait_sources(&daemon, "edge connected", connected).await;
+    let protocols: Vec<String> = daemon.streams.all().into_iter().map(|s| s.protocol).collect();
+    assert_eq!(protocols, [api.protocol()], "Envoy speaks the protocol its bootstrap names");
 
     // Not Ready: no healthy upstream.
     assert_eq!(http_get(listener, "x.test", "/c/edge", &[]).await.unwrap().status, 503);

@@ -6,7 +6,7 @@ mod support;
 use std::net::SocketAddr;
 
 use devbridge::app::Daemon;
-use devbridge::bootstrap::{bootstrap, select_proxy, to_yaml};
+use devbridge::bootstrap::{XdsApi, bootstrap_for, select_proxy, to_yaml};
 use devbridge::profile::parse_profile;
 use support::{Envoy, Upstream, free_port, http_get, loopback_listener};
 use tokio_util::sync::CancellationToken;
@@ -20,7 +20,7 @@ struct Setup {
     flaky: Upstream,
 }
 
-async fn setup() -> Setup {
+async fn setup(api: XdsApi) -> Setup {
     let a = Upstream::start("a").await;
     let b = Upstream::start("b").await;
     // Fails twice, then answers: a route retrying twice on 5xx still succeeds.
@@ -105,15 +105,15 @@ endpoints = [{{ address = "{flaky}" }}]
     let xds = loopback_listener().await;
     let xds_port = xds.local_addr().unwrap().port();
     let daemon = Daemon::start(profile, xds, None, CancellationToken::new()).unwrap();
-    let envoy = Envoy::start(&to_yaml(&bootstrap(&proxy, "127.0.0.1", xds_port))).await;
+    let envoy = Envoy::start(&to_yaml(&bootstrap_for(&proxy, "127.0.0.1", xds_port, api))).await;
     let listener = SocketAddr::from(([127, 0, 0, 1], port));
     envoy.wait_listening(listener).await;
     Setup { _daemon: daemon, envoy, listener, a, b, flaky }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn routes_in_a_profile_steer_real_traffic_through_envoy() {
-    let s = setup().await;
+both_protocols!(routes_in_a_profile_steer_real_traffic_through_envoy);
+async fn routes_in_a_profile_steer_real_traffic_through_envoy(api: XdsApi) {
+    let s = setup(api).await;
     let get = |host: &'static str, path: &'static str, headers: &'static [(&'static str, &'static str)]| {
         let addr = s.listener;
         async move { http_get(addr, host, path, headers).await.expect("request through envoy") }

@@ -19,6 +19,7 @@ const CORE: &[&str] = &[
     "xds::node",
     "xds::snapshot",
     "xds::stream",
+    "xds::delta",
     "xds::dump",
     "discovery::index",
     "discovery::index::objects",

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use devbridge::app::{Daemon, Options};
-use devbridge::bootstrap::{ClientTls, XdsTarget, bootstrap_with, to_yaml};
+use devbridge::bootstrap::{ClientTls, XdsApi, XdsTarget, bootstrap_with, to_yaml};
 use devbridge::certs::{CertPaths, init, issue};
 use devbridge::profile::{Profile, parse_profile};
 use devbridge::tls::TlsFiles;
@@ -59,7 +59,7 @@ impl Setup {
     fn bootstrap(&self, proxy: &str, cert_dir: &Path) -> String {
         let target = XdsTarget::Tcp { host: "127.0.0.1".into(), port: self.daemon.xds_addr.port() };
         let tls = ClientTls { dir: cert_dir.display().to_string() };
-        to_yaml(&bootstrap_with(&self.profile.proxies[proxy], &target, Some(&tls)))
+        to_yaml(&bootstrap_with(&self.profile.proxies[proxy], &target, Some(&tls), XdsApi::Grpc))
     }
 
     async fn status(&self) -> Value {
@@ -98,6 +98,7 @@ async fn envoys_without_a_good_certificate_get_nothing_and_the_refusal_is_visibl
         &s.profile.proxies["sidecar"],
         &XdsTarget::Tcp { host: "127.0.0.1".into(), port: s.daemon.xds_addr.port() },
         Some(&ClientTls { dir: ours.display().to_string() }),
+        XdsApi::Grpc,
     ))
     .unwrap();
     let ctx = &mut no_cert["static_resources"]["clusters"][0]["transport_socket"]["typed_config"]["common_tls_context"];
@@ -187,7 +188,7 @@ async fn an_envoy_reaches_devbridge_over_a_private_unix_socket() {
     assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(daemon.xds_socket.as_deref(), Some(socket.as_path()));
     let target = XdsTarget::Pipe { path: socket.display().to_string() };
-    let envoy = Envoy::start(&to_yaml(&bootstrap_with(&profile.proxies["sidecar"], &target, None))).await;
+    let envoy = Envoy::start(&to_yaml(&bootstrap_with(&profile.proxies["sidecar"], &target, None, XdsApi::Grpc))).await;
     let listener = SocketAddr::from(([127, 0, 0, 1], port));
     envoy.wait_listening(listener).await;
     assert_eq!(http_get(listener, "a.test", "/u", &[]).await.unwrap().body, "edge GET /u\n");

@@ -33,6 +33,8 @@ pub struct Connect {
 pub struct Sidecar {
     pub bin: PathBuf,
     pub proxy: Proxy,
+    /// The xDS protocol its bootstrap speaks.
+    pub api: bootstrap::XdsApi,
 }
 
 /// Why `--envoy` cannot run.
@@ -51,7 +53,7 @@ impl Sidecar {
     pub fn find(profile: &Profile, proxy: Option<&str>, bin: Option<&Path>) -> Result<Self, SidecarError> {
         let bin = supervise::find_envoy(bin)?;
         let proxy = bootstrap::select_proxy(profile, proxy).map_err(|e| SidecarError::Proxy(e.to_string()))?;
-        Ok(Self { bin, proxy: proxy.clone() })
+        Ok(Self { bin, proxy: proxy.clone(), api: bootstrap::XdsApi::default() })
     }
 }
 
@@ -166,7 +168,7 @@ fn tls_files(settings: &Settings) -> anyhow::Result<Option<TlsFiles>> {
 /// Writes the sidecar's bootstrap into a private directory and starts
 /// supervising it; the directory must outlive the daemon.
 fn start_envoy(daemon: &Daemon, profile: &str, sidecar: Sidecar) -> anyhow::Result<tempfile::TempDir> {
-    let Sidecar { bin, proxy } = sidecar;
+    let Sidecar { bin, proxy, api } = sidecar;
     let dir = tempfile::Builder::new()
         .prefix("devbridge-envoy-")
         .tempdir()
@@ -175,7 +177,7 @@ fn start_envoy(daemon: &Daemon, profile: &str, sidecar: Sidecar) -> anyhow::Resu
     let (host, port) = crate::settings::reachable_xds_address(daemon.xds_addr);
     let mut notes = Runtime::Process.notes(profile, &proxy.name, &format!("{host}:{port}"));
     notes.extend(Runtime::Process.port_notes(&daemon.current().profile, &proxy));
-    let text = bootstrap::render(&bootstrap::bootstrap(&proxy, &host, port), Format::Yaml, &notes);
+    let text = bootstrap::render(&bootstrap::bootstrap_for(&proxy, &host, port, api), Format::Yaml, &notes);
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     let cmd = EnvoyCommand { bin, bootstrap: path, admin_address_path: dir.path().join("envoy-admin-address") };
     daemon.supervise_envoy(cmd, &proxy.name);

@@ -10,7 +10,7 @@ use crate::settings::{Flags, Settings};
 
 /// Prints (or writes to `--out`) the bootstrap, with notes on how to run it.
 pub fn run(args: BootstrapArgs, flags: &Flags) -> anyhow::Result<ExitCode> {
-    let BootstrapArgs { profile, proxy, xds_address, runtime, out, format, tls, tls_dir, xds_socket } = args;
+    let BootstrapArgs { profile, proxy, xds_address, runtime, out, format, tls, tls_dir, xds_socket, xds } = args;
     let p = match super::load_profile(&profile) {
         Ok(p) => p,
         Err(code) => return Ok(code),
@@ -44,8 +44,13 @@ pub fn run(args: BootstrapArgs, flags: &Flags) -> anyhow::Result<ExitCode> {
         crate::bootstrap::XdsTarget::Tcp { .. } => format!("{host}:{port}"),
     };
     let mut notes = runtime.notes_with(&p.name, &proxy.name, &shown, client_tls.as_ref());
+    if xds == crate::bootstrap::XdsApi::Delta {
+        notes.push(
+            "Envoy speaks delta (incremental) xDS: each change, and each reconnect, sends only what differs.".into(),
+        );
+    }
     notes.extend(runtime.port_notes(&p, proxy));
-    let value = crate::bootstrap::bootstrap_with(proxy, &target, client_tls.as_ref());
+    let value = crate::bootstrap::bootstrap_with(proxy, &target, client_tls.as_ref(), xds);
     let text = crate::bootstrap::render(&value, format, &notes);
     match out {
         Some(path) => {

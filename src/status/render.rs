@@ -130,7 +130,8 @@ fn render_envoy(out: &mut String, e: &StreamInfo, now: u64) {
         None => "(no node yet)".to_string(),
     };
     let peer = e.peer.as_deref().unwrap_or("?");
-    let _ = writeln!(out, "  {who} from {peer}, connected {}", ago(now, e.connected_at_ms));
+    let protocol = if e.protocol == "delta" { ", delta xDS" } else { "" };
+    let _ = writeln!(out, "  {who} from {peer}, connected {}{protocol}", ago(now, e.connected_at_ms));
     match (&e.proxy, &e.unmatched) {
         (Some(p), _) => {
             let _ = writeln!(out, "    proxy {p}");

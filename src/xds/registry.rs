@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::ResourceType;
-use super::stream::TypeState;
+use super::delta::{DeltaState, DeltaType};
+use super::stream::{Nack, TypeState};
 
 /// An Envoy's identity, from the node of its first request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -57,10 +58,19 @@ impl TypeInfo {
     /// The report of one type's protocol state; `nack_at_ms` is when the
     /// stream saw the NACK that state holds (the pure state keeps no clock).
     pub fn from_state(ts: &TypeState, nack_at_ms: Option<u64>) -> Self {
+        Self::from_parts(ts.sent.as_ref().map(|s| &s.version), ts.acked_version.as_ref(), ts.nack.as_ref(), nack_at_ms)
+    }
+
+    /// The same report of one type of a delta stream.
+    pub fn from_delta(t: &DeltaType, nack_at_ms: Option<u64>) -> Self {
+        Self::from_parts(t.sent_version.as_ref(), t.acked_version.as_ref(), t.nack.as_ref(), nack_at_ms)
+    }
+
+    fn from_parts(sent: Option<&String>, acked: Option<&String>, nack: Option<&Nack>, nack_at_ms: Option<u64>) -> Self {
         Self {
-            sent: ts.sent.as_ref().map(|s| s.version.clone()),
-            acked: ts.acked_version.clone(),
-            last_nack: ts.nack.as_ref().map(|n| NackInfo {
+            sent: sent.cloned(),
+            acked: acked.cloned(),
+            last_nack: nack.map(|n| NackInfo {
                 version: n.version.clone(),
                 error: n.message.clone(),
                 at_ms: nack_at_ms.unwrap_or_default(),
@@ -77,6 +87,8 @@ pub struct StreamInfo {
     pub stream: u64,
     /// The Envoy's address as devbridge sees it.
     pub peer: Option<String>,
+    /// `sotw` (state of the world) or `delta` (incremental).
+    pub protocol: String,
     /// `None` until a request names a node.
     pub node: Option<NodeInfo>,
     /// The proxy this Envoy is served, if it matched one.
@@ -98,6 +110,15 @@ impl StreamInfo {
             .into_iter()
             .filter(|ty| state.type_state(*ty).subscription != super::stream::Subscription::None)
             .map(|ty| (ty.short().to_string(), TypeInfo::from_state(state.type_state(ty), nack_at_ms[ty.index()])))
+            .collect()
+    }
+
+    /// The per-type reports of a delta stream's protocol state.
+    pub fn types_from_delta(state: &DeltaState, nack_at_ms: &[Option<u64>; 4]) -> BTreeMap<String, TypeInfo> {
+        ResourceType::ALL
+            .into_iter()
+            .filter(|ty| state.type_state(*ty).started)
+            .map(|ty| (ty.short().to_string(), TypeInfo::from_delta(state.type_state(ty), nack_at_ms[ty.index()])))
             .collect()
     }
 }
@@ -124,9 +145,9 @@ impl StreamRegistry {
     }
 
     /// Adds a stream; it stays listed until the returned entry is dropped.
-    pub fn register(self: &Arc<Self>, peer: Option<String>, connected_at_ms: u64) -> StreamEntry {
+    pub fn register(self: &Arc<Self>, peer: Option<String>, protocol: &str, connected_at_ms: u64) -> StreamEntry {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let info = StreamInfo { stream: id, peer, connected_at_ms, ..Default::default() };
+        let info = StreamInfo { stream: id, peer, protocol: protocol.into(), connected_at_ms, ..Default::default() };
         self.lock().insert(id, info);
         self.changed();
         StreamEntry { registry: self.clone(), id }
@@ -228,8 +249,8 @@ mod tests {
     #[test]
     fn an_entry_is_listed_until_it_is_dropped() {
         let registry = StreamRegistry::new();
-        let a = registry.register(Some("127.0.0.1:1".into()), 10);
-        let b = registry.register(None, 20);
+        let a = registry.register(Some("127.0.0.1:1".into()), "sotw", 10);
+        let b = registry.register(None, "delta", 20);
         a.update(|i| i.proxy = Some("sidecar".into()));
         assert_eq!(
             registry.all(),
@@ -237,11 +258,12 @@ mod tests {
                 StreamInfo {
                     stream: 1,
                     peer: Some("127.0.0.1:1".into()),
+                    protocol: "sotw".into(),
                     proxy: Some("sidecar".into()),
                     connected_at_ms: 10,
                     ..Default::default()
                 },
-                StreamInfo { stream: 2, connected_at_ms: 20, ..Default::default() },
+                StreamInfo { stream: 2, protocol: "delta".into(), connected_at_ms: 20, ..Default::default() },
             ]
         );
         drop(a);

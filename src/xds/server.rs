@@ -1,12 +1,13 @@
-//! The ADS gRPC server: a thin async shell around [`StreamState`].
+//! The ADS gRPC server: a thin async shell around [`StreamState`] (state of
+//! the world) and [`DeltaState`] (incremental), both on the one service.
 //!
 //! Each stream is one task selecting over Envoy's requests, the published
 //! snapshots (a `watch` channel with one writer, the app) and shutdown. All
-//! protocol decisions are made by `StreamState`; this file only moves
+//! protocol decisions are made by the pure state; this file only moves
 //! messages, matches the Envoy's node to a proxy, logs, counts, and
 //! reports the stream to the connected-Envoy [`StreamRegistry`].
 
-use std::pin::Pin;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,16 +20,16 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::delta::DeltaState;
 use super::node::{Change, NodeId, NodeMatch};
-use super::registry::{NodeInfo, StreamEntry, StreamInfo, StreamRegistry};
-
+use super::registry::{NodeInfo, StreamEntry, StreamInfo, StreamRegistry, TypeInfo};
+use super::snapshot::Snapshot;
 use super::stream::{Event, StreamState};
 use crate::accept::{self, Accept, HTTP2_PREFACE_LEN, Limits, Plain};
 use crate::metrics::XdsMetrics;
@@ -83,30 +84,96 @@ impl AdsService {
     }
 }
 
-type ResponseStream = Pin<Box<dyn Stream<Item = Result<DeltaDiscoveryResponse, Status>> + Send>>;
+/// What the stream task needs of a protocol variant: its messages, and the
+/// pure state that decides what to send.
+trait Protocol: Default + Send + 'static {
+    type Request: prost::Message + Default + Send + 'static;
+    type Response: Send + 'static;
+    /// As `/status` shows it.
+    const NAME: &'static str;
+    fn node(req: &Self::Request) -> Option<&Node>;
+    fn type_url(req: &Self::Request) -> &str;
+    fn on_request(&mut self, req: &Self::Request) -> (Vec<Event>, Vec<Self::Response>);
+    fn on_snapshot(&mut self, snapshot: Option<Arc<Snapshot>>) -> Vec<Self::Response>;
+    fn snapshot(&self) -> Option<&Arc<Snapshot>>;
+    fn report(&self, nack_at_ms: &[Option<u64>; 4]) -> BTreeMap<String, TypeInfo>;
+    /// Type URL, version, nonce, resources carried and removed, for the log.
+    fn describe(r: &Self::Response) -> (&str, &str, &str, usize, usize);
+}
 
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for AdsService {
-    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
-    type DeltaAggregatedResourcesStream = ResponseStream;
+impl Protocol for StreamState {
+    type Request = DiscoveryRequest;
+    type Response = DiscoveryResponse;
+    const NAME: &'static str = "sotw";
+    fn node(req: &DiscoveryRequest) -> Option<&Node> {
+        req.node.as_ref()
+    }
+    fn type_url(req: &DiscoveryRequest) -> &str {
+        &req.type_url
+    }
+    fn on_request(&mut self, req: &DiscoveryRequest) -> (Vec<Event>, Vec<DiscoveryResponse>) {
+        StreamState::on_request(self, req)
+    }
+    fn on_snapshot(&mut self, snapshot: Option<Arc<Snapshot>>) -> Vec<DiscoveryResponse> {
+        StreamState::on_snapshot(self, snapshot)
+    }
+    fn snapshot(&self) -> Option<&Arc<Snapshot>> {
+        StreamState::snapshot(self)
+    }
+    fn report(&self, nack_at_ms: &[Option<u64>; 4]) -> BTreeMap<String, TypeInfo> {
+        StreamInfo::types_from(self, nack_at_ms)
+    }
+    fn describe(r: &DiscoveryResponse) -> (&str, &str, &str, usize, usize) {
+        (&r.type_url, &r.version_info, &r.nonce, r.resources.len(), 0)
+    }
+}
 
-    async fn stream_aggregated_resources(
+impl Protocol for DeltaState {
+    type Request = DeltaDiscoveryRequest;
+    type Response = DeltaDiscoveryResponse;
+    const NAME: &'static str = "delta";
+    fn node(req: &DeltaDiscoveryRequest) -> Option<&Node> {
+        req.node.as_ref()
+    }
+    fn type_url(req: &DeltaDiscoveryRequest) -> &str {
+        &req.type_url
+    }
+    fn on_request(&mut self, req: &DeltaDiscoveryRequest) -> (Vec<Event>, Vec<DeltaDiscoveryResponse>) {
+        DeltaState::on_request(self, req)
+    }
+    fn on_snapshot(&mut self, snapshot: Option<Arc<Snapshot>>) -> Vec<DeltaDiscoveryResponse> {
+        DeltaState::on_snapshot(self, snapshot)
+    }
+    fn snapshot(&self) -> Option<&Arc<Snapshot>> {
+        DeltaState::snapshot(self)
+    }
+    fn report(&self, nack_at_ms: &[Option<u64>; 4]) -> BTreeMap<String, TypeInfo> {
+        StreamInfo::types_from_delta(self, nack_at_ms)
+    }
+    fn describe(r: &DeltaDiscoveryResponse) -> (&str, &str, &str, usize, usize) {
+        (&r.type_url, &r.system_version_info, &r.nonce, r.resources.len(), r.removed_resources.len())
+    }
+}
+
+impl AdsService {
+    /// Starts the task serving one stream of either protocol.
+    fn start<P: Protocol>(
         &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        request: Request<Streaming<P::Request>>,
+    ) -> ReceiverStream<Result<P::Response, Status>> {
         let peer = request.remote_addr();
         // The certificate was verified against devbridge's CA by the TLS layer.
         let identity =
             request.peer_certs().and_then(|certs| certs.first().and_then(|c| crate::certs::proxy_identity(c.as_ref())));
         let identity = if self.require_identity { Some(identity) } else { None };
         let (tx, rx) = mpsc::channel(RESPONSE_QUEUE);
-        let entry = self.streams.register(peer.map(|p| p.to_string()), now_ms());
-        let stream = AdsStream {
+        let entry = self.streams.register(peer.map(|p| p.to_string()), P::NAME, now_ms());
+        let stream = AdsStream::<P> {
             inbound: request.into_inner(),
             tx,
             published: self.published.clone(),
             metrics: self.metrics.clone(),
-            state: StreamState::new(),
+            state: P::default(),
             matched: NodeMatch::default(),
             node: None,
             identity,
@@ -114,27 +181,39 @@ impl AggregatedDiscoveryService for AdsService {
             matched_change: Instant::now(),
             entry,
         };
-        let span = info_span!("ads", peer = %peer.map_or_else(|| "-".to_string(), |p| p.to_string()));
+        let span =
+            info_span!("ads", peer = %peer.map_or_else(|| "-".to_string(), |p| p.to_string()), protocol = P::NAME);
         self.tracker.spawn(stream.run(self.shutdown.clone()).instrument(span));
-        Ok(Response::new(ReceiverStream::new(rx)))
+        ReceiverStream::new(rx)
+    }
+}
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for AdsService {
+    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
+    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        Ok(Response::new(self.start::<StreamState>(request)))
     }
 
     async fn delta_aggregated_resources(
         &self,
-        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Err(Status::unimplemented(
-            "devbridge serves state-of-the-world ADS; set ads_config.api_type to GRPC (the bootstrap from `devbridge bootstrap` does)",
-        ))
+        Ok(Response::new(self.start::<DeltaState>(request)))
     }
 }
 
-struct AdsStream {
-    inbound: Streaming<DiscoveryRequest>,
-    tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+struct AdsStream<P: Protocol> {
+    inbound: Streaming<P::Request>,
+    tx: mpsc::Sender<Result<P::Response, Status>>,
     published: watch::Receiver<Arc<Published>>,
     metrics: Arc<XdsMetrics>,
-    state: StreamState,
+    state: P,
     /// Which proxy this Envoy is, and why none when none.
     matched: NodeMatch,
     node: Option<Node>,
@@ -148,7 +227,7 @@ struct AdsStream {
     entry: StreamEntry,
 }
 
-impl AdsStream {
+impl<P: Protocol> AdsStream<P> {
     async fn run(mut self, shutdown: CancellationToken) {
         self.metrics.streams_active.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.metrics.streams_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -183,9 +262,10 @@ impl AdsStream {
                 }
             };
             for r in responses {
-                if let Some(ty) = super::ResourceType::from_type_url(&r.type_url) {
+                let (type_url, version, nonce, resources, removed) = P::describe(&r);
+                if let Some(ty) = super::ResourceType::from_type_url(type_url) {
                     self.metrics.push(ty);
-                    debug!(r#type = ty.short(), version = %r.version_info, nonce = %r.nonce, resources = r.resources.len(), "push");
+                    debug!(r#type = ty.short(), version, nonce, resources, removed, "push");
                 }
                 if self.tx.send(Ok(r)).await.is_err() {
                     return "client gone";
@@ -205,7 +285,7 @@ impl AdsStream {
             cluster: n.cluster.clone(),
             zone: n.locality.as_ref().map(|l| l.zone.clone()).unwrap_or_default(),
         });
-        let types = StreamInfo::types_from(&self.state, &self.nack_at_ms);
+        let types = self.state.report(&self.nack_at_ms);
         self.entry.update(|info| {
             info.node = node;
             info.proxy = self.matched.proxy.clone();
@@ -214,12 +294,12 @@ impl AdsStream {
         });
     }
 
-    fn on_request(&mut self, req: DiscoveryRequest) -> Vec<DiscoveryResponse> {
+    fn on_request(&mut self, req: P::Request) -> Vec<P::Response> {
         let mut out = Vec::new();
         if self.node.is_none() {
-            let Some(node) = req.node.clone() else {
+            let Some(node) = P::node(&req).cloned() else {
                 if let Some(suppressed) = WARNINGS.allow("no node") {
-                    warn!(type_url = %req.type_url, suppressed, "first ADS request has no node; ignoring the stream until one names itself");
+                    warn!(type_url = %P::type_url(&req), suppressed, "first ADS request has no node; ignoring the stream until one names itself");
                 }
                 return out;
             };
@@ -244,13 +324,24 @@ impl AdsStream {
                 Event::UnknownType { type_url } => {
                     debug!(proxy, %type_url, "request for a type devbridge does not serve; ignored")
                 }
+                Event::TooManyNames { ty, limit } => {
+                    if let Some(suppressed) = WARNINGS.allow("too many names") {
+                        warn!(
+                            proxy,
+                            r#type = ty.short(),
+                            limit,
+                            suppressed,
+                            "delta client subscribed to more resource names than a stream keeps; the rest were ignored"
+                        );
+                    }
+                }
             }
         }
         out.extend(responses);
         out
     }
 
-    fn on_published(&mut self) -> Vec<DiscoveryResponse> {
+    fn on_published(&mut self) -> Vec<P::Response> {
         if self.node.is_none() {
             return vec![];
         }
@@ -259,7 +350,7 @@ impl AdsStream {
 
     /// Finds this Envoy's proxy in the current profile and hands its
     /// snapshot to the protocol state.
-    fn match_proxy(&mut self) -> Vec<DiscoveryResponse> {
+    fn match_proxy(&mut self) -> Vec<P::Response> {
         let published = self.published.borrow_and_update().clone();
         self.matched_change = published.changed_at;
         let node = self.node.as_ref().expect("node is set before matching");

@@ -108,6 +108,12 @@ pub enum Event {
     UnknownType {
         type_url: String,
     },
+    /// A delta client subscribed to more names than one stream keeps; the
+    /// rest of the request's names were ignored.
+    TooManyNames {
+        ty: ResourceType,
+        limit: usize,
+    },
 }
 
 /// The protocol state of one ADS stream.

@@ -29,6 +29,24 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// One real-Envoy test body, run over both xDS protocols: `fn name(api:
+/// XdsApi)` becomes the tests `name::sotw` and `name::delta`.
+#[macro_export]
+macro_rules! both_protocols {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sotw() {
+                super::$name(devbridge::bootstrap::XdsApi::Grpc).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn delta() {
+                super::$name(devbridge::bootstrap::XdsApi::Delta).await
+            }
+        }
+    };
+}
+
 /// Prints one benchmark row: count, p50, p99 and max, in milliseconds.
 /// (Benchmarks include this harness; tests never time anything.)
 pub fn report(label: &str, mut samples: Vec<Duration>) {
