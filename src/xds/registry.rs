@@ -106,20 +106,24 @@ pub struct StreamInfo {
 impl StreamInfo {
     /// The per-type reports of a stream's protocol state.
     pub fn types_from(state: &super::stream::StreamState, nack_at_ms: &[Option<u64>; 4]) -> BTreeMap<String, TypeInfo> {
-        ResourceType::ALL
-            .into_iter()
-            .filter(|ty| state.type_state(*ty).subscription != super::stream::Subscription::None)
-            .map(|ty| (ty.short().to_string(), TypeInfo::from_state(state.type_state(ty), nack_at_ms[ty.index()])))
-            .collect()
+        Self::reports(|ty| {
+            let ts = state.type_state(ty);
+            (ts.subscription != super::stream::Subscription::None)
+                .then(|| TypeInfo::from_state(ts, nack_at_ms[ty.index()]))
+        })
     }
 
     /// The per-type reports of a delta stream's protocol state.
     pub fn types_from_delta(state: &DeltaState, nack_at_ms: &[Option<u64>; 4]) -> BTreeMap<String, TypeInfo> {
-        ResourceType::ALL
-            .into_iter()
-            .filter(|ty| state.type_state(*ty).started)
-            .map(|ty| (ty.short().to_string(), TypeInfo::from_delta(state.type_state(ty), nack_at_ms[ty.index()])))
-            .collect()
+        Self::reports(|ty| {
+            let t = state.type_state(ty);
+            t.started.then(|| TypeInfo::from_delta(t, nack_at_ms[ty.index()]))
+        })
+    }
+
+    /// A type appears once Envoy asked for it (`report` gives `None` before).
+    fn reports(report: impl Fn(ResourceType) -> Option<TypeInfo>) -> BTreeMap<String, TypeInfo> {
+        ResourceType::ALL.into_iter().filter_map(|ty| report(ty).map(|info| (ty.short().to_string(), info))).collect()
     }
 }
 

@@ -8,10 +8,8 @@ use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, Delt
 use envoy_types::pb::google::rpc::Status;
 
 use super::*;
-use crate::model::EndpointSet;
-use crate::xds::snapshot::testing::{mk_cla, mk_parts};
+use crate::xds::snapshot::testing::{mk_cla, mk_parts, mk_translated};
 use crate::xds::snapshot::{Snapshot, SnapshotParts};
-use crate::xds::translate;
 
 use ResourceType::{Cluster as Cds, Endpoint as Eds, Listener as Lds, Route as Rds};
 
@@ -73,6 +71,11 @@ fn summary(responses: &[DeltaDiscoveryResponse]) -> Vec<Summary> {
 
 fn sm(ty: ResourceType, names: &[&str], removed: &[&str], nonce: &str) -> Summary {
     (ty, strings(names), strings(removed), nonce.to_string())
+}
+
+/// Gives the `i`th cluster of `parts` other content.
+fn change_cluster(parts: &mut SnapshotParts, i: usize) {
+    parts.clusters[i].connect_timeout = Some(crate::xds::translate::duration(std::time::Duration::from_secs(3)));
 }
 
 /// The version a client reports for `name` of `ty` as held from `snap`.
@@ -192,8 +195,8 @@ fn star_subscribes_to_everything_and_unsubscribing_it_keeps_only_the_names() {
     assert_eq!(s.type_state(Cds).held.keys().collect::<Vec<_>>(), ["a"]);
     // A change to `b` is no longer sent; one to `a` is.
     let mut parts = mk_parts(&["a", "b"], &[]);
-    parts.clusters[0].connect_timeout = Some(envoy_types::pb::google::protobuf::Duration { seconds: 3, nanos: 0 });
-    parts.clusters[1].connect_timeout = Some(envoy_types::pb::google::protobuf::Duration { seconds: 3, nanos: 0 });
+    change_cluster(&mut parts, 0);
+    change_cluster(&mut parts, 1);
     let out = s.on_snapshot(Some(mk_snapshot(parts)));
     assert_eq!(summary(&out)[0], sm(Cds, &["a"], &[], "3"));
 }
@@ -401,7 +404,7 @@ fn a_changed_cluster_is_followed_by_its_unchanged_endpoints() {
     let first = mk_snapshot(mk_parts(&["a", "b"], &[8080]));
     let mut s = mk_connected(&first);
     let mut parts = mk_parts(&["a", "b"], &[8080]);
-    parts.clusters[0].connect_timeout = Some(envoy_types::pb::google::protobuf::Duration { seconds: 3, nanos: 0 });
+    change_cluster(&mut parts, 0);
 
     let out = s.on_snapshot(Some(mk_snapshot(parts)));
 
@@ -444,21 +447,7 @@ fn an_unchanged_snapshot_sends_nothing_and_no_snapshot_keeps_what_was_sent() {
 
 #[test]
 fn a_translated_profile_is_served_in_full_to_an_envoy_like_client() {
-    let src = r#"
-[zones.local]
-[proxies.p]
-zone = "local"
-domains = ["a.test:8080"]
-[[domains]]
-name = "a.test:8080"
-[[domains.routes]]
-cluster = "web"
-[clusters.web.static]
-endpoints = [{ address = "127.0.0.1:9001" }]
-"#;
-    let profile = crate::profile::parse_profile("t.toml", "t", src).expect("valid profile");
-    let snap =
-        Arc::new(translate::translate_proxy(&profile, &profile.proxies["p"], &EndpointSet::new()).expect("consistent"));
+    let snap = Arc::new(mk_translated());
 
     let s = mk_connected(&snap);
 

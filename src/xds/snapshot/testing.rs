@@ -113,3 +113,22 @@ pub(crate) fn mk_parts(clusters: &[&str], ports: &[u16]) -> SnapshotParts {
         routes: ports.iter().map(|p| mk_route_config(&translate::route_config_name(*p), clusters)).collect(),
     }
 }
+
+/// The snapshot of a one-domain, one-cluster profile, as translation
+/// builds it for proxy `p`.
+pub(crate) fn mk_translated() -> super::Snapshot {
+    let src = r#"
+[zones.local]
+[proxies.p]
+zone = "local"
+domains = ["a.test:8080"]
+[[domains]]
+name = "a.test:8080"
+[[domains.routes]]
+cluster = "web"
+[clusters.web.static]
+endpoints = [{ address = "127.0.0.1:9001" }]
+"#;
+    let profile = crate::profile::parse_profile("t.toml", "t", src).expect("valid profile");
+    translate::translate_proxy(&profile, &profile.proxies["p"], &crate::model::EndpointSet::new()).expect("consistent")
+}

@@ -14,8 +14,7 @@ use envoy_types::pb::google::rpc::Status;
 use prost::Message;
 
 use super::*;
-use crate::model::EndpointSet;
-use crate::xds::snapshot::testing::{mk_cla, mk_parts};
+use crate::xds::snapshot::testing::{mk_cla, mk_parts, mk_translated};
 use crate::xds::snapshot::{CLUSTER_TYPE_URL, SnapshotParts};
 use crate::xds::translate;
 
@@ -589,21 +588,7 @@ fn no_snapshot_sends_nothing_and_keeps_what_was_sent() {
 
 #[test]
 fn translated_profile_is_served_in_full_to_an_envoy_like_client() {
-    let src = r#"
-[zones.local]
-[proxies.p]
-zone = "local"
-domains = ["a.test:8080"]
-[[domains]]
-name = "a.test:8080"
-[[domains.routes]]
-cluster = "web"
-[clusters.web.static]
-endpoints = [{ address = "127.0.0.1:9001" }]
-"#;
-    let profile = crate::profile::parse_profile("t.toml", "t", src).expect("valid profile");
-    let snap =
-        Arc::new(translate::translate_proxy(&profile, &profile.proxies["p"], &EndpointSet::new()).expect("consistent"));
+    let snap = Arc::new(mk_translated());
 
     let s = mk_connected(&snap);
 
