@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde_json::{Value, json};
 
-use crate::model::{Profile, Proxy};
+use crate::model::{Profile, Proxy, ProxyKind};
 
 /// Name of the static cluster through which Envoy reaches devbridge.
 pub const XDS_CLUSTER: &str = "devbridge_xds";
@@ -23,6 +23,10 @@ pub enum BootstrapError {
     Ambiguous { profile: String, count: usize, known: String },
     #[error("profile {profile:?} has no proxies; add a [proxies.NAME] table")]
     NoProxies { profile: String },
+    #[error("proxy {name:?} is {is}; {wanted}")]
+    WrongKind { name: String, is: &'static str, wanted: String },
+    #[error("profile {profile:?} has no {kind} proxy; {hint}")]
+    NoneOfKind { profile: String, kind: &'static str, hint: String },
 }
 
 /// Where the Envoy sidecar runs, which decides how it reaches devbridge.
@@ -36,6 +40,10 @@ pub enum Runtime {
     Compose,
     /// A container in a minikube pod: devbridge at `host.minikube.internal`.
     Minikube,
+    /// A proxyless gRPC application on this machine (a proxy with
+    /// `kind = "grpc"`): the JSON bootstrap its xDS client reads from
+    /// `GRPC_XDS_BOOTSTRAP`; devbridge on loopback.
+    Grpc,
 }
 
 /// Which xDS protocol the sidecar speaks to devbridge (Envoy's
@@ -78,7 +86,7 @@ impl Runtime {
     /// The host at which this runtime reaches a devbridge listening on `listen`.
     pub fn xds_host(self, listen: SocketAddr) -> String {
         match self {
-            Runtime::Process => crate::settings::reachable_xds_address(listen).0,
+            Runtime::Process | Runtime::Grpc => crate::settings::reachable_xds_address(listen).0,
             Runtime::Docker | Runtime::Compose => "host.docker.internal".into(),
             Runtime::Minikube => "host.minikube.internal".into(),
         }
@@ -87,7 +95,7 @@ impl Runtime {
     /// Where the proxy's client certificate is, as the sidecar sees it.
     pub fn default_tls_dir(self, proxy: &str) -> String {
         match self {
-            Runtime::Process => crate::certs::CertPaths::default_location()
+            Runtime::Process | Runtime::Grpc => crate::certs::CertPaths::default_location()
                 .map(|p| p.client_dir(proxy).display().to_string())
                 .unwrap_or_else(|| format!("~/.config/devbridge/tls/proxies/{proxy}")),
             _ => "/etc/devbridge/tls".into(),
@@ -96,6 +104,9 @@ impl Runtime {
 
     /// The notes for a bootstrap, with or without TLS.
     pub fn notes_with(self, profile: &str, proxy: &str, xds: &str, tls: Option<&ClientTls>) -> Vec<String> {
+        if self == Runtime::Grpc {
+            return grpc_notes(profile, proxy, xds, tls);
+        }
         let Some(tls) = tls else { return self.notes(profile, proxy, xds) };
         let mut out =
             vec![format!("Envoy bootstrap for proxy {proxy:?} of profile {profile:?} ({self:?} runtime, mutual TLS).")];
@@ -103,7 +114,7 @@ impl Runtime {
         out.push(format!("(ca.pem, cert.pem, key.pem: `devbridge certs issue {proxy}`)."));
         out.push("devbridge must serve TLS there: devbridge connect <profile> --tls --xds-listen <address>".into());
         match self {
-            Runtime::Process => {}
+            Runtime::Process | Runtime::Grpc => {}
             Runtime::Docker => {
                 out.push("  docker run --add-host=host.docker.internal:host-gateway \\".into());
                 out.push(format!("    -v ~/.config/devbridge/tls/proxies/{proxy}:{}:ro ...", tls.dir));
@@ -130,6 +141,12 @@ impl Runtime {
     /// and for a container how to publish them.
     pub fn port_notes(self, profile: &Profile, proxy: &Proxy) -> Vec<String> {
         let mut out = Vec::new();
+        if proxy.kind == ProxyKind::Grpc {
+            for (target, domain) in crate::xds::translate::grpc_targets(profile, proxy) {
+                out.push(format!("xds:///{target} -> domain {}", domain.name));
+            }
+            return out;
+        }
         for port in proxy.ports(profile) {
             let names: Vec<&str> = proxy
                 .domains
@@ -177,6 +194,7 @@ impl Runtime {
                 out.push(format!("Run: envoy -c <this file>   (devbridge serves xDS at {xds})."));
                 out.push("Or let devbridge run and supervise Envoy: devbridge connect <profile> --envoy.".into());
             }
+            Runtime::Grpc => return grpc_notes(profile, proxy, xds, None),
             Runtime::Docker => {
                 out.push(format!("The container reaches devbridge at {xds}. On Linux, give it that name:"));
                 out.push("  docker run --add-host=host.docker.internal:host-gateway ...".into());
@@ -213,21 +231,106 @@ pub fn render(value: &Value, format: Format, notes: &[String]) -> String {
     }
 }
 
-/// Picks the proxy named, or the only one.
+/// Picks the Envoy proxy named, or the only one.
 pub fn select_proxy<'a>(profile: &'a Profile, name: Option<&str>) -> Result<&'a Proxy, BootstrapError> {
+    select_proxy_of(profile, name, ProxyKind::Envoy)
+}
+
+/// Picks the proxy named, or the only one of `kind`.
+pub fn select_proxy_of<'a>(
+    profile: &'a Profile,
+    name: Option<&str>,
+    kind: ProxyKind,
+) -> Result<&'a Proxy, BootstrapError> {
     let known = profile.proxies.keys().cloned().collect::<Vec<_>>().join(", ");
-    match name {
-        Some(n) => profile.proxies.get(n).ok_or_else(|| BootstrapError::UnknownProxy {
+    let (what, hint) = match kind {
+        ProxyKind::Envoy => ("an Envoy", "a proxyless gRPC client takes `devbridge bootstrap --for grpc`"),
+        ProxyKind::Grpc => ("a proxyless gRPC client", "set kind = \"grpc\" on the proxy its gRPC application is"),
+    };
+    if let Some(n) = name {
+        let p = profile.proxies.get(n).ok_or_else(|| BootstrapError::UnknownProxy {
             profile: profile.name.clone(),
             name: n.to_string(),
             known,
-        }),
-        None => match profile.proxies.len() {
-            1 => Ok(profile.proxies.values().next().expect("one proxy")),
-            0 => Err(BootstrapError::NoProxies { profile: profile.name.clone() }),
-            count => Err(BootstrapError::Ambiguous { profile: profile.name.clone(), count, known }),
-        },
+        })?;
+        if p.kind != kind {
+            let is = match p.kind {
+                ProxyKind::Envoy => "an Envoy proxy",
+                ProxyKind::Grpc => "a proxyless gRPC client (kind = \"grpc\")",
+            };
+            return Err(BootstrapError::WrongKind {
+                name: n.to_string(),
+                is,
+                wanted: format!("this needs {what}: {hint}"),
+            });
+        }
+        return Ok(p);
     }
+    let of_kind: Vec<&Proxy> = profile.proxies.values().filter(|p| p.kind == kind).collect();
+    match of_kind.as_slice() {
+        [one] => Ok(one),
+        [] if profile.proxies.is_empty() => Err(BootstrapError::NoProxies { profile: profile.name.clone() }),
+        [] => Err(BootstrapError::NoneOfKind {
+            profile: profile.name.clone(),
+            kind: match kind {
+                ProxyKind::Envoy => "Envoy",
+                ProxyKind::Grpc => "proxyless gRPC (kind = \"grpc\")",
+            },
+            hint: format!("its proxies: {known}; {hint}"),
+        }),
+        many => Err(BootstrapError::Ambiguous {
+            profile: profile.name.clone(),
+            count: many.len(),
+            known: many.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", "),
+        }),
+    }
+}
+
+/// The bootstrap a proxyless gRPC client reads (`GRPC_XDS_BOOTSTRAP`,
+/// gRFC A27): devbridge as its one xDS server, and the node identity the
+/// proxy matches, its zone as the locality. Over mutual TLS, the `tls`
+/// channel credentials of gRFC A65 with the proxy's certificate.
+pub fn grpc_bootstrap(proxy: &Proxy, target: &XdsTarget, tls: Option<&ClientTls>) -> Value {
+    let server_uri = match target {
+        XdsTarget::Tcp { host, port } if host.contains(':') => format!("[{host}]:{port}"),
+        XdsTarget::Tcp { host, port } => format!("{host}:{port}"),
+        XdsTarget::Pipe { path } => format!("unix:{path}"),
+    };
+    let creds = match tls {
+        None => json!({ "type": "insecure" }),
+        Some(tls) => {
+            let file = |name: &str| format!("{}/{name}", tls.dir.trim_end_matches('/'));
+            json!({ "type": "tls", "config": {
+                "ca_certificate_file": file("ca.pem"),
+                "certificate_file": file("cert.pem"),
+                "private_key_file": file("key.pem"),
+            }})
+        }
+    };
+    json!({
+        "xds_servers": [{
+            "server_uri": server_uri,
+            "channel_creds": [creds],
+            // gRPC releases before 1.42 speak xDS v2 unless told.
+            "server_features": ["xds_v3"]
+        }],
+        "node": {
+            "id": proxy.node_id.clone().unwrap_or_else(|| proxy.name.clone()),
+            "cluster": proxy.node_cluster,
+            "locality": { "zone": proxy.zone }
+        }
+    })
+}
+
+/// What to do with a gRPC bootstrap.
+fn grpc_notes(profile: &str, proxy: &str, xds: &str, tls: Option<&ClientTls>) -> Vec<String> {
+    let mut out = vec![format!("gRPC xDS bootstrap for proxy {proxy:?} of profile {profile:?} (proxyless gRPC).")];
+    out.push(format!(
+        "The application's gRPC library reads it from GRPC_XDS_BOOTSTRAP and asks devbridge at {xds}{}.",
+        if tls.is_some() { " over mutual TLS" } else { "" }
+    ));
+    out.push("Run: GRPC_XDS_BOOTSTRAP=<this file> <your app>, dialling the targets below as xds:///TARGET.".into());
+    out
 }
 
 /// The bootstrap as a JSON value (Envoy reads it as YAML or JSON).

@@ -151,7 +151,12 @@ async fn status_and_metrics_follow_a_streams_acks_and_nacks() {
             stream: 1,
             peer: envoy.peer.clone().filter(|p| p.starts_with("127.0.0.1:")),
             protocol: "sotw".into(),
-            node: Some(NodeInfo { id: "p1-1".into(), cluster: "p1".into(), zone: "dev-local".into() }),
+            node: Some(NodeInfo {
+                id: "p1-1".into(),
+                cluster: "p1".into(),
+                zone: "dev-local".into(),
+                user_agent: String::new()
+            }),
             proxy: Some("p1".into()),
             unmatched: None,
             connected_at_ms: envoy.connected_at_ms,
@@ -161,7 +166,8 @@ async fn status_and_metrics_follow_a_streams_acks_and_nacks() {
                     TypeInfo {
                         sent: Some(cds.version_info.clone()),
                         acked: Some(cds.version_info.clone()),
-                        last_nack: None
+                        last_nack: None,
+                        missing: vec![],
                     }
                 ),
                 (
@@ -174,6 +180,7 @@ async fn status_and_metrics_follow_a_streams_acks_and_nacks() {
                             error: "api: endpoint rejected for a test".into(),
                             at_ms: nack_at,
                         }),
+                        missing: vec![],
                     }
                 ),
             ]

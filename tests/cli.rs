@@ -134,6 +134,46 @@ fn bootstrap_without_proxy_on_a_many_proxy_profile_names_them() {
 }
 
 #[test]
+fn bootstrap_for_grpc_writes_the_json_a_grpc_client_reads_for_its_grpc_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mixed.toml");
+    std::fs::write(
+        &path,
+        "[listen]\nxds = \"127.0.0.1:2000\"\n[zones.z]\n[proxies.sidecar]\nzone = \"z\"\n\
+         [proxies.app]\nzone = \"z\"\nkind = \"grpc\"\nnode_id = \"app-1\"\n",
+    )
+    .unwrap();
+    let path = path.to_str().unwrap();
+    // The only gRPC proxy is picked without --proxy, and the only Envoy one likewise.
+    let out = devbridge(&["bootstrap", path, "--for", "grpc"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON, which gRPC reads");
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "xds_servers": [{
+                "server_uri": "127.0.0.1:2000",
+                "channel_creds": [{ "type": "insecure" }],
+                "server_features": ["xds_v3"]
+            }],
+            "node": { "id": "app-1", "cluster": "app", "locality": { "zone": "z" } }
+        })
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("GRPC_XDS_BOOTSTRAP"));
+    assert_eq!(devbridge(&["bootstrap", path]).status.code(), Some(0));
+
+    let refused = |args: &[&str], why: &str| {
+        let out = devbridge(args);
+        assert_eq!(out.status.code(), Some(64), "{args:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+    };
+    refused(&["bootstrap", path, "--for", "grpc", "--proxy", "sidecar"], "proxy \"sidecar\" is an Envoy proxy");
+    refused(&["bootstrap", path, "--proxy", "app"], "is a proxyless gRPC client");
+    refused(&["bootstrap", path, "--for", "grpc", "--xds", "delta"], "state-of-the-world xDS only");
+}
+
+#[test]
 fn xds_address_comes_from_env_over_profile_and_from_the_flag_over_env() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("one.toml");

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::{BootstrapArgs, EXIT_INVALID};
-use crate::bootstrap::Format;
+use crate::bootstrap::{Format, Runtime};
+use crate::model::ProxyKind;
 use crate::settings::{Flags, Settings};
 
 /// Prints (or writes to `--out`) the bootstrap, with notes on how to run it.
@@ -15,7 +16,13 @@ pub fn run(args: BootstrapArgs, flags: &Flags) -> anyhow::Result<ExitCode> {
         Ok(p) => p,
         Err(code) => return Ok(code),
     };
-    let proxy = match crate::bootstrap::select_proxy(&p, proxy.as_deref()) {
+    let grpc = runtime == Runtime::Grpc;
+    let kind = if grpc { ProxyKind::Grpc } else { ProxyKind::Envoy };
+    if grpc && xds == crate::bootstrap::XdsApi::Delta {
+        eprintln!("devbridge: gRPC clients speak state-of-the-world xDS only; leave out --xds delta");
+        return Ok(ExitCode::from(EXIT_INVALID));
+    }
+    let proxy = match crate::bootstrap::select_proxy_of(&p, proxy.as_deref(), kind) {
         Ok(proxy) => proxy,
         Err(e) => {
             eprintln!("devbridge: {e}");
@@ -50,7 +57,12 @@ pub fn run(args: BootstrapArgs, flags: &Flags) -> anyhow::Result<ExitCode> {
         );
     }
     notes.extend(runtime.port_notes(&p, proxy));
-    let value = crate::bootstrap::bootstrap_with(proxy, &target, client_tls.as_ref(), xds);
+    // gRPC reads JSON only.
+    let (value, format) = if grpc {
+        (crate::bootstrap::grpc_bootstrap(proxy, &target, client_tls.as_ref()), Format::Json)
+    } else {
+        (crate::bootstrap::bootstrap_with(proxy, &target, client_tls.as_ref(), xds), format)
+    };
     let text = crate::bootstrap::render(&value, format, &notes);
     match out {
         Some(path) => {

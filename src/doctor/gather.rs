@@ -218,6 +218,10 @@ fn envoys_of(s: &Status, proxy: &str) -> Vec<EnvoyFact> {
 /// The ports a proxy's Envoy binds: one per domain port on its listen address, and its admin.
 async fn ports(p: &Profile, proxy: &str) -> Vec<Check> {
     let Some(px) = p.proxies.get(proxy) else { return vec![] };
+    // A proxyless gRPC application binds nothing for devbridge.
+    if px.kind == crate::model::ProxyKind::Grpc {
+        return vec![];
+    }
     let mut wanted: BTreeMap<SocketAddr, String> = BTreeMap::new();
     for d in px.domains.iter().filter_map(|d| p.domains.get(d)) {
         let what = wanted.entry(SocketAddr::new(px.listen_address, d.port)).or_insert_with(|| "listener".into());

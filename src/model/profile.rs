@@ -82,6 +82,20 @@ pub struct Proxy {
     /// Plain TCP services (databases, caches, brokers): a local port
     /// forwarded to a cluster, in profile order.
     pub tcp: Vec<TcpService>,
+    /// What takes this configuration: an Envoy, or a gRPC application that
+    /// reads xDS itself.
+    pub kind: ProxyKind,
+}
+
+/// Who is behind a proxy's node identity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ProxyKind {
+    /// An Envoy sidecar: a listener per port, its domains as virtual hosts.
+    #[default]
+    Envoy,
+    /// A proxyless gRPC client: each domain is an `xds:///` target, served
+    /// as an API listener named after it (gRFC A27).
+    Grpc,
 }
 
 /// A local TCP port whose connections Envoy's TCP proxy forwards, byte for
@@ -106,8 +120,12 @@ impl Proxy {
     }
 
     /// The ports this proxy's HTTP domains listen on, each once, ascending
-    /// (TCP services have a port each, in [`Proxy::tcp`]).
+    /// (TCP services have a port each, in [`Proxy::tcp`]); none for a
+    /// proxyless gRPC client, which listens on nothing.
     pub fn ports(&self, profile: &Profile) -> Vec<u16> {
+        if self.kind == ProxyKind::Grpc {
+            return vec![];
+        }
         let mut ports: Vec<u16> = self.domains.iter().filter_map(|d| profile.domains.get(d).map(|d| d.port)).collect();
         ports.sort_unstable();
         ports.dedup();

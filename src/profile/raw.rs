@@ -92,6 +92,7 @@ pub struct RawProxy {
     pub admin: Option<S<String>>,
     #[serde(default)]
     pub tcp: Vec<S<RawTcp>>,
+    pub kind: Option<S<String>>,
 }
 
 /// `[[proxies.NAME.tcp]]`: a local port forwarded to a cluster over TCP.

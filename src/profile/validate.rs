@@ -7,13 +7,14 @@
 //! This file holds the error types, the entry point, the walk over the whole
 //! profile and the checks shared by every section; the sections themselves
 //! live in `clusters` (sources, health checks), `routes` (domains, matches,
-//! actions, shadowing), `proxies` (zones, domains served, node identity) and
-//! `tracing` (the span collector).
+//! actions, shadowing), `proxies` (zones, domains served, node identity),
+//! `proxyless` (what a gRPC client takes) and `tracing` (the span collector).
 //! All of them add methods to the one `Cx` that collects errors.
 
 mod clusters;
 mod doc;
 mod proxies;
+mod proxyless;
 mod re2;
 mod routes;
 #[cfg(test)]
@@ -290,7 +291,7 @@ impl<'a> Cx<'a> {
             .enumerate()
             .filter_map(|(i, o)| self.standing_override(i, o.get_ref(), &domains, &cluster_names))
             .collect();
-        let proxies = self.proxies(raw.proxies, &zones, &domain_names, &domains, &cluster_names);
+        let proxies = self.proxies(raw.proxies, &zones, &domain_names, &domains, &cluster_names, &clusters);
         let tracing = raw.tracing.and_then(|t| self.tracing(t, &cluster_names));
 
         Profile {

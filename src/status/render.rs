@@ -131,7 +131,11 @@ fn render_envoy(out: &mut String, e: &StreamInfo, now: u64) {
     };
     let peer = e.peer.as_deref().unwrap_or("?");
     let protocol = if e.protocol == "delta" { ", delta xDS" } else { "" };
-    let _ = writeln!(out, "  {who} from {peer}, connected {}{protocol}", ago(now, e.connected_at_ms));
+    let agent = match &e.node {
+        Some(n) if !n.user_agent.is_empty() => format!(", {}", n.user_agent),
+        _ => String::new(),
+    };
+    let _ = writeln!(out, "  {who} from {peer}, connected {}{protocol}{agent}", ago(now, e.connected_at_ms));
     match (&e.proxy, &e.unmatched) {
         (Some(p), _) => {
             let _ = writeln!(out, "    proxy {p}");
@@ -153,6 +157,9 @@ fn render_envoy(out: &mut String, e: &StreamInfo, now: u64) {
         let _ = writeln!(out, "    {ty}  {state:<15} sent {sent}  acked {acked}");
         if let Some(n) = &t.last_nack {
             let _ = writeln!(out, "         last NACK {} of {}: {}", ago(now, n.at_ms), n.version, n.error);
+        }
+        if !t.missing.is_empty() {
+            let _ = writeln!(out, "         asked for what the profile does not serve it: {}", t.missing.join(", "));
         }
     }
 }

@@ -226,7 +226,11 @@ pub fn dump_load_assignment(cla: &endpoint::ClusterLoadAssignment) -> Value {
         .iter()
         .map(|l| {
             let mut lm = Map::new();
-            put(&mut lm, "zone", l.locality.as_ref().map_or(Value::Null, |l| json!(l.zone)));
+            put(
+                &mut lm,
+                "zone",
+                l.locality.as_ref().filter(|l| !l.zone.is_empty()).map_or(Value::Null, |l| json!(l.zone)),
+            );
             let eps: Vec<Value> = l.lb_endpoints.iter().map(dump_lb_endpoint).collect();
             lm.insert("endpoints".into(), json!(eps));
             Value::Object(lm)

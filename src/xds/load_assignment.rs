@@ -152,21 +152,30 @@ fn edit_in_place(previous: &mut Vec<Encoded>, sorted: &[&Endpoint]) -> bool {
 /// (endpoints without a zone first), each holding its endpoints in sorted
 /// order, as `to_load_assignment` groups them.
 fn splice(cluster: &str, endpoints: &[Encoded]) -> Vec<u8> {
-    let mut by_zone: BTreeMap<Option<&str>, Vec<&[u8]>> = BTreeMap::new();
+    let mut by_zone: BTreeMap<Option<&str>, (Vec<&[u8]>, u32)> = BTreeMap::new();
     for e in endpoints {
-        by_zone.entry(e.endpoint.zone.as_deref()).or_default().push(&e.bytes);
+        let (bytes, weight) = by_zone.entry(e.endpoint.zone.as_deref()).or_default();
+        bytes.push(&e.bytes);
+        *weight = weight.saturating_add(e.endpoint.weight.unwrap_or(1));
     }
     let localities: Vec<Locality> = by_zone
         .into_iter()
-        .map(|(zone, lb_endpoints)| {
-            // The locality comes before the endpoints in prost's field order.
+        .map(|(zone, (lb_endpoints, weight))| {
+            // In prost's field order the locality comes before the
+            // endpoints, and their weight after them.
             let head = endpoint::LocalityLbEndpoints {
-                locality: zone.map(|z| core::Locality { zone: z.to_string(), ..Default::default() }),
+                locality: Some(core::Locality { zone: zone.unwrap_or_default().to_string(), ..Default::default() }),
                 ..Default::default()
             }
             .encode_to_vec();
-            let len = head.len() + lb_endpoints.iter().map(|b| field_len(LB_ENDPOINTS, b.len())).sum::<usize>();
-            Locality { head, lb_endpoints, len }
+            let tail = endpoint::LocalityLbEndpoints {
+                load_balancing_weight: Some(locality_weight(weight)),
+                ..Default::default()
+            }
+            .encode_to_vec();
+            let len =
+                head.len() + lb_endpoints.iter().map(|b| field_len(LB_ENDPOINTS, b.len())).sum::<usize>() + tail.len();
+            Locality { head, lb_endpoints, tail, len }
         })
         .collect();
 
@@ -178,24 +187,36 @@ fn splice(cluster: &str, endpoints: &[Encoded]) -> Vec<u8> {
         put_header(CLUSTER_NAME, cluster.len(), &mut out);
         out.extend_from_slice(cluster.as_bytes());
     }
-    for Locality { head, lb_endpoints, len } in localities {
+    for Locality { head, lb_endpoints, tail, len } in localities {
         put_header(ENDPOINTS, len, &mut out);
         out.extend_from_slice(&head);
         for bytes in lb_endpoints {
             put_header(LB_ENDPOINTS, bytes.len(), &mut out);
             out.extend_from_slice(bytes);
         }
+        out.extend_from_slice(&tail);
     }
     debug_assert_eq!(out.len(), total, "the lengths computed match what was written");
     out
 }
 
-/// One `LocalityLbEndpoints` in pieces: its encoding without the endpoints,
-/// the endpoints' encodings, and the length of the whole.
+/// One `LocalityLbEndpoints` in pieces: its encoding before the endpoints,
+/// the endpoints' encodings, its encoding after them, and the length of the
+/// whole.
 struct Locality<'a> {
     head: Vec<u8>,
     lb_endpoints: Vec<&'a [u8]>,
+    tail: Vec<u8>,
     len: usize,
+}
+
+/// A locality's weight: the sum of its endpoints' weights (1 each unless
+/// set), capped so that the sum over a few hundred localities stays within
+/// what Envoy accepts. Envoy reads locality weights only when told to
+/// (`locality_weighted_lb_config`); gRPC clients always do, and give a
+/// locality without a weight no traffic at all (gRFC A27).
+fn locality_weight(sum: u32) -> pbwk::UInt32Value {
+    u32v(sum.clamp(1, 1 << 24))
 }
 
 /// The encoded length of a length-delimited field of `len` bytes.
@@ -291,9 +312,11 @@ pub fn to_load_assignment_in(
 ) -> (endpoint::ClusterLoadAssignment, u64) {
     let mut sorted: Vec<&profile::Endpoint> = eps.iter().collect();
     sorted.sort_unstable();
-    let mut by_zone: BTreeMap<Option<&str>, Vec<endpoint::LbEndpoint>> = BTreeMap::new();
+    let mut by_zone: BTreeMap<Option<&str>, (Vec<endpoint::LbEndpoint>, u32)> = BTreeMap::new();
     for e in &sorted {
-        by_zone.entry(e.zone.as_deref()).or_default().push(to_lb_endpoint(e));
+        let (lb_endpoints, weight) = by_zone.entry(e.zone.as_deref()).or_default();
+        lb_endpoints.push(to_lb_endpoint(e));
+        *weight = weight.saturating_add(e.weight.unwrap_or(1));
     }
     let rank = |zone: Option<&str>| {
         zone.and_then(|z| zone_priority.iter().position(|p| p == z)).unwrap_or(zone_priority.len())
@@ -304,9 +327,10 @@ pub fn to_load_assignment_in(
         cluster_name: cluster.to_string(),
         endpoints: by_zone
             .into_iter()
-            .map(|(zone, lb_endpoints)| endpoint::LocalityLbEndpoints {
-                locality: zone.map(|z| core::Locality { zone: z.to_string(), ..Default::default() }),
+            .map(|(zone, (lb_endpoints, weight))| endpoint::LocalityLbEndpoints {
+                locality: Some(core::Locality { zone: zone.unwrap_or_default().to_string(), ..Default::default() }),
                 lb_endpoints,
+                load_balancing_weight: Some(locality_weight(weight)),
                 priority: if zone_priority.is_empty() { 0 } else { priority(zone) },
                 ..Default::default()
             })

@@ -27,6 +27,9 @@ pub struct NodeInfo {
     pub id: String,
     pub cluster: String,
     pub zone: String,
+    /// `node.user_agent_name` and its version, as the client states them.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub user_agent: String,
 }
 
 /// Envoy's last rejection of a type.
@@ -52,7 +55,14 @@ pub struct TypeInfo {
     pub acked: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_nack: Option<NackInfo>,
+    /// Names the client subscribed to that the profile does not serve it
+    /// (an `xds:///` target with no domain, say), at most [`MISSING_SHOWN`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
 }
+
+/// How many missing names a report lists.
+pub const MISSING_SHOWN: usize = 10;
 
 impl TypeInfo {
     /// The report of one type's protocol state; `nack_at_ms` is when the
@@ -75,6 +85,7 @@ impl TypeInfo {
                 error: n.message.clone(),
                 at_ms: nack_at_ms.unwrap_or_default(),
             }),
+            missing: Vec::new(),
         }
     }
 }
@@ -108,8 +119,17 @@ impl StreamInfo {
     pub fn types_from(state: &super::stream::StreamState, nack_at_ms: &[Option<u64>; 4]) -> BTreeMap<String, TypeInfo> {
         Self::reports(|ty| {
             let ts = state.type_state(ty);
-            (ts.subscription != super::stream::Subscription::None)
-                .then(|| TypeInfo::from_state(ts, nack_at_ms[ty.index()]))
+            (ts.subscription != super::stream::Subscription::None).then(|| {
+                let mut info = TypeInfo::from_state(ts, nack_at_ms[ty.index()]);
+                if let (super::stream::Subscription::Names(names), Some(snapshot)) =
+                    (&ts.subscription, state.snapshot())
+                {
+                    let served = &snapshot.resources(ty).items;
+                    info.missing =
+                        names.iter().filter(|n| !served.contains_key(*n)).take(MISSING_SHOWN).cloned().collect();
+                }
+                info
+            })
         })
     }
 
@@ -246,6 +266,7 @@ mod tests {
                 sent: Some("v2".into()),
                 acked: Some("v1".into()),
                 last_nack: Some(NackInfo { version: "v2".into(), error: "bad cluster".into(), at_ms: 1234 }),
+                missing: vec![],
             }
         );
     }

@@ -7,7 +7,9 @@
 //! `dns`; a load assignment per EDS cluster, endpoints grouped by zone.
 //! With `[tracing]`, every connection manager reports spans to the Zipkin
 //! collector, whose cluster every proxy then gets. Each TCP service is a
-//! listener `tcp_<name>` of its own, a TCP proxy to its cluster.
+//! listener `tcp_<name>` of its own, a TCP proxy to its cluster. A
+//! proxyless gRPC client (`kind = "grpc"`) gets API listeners instead
+//! (`proxyless`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -75,6 +77,9 @@ pub fn translate_proxy_with<'a>(
     proxy: &Proxy,
     discovered: &Lookup<'a>,
 ) -> Result<Snapshot, SnapshotError> {
+    if proxy.kind == profile::ProxyKind::Grpc {
+        return proxyless::translate_grpc_proxy(profile, proxy, discovered);
+    }
     let mut parts = SnapshotParts::default();
     for c in profile.clusters_of(proxy) {
         parts.clusters.push(to_cluster(c));
@@ -703,6 +708,9 @@ fn to_hash_policy(h: &profile::HashPolicy) -> route::route_action::HashPolicy {
     };
     route::route_action::HashPolicy { policy_specifier: Some(specifier), ..Default::default() }
 }
+
+mod proxyless;
+pub use proxyless::grpc_targets;
 
 #[cfg(test)]
 mod tests;

@@ -91,7 +91,8 @@ pub fn served_in(published: &Published, cluster: &str) -> Vec<String> {
                 Some(envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier::PortValue(p)) => p,
                 _ => 0,
             };
-            let zone = l.locality.as_ref().map(|l| format!("@{}", l.zone)).unwrap_or_default();
+            let zone =
+                l.locality.as_ref().filter(|l| !l.zone.is_empty()).map(|l| format!("@{}", l.zone)).unwrap_or_default();
             out.push(format!("{}:{port}{zone}", sa.address));
         }
     }

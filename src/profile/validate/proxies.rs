@@ -7,7 +7,7 @@ use super::*;
 impl Cx<'_> {
     /// `domains` holds every domain name the profile declares, valid or not,
     /// `valid_domains` those that passed (for their ports), `clusters` every
-    /// cluster name declared.
+    /// cluster name declared, `valid_clusters` those that passed.
     pub(super) fn proxies(
         &mut self,
         raw: BTreeMap<S<String>, RawProxy>,
@@ -15,13 +15,16 @@ impl Cx<'_> {
         domains: &BTreeSet<String>,
         valid_domains: &BTreeMap<String, Domain>,
         clusters: &BTreeSet<String>,
+        valid_clusters: &BTreeMap<String, Cluster>,
     ) -> BTreeMap<String, Proxy> {
         let mut proxies: BTreeMap<String, Proxy> = BTreeMap::new();
         for (name, p) in raw {
             let key = format!("proxies.{}", name.get_ref());
             self.check_name(&name, &key);
             let span = name.span();
-            let Some(p) = self.proxy(name.into_inner(), p, &key, zones, domains, valid_domains, clusters) else {
+            let Some(p) =
+                self.proxy(name.into_inner(), p, &key, zones, domains, (valid_domains, valid_clusters), clusters)
+            else {
                 continue;
             };
             // A node is matched by the first proxy that fits, so two that can
@@ -50,10 +53,20 @@ impl Cx<'_> {
         key: &str,
         zones: &BTreeMap<String, Zone>,
         domains: &BTreeSet<String>,
-        valid_domains: &BTreeMap<String, Domain>,
+        (valid_domains, valid_clusters): (&BTreeMap<String, Domain>, &BTreeMap<String, Cluster>),
         clusters: &BTreeSet<String>,
     ) -> Option<Proxy> {
         let mut ok = true;
+        let kind = match &p.kind {
+            None => Some(ProxyKind::Envoy),
+            Some(k) => self.one_of(k, &format!("{key}.kind"), &["envoy", "grpc"]).map(|k| match k {
+                "grpc" => ProxyKind::Grpc,
+                _ => ProxyKind::Envoy,
+            }),
+        };
+        if kind == Some(ProxyKind::Grpc) {
+            ok &= self.proxyless(&p, key, valid_domains, valid_clusters);
+        }
         if !zones.contains_key(p.zone.get_ref()) {
             let known = known_list(zones.keys(), "none (add a [zones.NAME] table)");
             self.err(
@@ -106,11 +119,13 @@ impl Cx<'_> {
             .map(|d| (d.port, d.name.as_str()))
             .collect();
         let tcp = self.tcp_services(p.tcp, key, &http_ports, clusters);
+        let kind = kind?;
         if !ok {
             return None;
         }
         Some(Proxy {
             tcp: tcp?,
+            kind,
             node_cluster: p.node_cluster.map_or_else(|| name.clone(), S::into_inner),
             node_id: p.node_id.map(S::into_inner),
             zone: p.zone.into_inner(),
@@ -180,6 +195,41 @@ impl Cx<'_> {
             });
         }
         ok.then_some(out)
+    }
+}
+
+impl Cx<'_> {
+    /// A proxyless gRPC client's proxy: no listeners of its own (no TCP
+    /// services, listen or admin address), and only domains whose every
+    /// setting gRPC honours. Whether it passed.
+    fn proxyless(
+        &mut self,
+        p: &RawProxy,
+        key: &str,
+        valid_domains: &BTreeMap<String, Domain>,
+        clusters: &BTreeMap<String, Cluster>,
+    ) -> bool {
+        let before = self.errors.len();
+        let no_listeners = "a proxyless gRPC client (kind = \"grpc\") opens no listeners of its own";
+        if let Some(t) = p.tcp.first() {
+            self.err(t.span(), format!("{key}.tcp"), format!("{no_listeners}: serve TCP services from an Envoy proxy"));
+        }
+        for (field, v) in [("listen_address", &p.listen_address), ("admin", &p.admin)] {
+            if let Some(v) = v {
+                self.err(v.span(), format!("{key}.{field}"), format!("{no_listeners}; remove {field}"));
+            }
+        }
+        for (i, d) in p.domains.iter().enumerate() {
+            let Some(domain) = valid_domains.get(d.get_ref()) else { continue };
+            for problem in proxyless::grpc_problems(domain, clusters) {
+                self.err(
+                    d.span(),
+                    format!("{key}.domains[{i}]"),
+                    format!("domain {:?} {problem} (this proxy is a proxyless gRPC client)", domain.name),
+                );
+            }
+        }
+        self.errors.len() == before
     }
 }
 

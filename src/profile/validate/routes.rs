@@ -18,6 +18,12 @@ const RETRY_CONDITIONS: &[&str] = &[
     "retriable-status-codes",
     "retriable-headers",
     "http3-post-connect-failure",
+    // gRPC status names: for gRPC upstreams, and proxyless gRPC clients.
+    "cancelled",
+    "deadline-exceeded",
+    "internal",
+    "resource-exhausted",
+    "unavailable",
 ];
 /// Envoy's default `max_direct_response_body_size_bytes`.
 pub const MAX_DIRECT_RESPONSE_BODY: usize = 4096;

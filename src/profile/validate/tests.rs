@@ -99,6 +99,7 @@ fn demo_profile_parses_into_the_expected_model() {
             listen_address: IpAddr::from([127, 0, 0, 1]),
             admin: "127.0.0.1:9901".parse().unwrap(),
             tcp: vec![],
+            kind: ProxyKind::Envoy,
         }
     );
 

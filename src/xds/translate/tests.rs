@@ -259,10 +259,13 @@ endpoints = [
     let expected = endpoint::ClusterLoadAssignment {
         cluster_name: "api".into(),
         endpoints: vec![
-            // Endpoints without a zone share the locality without one.
+            // Endpoints without a zone share the locality without one. Each
+            // locality weighs what its endpoints weigh (1 each unless set):
+            // gRPC clients give a locality without a weight no traffic.
             endpoint::LocalityLbEndpoints {
-                locality: None,
+                locality: locality(""),
                 lb_endpoints: vec![mk_lb_endpoint("10.0.0.9", 80, None, &[])],
+                load_balancing_weight: Some(u32v(1)),
                 ..Default::default()
             },
             endpoint::LocalityLbEndpoints {
@@ -271,11 +274,13 @@ endpoints = [
                     mk_lb_endpoint("10.0.0.1", 80, Some(1), &[]),
                     mk_lb_endpoint("10.0.0.2", 80, Some(5), &[("canary", "true"), ("version", "v2")]),
                 ],
+                load_balancing_weight: Some(u32v(6)),
                 ..Default::default()
             },
             endpoint::LocalityLbEndpoints {
                 locality: locality("b"),
                 lb_endpoints: vec![mk_lb_endpoint("10.0.0.3", 80, None, &[])],
+                load_balancing_weight: Some(u32v(1)),
                 ..Default::default()
             },
         ],
@@ -325,7 +330,9 @@ port = 8080
         endpoint::ClusterLoadAssignment {
             cluster_name: "api".into(),
             endpoints: vec![endpoint::LocalityLbEndpoints {
+                locality: Some(core::Locality::default()),
                 lb_endpoints: vec![mk_lb_endpoint("10.1.0.7", 8080, None, &[])],
+                load_balancing_weight: Some(u32v(1)),
                 ..Default::default()
             }],
             ..Default::default()
@@ -712,4 +719,69 @@ endpoints = [{ address = "127.0.0.1:5000" }]
     let filters = |port: u16| http_filters(&s, port);
     assert_eq!(filters(8080), [FAULT_FILTER, "envoy.filters.http.router"]);
     assert_eq!(filters(8081), ["envoy.filters.http.router"]);
+}
+
+#[test]
+fn a_proxyless_grpc_client_gets_api_listeners_named_after_its_targets() {
+    use envoy_types::pb::envoy::config::listener::v3::Listener;
+    use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+    let profile = mk_profile(
+        r#"
+[zones.z]
+[proxies.p]
+zone = "z"
+kind = "grpc"
+domains = ["greeter:50051", "other:50051", "other:50052"]
+
+[[domains]]
+name = "greeter:50051"
+[[domains.routes]]
+prefix = "/greeter.Greeter/"
+cluster = "greeter"
+timeout = "3s"
+retries = { count = 2, on = ["5xx", "deadline-exceeded"] }
+
+[[domains]]
+name = "other:50051"
+routes = [{ prefix = "/", cluster = "greeter" }]
+[[domains]]
+name = "other:50052"
+routes = [{ prefix = "/", cluster = "greeter" }]
+
+[clusters.greeter]
+health_check = { path = "/healthz" }
+[clusters.greeter.static]
+endpoints = [{ address = "127.0.0.1:9001" }]
+"#,
+    );
+    let s = mk_snapshot(&profile);
+    // The host alone names a target only where it is unambiguous.
+    assert_eq!(names(&s, ResourceType::Listener), ["greeter", "greeter:50051", "other:50051", "other:50052"]);
+    assert_eq!(names(&s, ResourceType::Route), ["greeter:50051", "other:50051", "other:50052"]);
+    for target in ["greeter", "greeter:50051"] {
+        let l: Listener = decode(&s, ResourceType::Listener, target);
+        assert!(l.address.is_none() && l.filter_chains.is_empty(), "an API listener binds nothing");
+        let any = l.api_listener.and_then(|a| a.api_listener).expect("api_listener");
+        let hcm = HttpConnectionManager::decode(any.value.as_slice()).unwrap();
+        assert_eq!(hcm.http_filters.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["envoy.filters.http.router"]);
+        let Some(hcm::http_connection_manager::RouteSpecifier::Rds(rds)) = hcm.route_specifier else { panic!("rds") };
+        assert_eq!(rds.route_config_name, "greeter:50051");
+    }
+    let rc: RouteConfiguration = decode(&s, ResourceType::Route, "greeter:50051");
+    assert_eq!(rc.virtual_hosts[0].domains, ["greeter", "greeter:50051"]);
+    let Some(route::route::Action::Route(action)) = &rc.virtual_hosts[0].routes[0].action else { panic!("route") };
+    // gRPC reads a route's timeout from max_stream_duration (gRFC A31) and
+    // retries on gRPC status names (A44): 5xx means UNAVAILABLE to it.
+    assert_eq!(action.timeout, None);
+    assert_eq!(
+        action.max_stream_duration.as_ref().and_then(|m| m.max_stream_duration),
+        Some(duration(Duration::from_secs(3)))
+    );
+    let retry = action.retry_policy.as_ref().unwrap();
+    assert_eq!(retry.retry_on, "unavailable,deadline-exceeded");
+    assert_eq!(retry.num_retries, Some(u32v(2)));
+    let c: cluster::Cluster = decode(&s, ResourceType::Cluster, "greeter");
+    assert!(c.health_checks.is_empty() && c.eds_cluster_config.is_some(), "{c:?}");
+    assert_eq!(names(&s, ResourceType::Endpoint), ["greeter"]);
 }

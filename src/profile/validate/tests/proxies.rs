@@ -101,3 +101,92 @@ fn an_unknown_key_in_a_tcp_service_is_named_with_the_nearest() {
         ]
     );
 }
+
+// Proxyless gRPC clients.
+
+#[test]
+fn a_grpc_proxy_takes_domains_and_no_listeners() {
+    let p = mk_profile(&format!(
+        r#"{CLUSTERS}
+        [proxies.app]
+        zone = "dev"
+        kind = "grpc"
+        domains = ["web.test:8080"]
+        [proxies.sidecar]
+        zone = "dev"
+        domains = ["web.test:8080"]
+        "#
+    ));
+    assert_eq!(p.proxies["app"].kind, ProxyKind::Grpc);
+    assert_eq!(p.proxies["sidecar"].kind, ProxyKind::Envoy);
+}
+
+#[test]
+fn a_grpc_proxy_is_told_each_setting_grpc_cannot_honour() {
+    let errors = mk_errors(
+        r#"
+        [zones.dev]
+        [proxies.app]
+        zone = "dev"
+        kind = "grpc"
+        admin = "127.0.0.1:9902"
+        domains = ["api.test:50051"]
+        tcp = [{ name = "db", port = 15432, cluster = "dns" }]
+        [[domains]]
+        name = "api.test:50051"
+        [[domains.routes]]
+        prefix = "/a"
+        methods = ["GET"]
+        cluster = "dns"
+        [[domains.routes]]
+        prefix = "/b"
+        direct_response = { status = 200 }
+        [[domains.routes]]
+        prefix = "/c"
+        cluster = "random"
+        prefix_rewrite = "/x"
+        retries = { count = 1, per_try_timeout = "1s" }
+        [clusters.dns.dns]
+        hosts = ["db.internal:5432"]
+        [clusters.random]
+        lb = "random"
+        [clusters.random.static]
+        endpoints = [{ address = "127.0.0.1:9001" }]
+        "#,
+    );
+    let at = |col: usize, what: &str| {
+        format!(
+            r#"t.toml:6:{col}: proxies.app.domains[0]: domain "api.test:50051" {what} (this proxy is a proxyless gRPC client)"#
+        )
+    };
+    assert_eq!(
+        errors,
+        [
+            r#"t.toml:5:9: proxies.app.admin: a proxyless gRPC client (kind = "grpc") opens no listeners of its own; remove admin"#.to_string(),
+            at(12, "routes[0] matches methods; every gRPC call is a POST"),
+            at(12, "routes[1] answers directly; a gRPC client can only forward a call to a cluster"),
+            at(12, "routes[2] sets prefix_rewrite, which gRPC clients do not support"),
+            at(12, "routes[2] sets retries.per_try_timeout, which gRPC clients do not support"),
+            at(
+                12,
+                "cluster \"dns\" resolves host names itself (source dns); gRPC clients take endpoints over EDS: \
+                 use a static, kubernetes or registered source"
+            ),
+            at(12, "cluster \"random\" balances at random; gRPC clients support round_robin, least_request and ring_hash"),
+            r#"t.toml:7:8: proxies.app.tcp: a proxyless gRPC client (kind = "grpc") opens no listeners of its own: serve TCP services from an Envoy proxy"#.to_string(),
+        ]
+    );
+}
+
+#[test]
+fn a_proxy_kind_is_envoy_or_grpc() {
+    let errors = mk_errors(&format!(
+        r#"{CLUSTERS}
+        [proxies.app]
+        zone = "dev"
+        kind = "grcp"
+        "#
+    ));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].ends_with(r#"proxies.app.kind: "grcp" is not allowed; did you mean "grpc"?"#), "{errors:?}");
+}

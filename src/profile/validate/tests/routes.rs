@@ -184,7 +184,7 @@ fn every_forward_problem_in_one_route_is_reported() {
         [
             r#"t.toml:6:11: domains[0].routes[0].timeout: "5 parsecs" is not a duration; expected e.g. "250ms", "5s", "1m""#,
             r#"t.toml:7:21: domains[0].routes[0].retries.count: 101 is out of range; expected 0 to 100"#,
-            r#"t.toml:7:39: domains[0].routes[0].retries.on[1]: "teapot" is not allowed; expected one of: 5xx, gateway-error, reset, reset-before-request, connect-failure, envoy-ratelimited, retriable-4xx, refused-stream, retriable-status-codes, retriable-headers, http3-post-connect-failure"#,
+            r#"t.toml:7:39: domains[0].routes[0].retries.on[1]: "teapot" is not allowed; expected one of: 5xx, gateway-error, reset, reset-before-request, connect-failure, envoy-ratelimited, retriable-4xx, refused-stream, retriable-status-codes, retriable-headers, http3-post-connect-failure, cancelled, deadline-exceeded, internal, resource-exhausted, unavailable"#,
             r#"t.toml:7:68: domains[0].routes[0].retries.per_try_timeout: a duration of zero is not allowed; expected e.g. "250ms""#,
             r#"t.toml:8:18: domains[0].routes[0].prefix_rewrite: cannot be used with a regex match"#,
             r#"t.toml:9:16: domains[0].routes[0].host_rewrite: "b test" is not a host name"#,
