@@ -32,10 +32,12 @@
 //!   removal pass wait until the client asks for them and gets them (or
 //!   NACKs the clusters). Sent at once, a route to a cluster still warming
 //!   answers 503 until its endpoints arrive.
-//! * Warming: after clusters are (re)sent, their endpoints are sent again
-//!   even if unchanged, and after listeners, their route configurations, so
-//!   a re-created cluster or listener never waits for data it already had.
-//!   The final removal pass re-creates nothing, so it forces nothing.
+//! * Warming: after clusters are sent, the endpoints of those Envoy creates
+//!   or re-creates (new, or changed: it leaves an unchanged cluster as it
+//!   is) are sent again even if unchanged, and after listeners, their route
+//!   configurations, so a re-created cluster or listener never waits for
+//!   data it already had. The final removal pass re-creates nothing, so it
+//!   forces nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -330,12 +332,28 @@ impl StreamState {
         // it for CDS and LDS; for EDS and RDS, what it had and still wants,
         // updated with what is sent.
         let held = &mut self.held[ty.index()];
+        // The clusters Envoy creates or re-creates from this response: those
+        // it did not hold at this content (it leaves an unchanged one as it is).
+        let recreated: Vec<&String> = wanted
+            .iter()
+            .filter(|(n, r)| names.contains(**n) && held.get(**n) != Some(&r.hash))
+            .map(|(n, _)| *n)
+            .collect();
         if incremental {
             held.retain(|n, _| wanted.contains_key(n));
         } else {
             held.clear();
         }
         held.extend(wanted.iter().filter(|(n, _)| names.contains(**n)).map(|(n, r)| ((*n).clone(), r.hash)));
+        // A re-created cluster waits for its endpoints again: they are no
+        // longer held, so the next EDS response carries them even if
+        // unchanged, and only them.
+        if ty == ResourceType::Cluster && warm_dependents {
+            let endpoints = &mut self.held[ResourceType::Endpoint.index()];
+            for n in recreated {
+                endpoints.remove(n);
+            }
+        }
         self.nonce += 1;
         let nonce = self.nonce.to_string();
         let ts = &mut self.types[ty.index()];
@@ -343,7 +361,6 @@ impl StreamState {
         ts.sent = Some(Sent { version: version.clone(), nonce: nonce.clone(), names });
         // Dependents of what was just sent must follow, even if unchanged.
         match ty {
-            ResourceType::Cluster if warm_dependents => self.types[ResourceType::Endpoint.index()].force = true,
             ResourceType::Listener if warm_dependents => self.types[ResourceType::Route.index()].force = true,
             _ => {}
         }

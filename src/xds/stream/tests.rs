@@ -42,6 +42,13 @@ fn mk_ack(resp: &DiscoveryResponse, names: &[&str]) -> DiscoveryRequest {
     mk_request(ty, names, &resp.version_info, &resp.nonce)
 }
 
+/// A change of subscription to `names`, answering the last response of `ty`
+/// (as Envoy asks for a new cluster's endpoints).
+fn mk_resubscribe(s: &StreamState, ty: ResourceType, names: &[&str]) -> DiscoveryRequest {
+    let sent = s.type_state(ty).sent.as_ref().expect("something of this type was sent");
+    mk_request(ty, names, &sent.version, &sent.nonce)
+}
+
 /// The NACK of `resp`, reporting the previously accepted `version` (empty if none).
 fn mk_nack(resp: &DiscoveryResponse, names: &[&str], version: &str) -> DiscoveryRequest {
     let ty = ResourceType::from_type_url(&resp.type_url).expect("known type");
@@ -218,16 +225,13 @@ fn new_snapshot_after_a_nack_is_sent() {
     let third = mk_snapshot(mk_parts(&["a", "c"], &[]));
     let out = s.on_snapshot(Some(third.clone()));
 
-    // `b` was last sent (if rejected), so the first CDS still carries it;
-    // EDS follows the clusters, and the final CDS drops `b`.
+    // `b` was last sent (if rejected), so the first CDS still carries it,
+    // and the final CDS drops `b`. `a` is unchanged, so Envoy keeps it and
+    // its endpoints: EDS is not sent again.
     let v = version(&third, Cds);
     assert_eq!(
         summary(&out),
-        vec![
-            sm(Cds, &format!("{v}-keeping-1"), &["a", "b", "c"], "7"),
-            sm(Eds, &version(&third, Eds), &["a"], "8"),
-            sm(Cds, &v, &["a", "c"], "9"),
-        ]
+        vec![sm(Cds, &format!("{v}-keeping-1"), &["a", "b", "c"], "6"), sm(Cds, &v, &["a", "c"], "7"),]
     );
 }
 
@@ -418,9 +422,9 @@ fn snapshot_change_is_sent_make_before_break() {
         summary(&out),
         vec![
             sm(Cds, &format!("{cds}-keeping-1"), &["a", "b", "c"], "5"),
-            // EDS by name: Envoy asks for `c` once it sees the cluster.
-            sm(Eds, &version(&second, Eds), &["a"], "6"),
-            sm(Lds, &format!("{lds}-keeping-1"), &["listener_8080", "listener_8081", "listener_8082"], "7"),
+            // `a` is unchanged, so its endpoints are not sent again; EDS by
+            // name: Envoy asks for `c` once it sees the cluster.
+            sm(Lds, &format!("{lds}-keeping-1"), &["listener_8080", "listener_8081", "listener_8082"], "6"),
         ]
     );
     let kept_b = &out[0].resources[1];
@@ -428,14 +432,14 @@ fn snapshot_change_is_sent_make_before_break() {
 
     // The routes to `c` wait until `c` has its endpoints: then they come,
     // and the removal pass after them.
-    let (_, more) = s.on_request(&mk_ack(&out[1], &["a", "c"]));
+    let (_, more) = s.on_request(&mk_resubscribe(&s, Eds, &["a", "c"]));
     assert_eq!(
         summary(&more),
         vec![
-            sm(Eds, &version(&second, Eds), &["c"], "8"),
-            sm(Rds, &version(&second, Rds), &["routes_8080"], "9"),
-            sm(Cds, &cds, &["a", "c"], "10"),
-            sm(Lds, &lds, &["listener_8080", "listener_8082"], "11"),
+            sm(Eds, &version(&second, Eds), &["c"], "7"),
+            sm(Rds, &version(&second, Rds), &["routes_8080"], "8"),
+            sm(Cds, &cds, &["a", "c"], "9"),
+            sm(Lds, &lds, &["listener_8080", "listener_8082"], "10"),
         ]
     );
 }
@@ -448,24 +452,20 @@ fn make_before_break_settles_once_envoy_acks() {
     let out = s.on_snapshot(Some(second.clone()));
     assert_eq!(
         summary(&out).iter().map(|r| r.0).collect::<Vec<_>>(),
-        [Cds, Eds],
-        "CDS keeping b, EDS; RDS waits for c"
+        [Cds],
+        "CDS keeping b (a unchanged: no EDS); RDS waits for c"
     );
 
-    // Envoy ACKs what it applied, in order, then asks for the new
-    // cluster's endpoints: they come, then the routes and the final CDS.
-    let mut more = Vec::new();
-    for (r, names) in [(&out[0], &[][..]), (&out[1], &["a"][..])] {
-        more.extend(s.on_request(&mk_ack(r, names)).1);
-    }
-    assert_eq!(more, vec![]);
-    let more = s.on_request(&mk_ack(&out[1], &["a", "c"])).1;
+    // Envoy ACKs what it applied, then asks for the new cluster's
+    // endpoints: they come, then the routes and the final CDS.
+    assert_eq!(s.on_request(&mk_ack(&out[0], &[])).1, vec![]);
+    let more = s.on_request(&mk_resubscribe(&s, Eds, &["a", "c"])).1;
     assert_eq!(
         summary(&more),
         vec![
-            sm(Eds, &version(&second, Eds), &["c"], "7"),
-            sm(Rds, &version(&second, Rds), &["routes_8080"], "8"),
-            sm(Cds, &version(&second, Cds), &["a", "c"], "9"),
+            sm(Eds, &version(&second, Eds), &["c"], "6"),
+            sm(Rds, &version(&second, Rds), &["routes_8080"], "7"),
+            sm(Cds, &version(&second, Cds), &["a", "c"], "8"),
         ]
     );
     for (r, names) in [(&more[0], &["a", "c"][..]), (&more[1], &["routes_8080"][..]), (&more[2], &[][..])] {
@@ -480,9 +480,9 @@ fn a_nack_of_the_new_clusters_releases_the_routes_held_back() {
     let mut s = mk_connected(&first);
     let second = mk_snapshot(mk_parts(&["a", "c"], &[8080]));
     let out = s.on_snapshot(Some(second.clone()));
-    assert_eq!(summary(&out).iter().map(|r| r.0).collect::<Vec<_>>(), [Cds, Eds]);
+    assert_eq!(summary(&out).iter().map(|r| r.0).collect::<Vec<_>>(), [Cds]);
     let (_, more) = s.on_request(&mk_nack(&out[0], &[], &version(&first, Cds)));
-    assert_eq!(summary(&more), vec![sm(Rds, &version(&second, Rds), &["routes_8080"], "7")]);
+    assert_eq!(summary(&more), vec![sm(Rds, &version(&second, Rds), &["routes_8080"], "6")]);
 }
 
 #[test]
@@ -501,18 +501,20 @@ fn removed_cluster_is_kept_only_if_the_client_has_it() {
 
 #[test]
 fn changed_cluster_makes_its_unchanged_endpoints_be_sent_again() {
-    let first = mk_snapshot(mk_parts(&["a"], &[8080]));
+    let first = mk_snapshot(mk_parts(&["a", "b"], &[8080]));
     let mut s = mk_connected(&first);
-    let mut parts = mk_parts(&["a"], &[8080]);
+    let mut parts = mk_parts(&["a", "b"], &[8080]);
     parts.clusters[0].connect_timeout = Some(translate::duration(std::time::Duration::from_secs(3)));
     let second = mk_snapshot(parts);
     assert_eq!(version(&first, Eds), version(&second, Eds));
 
     let out = s.on_snapshot(Some(second.clone()));
 
+    // Envoy re-creates `a` and waits for its endpoints; `b` is unchanged,
+    // Envoy keeps it as it is, and its endpoints are not sent.
     assert_eq!(
         summary(&out),
-        vec![sm(Cds, &version(&second, Cds), &["a"], "5"), sm(Eds, &version(&second, Eds), &["a"], "6")]
+        vec![sm(Cds, &version(&second, Cds), &["a", "b"], "5"), sm(Eds, &version(&second, Eds), &["a"], "6")]
     );
     assert!(!s.type_state(Eds).force, "warming is satisfied");
 }
