@@ -52,16 +52,22 @@ pub fn summary(p: &Profile) -> String {
         count(p.clusters.len(), "cluster", "clusters"),
     );
     for proxy in p.proxies.values() {
-        let served: Vec<String> = proxy
-            .domains
-            .iter()
-            .cloned()
-            .chain(proxy.tcp.iter().map(|t| format!("tcp {} :{} -> {}", t.name, t.port, t.cluster)))
-            .collect();
+        let grpc = proxy.kind == crate::model::ProxyKind::Grpc;
+        let served: Vec<String> = if grpc {
+            crate::xds::translate::grpc_targets(p, proxy).into_iter().map(|(t, _)| format!("xds:///{t}")).collect()
+        } else {
+            proxy
+                .domains
+                .iter()
+                .cloned()
+                .chain(proxy.tcp.iter().map(|t| format!("tcp {} :{} -> {}", t.name, t.port, t.cluster)))
+                .collect()
+        };
         let served = if served.is_empty() { "nothing served".to_string() } else { served.join(", ") };
+        let kind = if grpc { ", proxyless gRPC" } else { "" };
         let _ = writeln!(
             out,
-            "  proxy {} (zone {}, node.cluster {:?}): {served}",
+            "  proxy {} (zone {}, node.cluster {:?}{kind}): {served}",
             proxy.name, proxy.zone, proxy.node_cluster
         );
     }
