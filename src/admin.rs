@@ -24,6 +24,7 @@ mod explain;
 mod http;
 mod overrides;
 mod page;
+mod rest;
 mod status;
 
 use std::convert::Infallible;
@@ -218,12 +219,15 @@ async fn handle(state: &AdminState, req: Request<Incoming>) -> Response<Full<Byt
     if path == diff::PATH {
         return diff::handle(state, req).await;
     }
+    if let Some(ty) = crate::xds::rest::type_of_path(&path) {
+        return rest::handle(state, ty, req).await;
+    }
     let known =
         ["/", "/healthz", "/readyz", "/status", "/config_dump", "/metrics", page::view::PATH, page::EVENTS_PATH];
     if !known.contains(&path.as_str()) {
         return http::text(
             StatusCode::NOT_FOUND,
-            "not found; try / (the status page), /healthz, /readyz, /status, /config_dump, /metrics, /v1/view, /v1/events, /v1/explain, /v1/diff, /v1/overrides or /v1/clusters/NAME/endpoints\n",
+            "not found; try / (the status page), /healthz, /readyz, /status, /config_dump, /metrics, /v1/view, /v1/events, /v1/explain, /v1/diff, /v1/overrides, /v1/clusters/NAME/endpoints or POST /v3/discovery:clusters (endpoints, listeners, routes)\n",
         );
     }
     if req.method() != Method::GET {

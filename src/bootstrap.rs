@@ -55,6 +55,9 @@ pub enum XdsApi {
     Grpc,
     /// Incremental ADS over gRPC (`DELTA_GRPC`).
     Delta,
+    /// JSON polled over HTTP/1.1 from devbridge's admin port (`REST`):
+    /// no stream, each type asked for every `refresh_delay`.
+    Rest,
 }
 
 impl XdsApi {
@@ -63,6 +66,7 @@ impl XdsApi {
         match self {
             XdsApi::Grpc => "GRPC",
             XdsApi::Delta => "DELTA_GRPC",
+            XdsApi::Rest => "REST",
         }
     }
 
@@ -71,6 +75,7 @@ impl XdsApi {
         match self {
             XdsApi::Grpc => "sotw",
             XdsApi::Delta => "delta",
+            XdsApi::Rest => "rest",
         }
     }
 }
@@ -424,20 +429,31 @@ pub fn bootstrap_with(proxy: &Proxy, target: &XdsTarget, tls: Option<&ClientTls>
         context["@type"] = json!("type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext");
         xds_cluster["transport_socket"] = json!({ "name": "envoy.transport_sockets.tls", "typed_config": context });
     }
+    if api == XdsApi::Rest {
+        // JSON over HTTP/1.1 to the admin port: no HTTP/2, and TLS says so.
+        if let Some(o) = xds_cluster.as_object_mut() {
+            o.remove("typed_extension_protocol_options");
+        }
+        if tls.is_some() {
+            xds_cluster["transport_socket"]["typed_config"]["common_tls_context"]["alpn_protocols"] =
+                json!(["http/1.1"]);
+        }
+    }
     let ads = json!({ "ads": {}, "resource_api_version": "V3" });
-    json!({
-        "node": {
-            "id": proxy.node_id.clone().unwrap_or_else(|| proxy.name.clone()),
-            "cluster": proxy.node_cluster,
-            "locality": { "zone": proxy.zone }
-        },
-        "admin": {
-            "address": { "socket_address": {
-                "address": proxy.admin.ip().to_string(),
-                "port_value": proxy.admin.port()
-            }}
-        },
-        "dynamic_resources": {
+    let rest = json!({
+        "resource_api_version": "V3",
+        "api_config_source": {
+            "api_type": "REST",
+            "transport_api_version": "V3",
+            "cluster_names": [XDS_CLUSTER],
+            "refresh_delay": format!("{}s", crate::xds::rest::REFRESH_DELAY.as_secs()),
+            "request_timeout": "1s"
+        }
+    });
+    let dynamic = if api == XdsApi::Rest {
+        json!({ "cds_config": rest, "lds_config": rest })
+    } else {
+        json!({
             "ads_config": {
                 "api_type": api.api_type(),
                 "transport_api_version": "V3",
@@ -456,7 +472,21 @@ pub fn bootstrap_with(proxy: &Proxy, target: &XdsTarget, tls: Option<&ClientTls>
             },
             "cds_config": ads,
             "lds_config": ads
+        })
+    };
+    json!({
+        "node": {
+            "id": proxy.node_id.clone().unwrap_or_else(|| proxy.name.clone()),
+            "cluster": proxy.node_cluster,
+            "locality": { "zone": proxy.zone }
         },
+        "admin": {
+            "address": { "socket_address": {
+                "address": proxy.admin.ip().to_string(),
+                "port_value": proxy.admin.port()
+            }}
+        },
+        "dynamic_resources": dynamic,
         "static_resources": { "clusters": [xds_cluster] }
     })
 }

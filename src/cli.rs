@@ -161,7 +161,8 @@ pub struct ConnectArgs {
     /// this machine (`devbridge bootstrap --xds-socket`).
     #[arg(long, conflicts_with_all = ["xds_listen", "tls"])]
     pub xds_socket: Option<PathBuf>,
-    /// With --envoy: the xDS protocol it speaks, `grpc` (state of the world) or `delta`.
+    /// With --envoy: the xDS protocol it speaks, `grpc` (state of the world), `delta`,
+    /// or `rest` (JSON polled from the admin port).
     #[arg(long = "xds", value_enum, default_value = "grpc", requires = "envoy")]
     pub xds: crate::bootstrap::XdsApi,
 }
@@ -195,8 +196,9 @@ pub struct BootstrapArgs {
     /// Reach devbridge on this Unix socket (`devbridge connect --xds-socket`).
     #[arg(long, conflicts_with = "xds_address")]
     pub xds_socket: Option<String>,
-    /// The xDS protocol the sidecar speaks: `grpc` (state of the world) or
-    /// `delta` (incremental: only what changed is sent, also after a reconnect).
+    /// The xDS protocol the sidecar speaks: `grpc` (state of the world),
+    /// `delta` (incremental: only what changed is sent, also after a reconnect),
+    /// or `rest` (JSON polled over HTTP/1.1 from the admin port, every second).
     #[arg(long = "xds", value_enum, default_value = "grpc")]
     pub xds: crate::bootstrap::XdsApi,
 }

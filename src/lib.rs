@@ -15,13 +15,13 @@
 //! - [`profile`]: TOML on disk -> model: validation with located errors, lookup, hot reload.
 //! - [`discovery`]: endpoints found at run time, per cluster: Kubernetes pods and
 //!   EndpointSlices, watched with `kube`, indexed by a pure index, published EDS-only.
-//! - [`xds`]: translation, snapshots, per-stream protocol state (pure) and the tonic server.
+//! - [`xds`]: translation, snapshots, per-stream protocol state (state of the world, delta), REST answers and Envoy JSON by reflection (pure), and the tonic server.
 //! - [`explain`]: where a request would go and why, matched as Envoy matches (pure).
 //! - [`bootstrap`]: the Envoy bootstrap for a proxy.
 //! - [`settings`]: daemon-wide settings (listen addresses, logging), layered.
 //! - [`status`]: the `/status` schema, its client and its rendering.
 //! - [`cli`]: every subcommand and flag, and the commands that print and exit.
-//! - [`admin`]: the admin HTTP API: health, readiness, status, config dump, metrics, registered endpoints.
+//! - [`admin`]: the admin HTTP API: health, readiness, status, config dump, metrics, registered endpoints, REST xDS.
 //! - [`publish`]: the builder's pure steps; [`app`]: wires the tasks and channels, runs the builder,
 //!   and `connect` (listeners, TLS, the supervised Envoy, signals).
 //! - [`events`]: the events log: reloads, Envoys, discovery and endpoint changes in words, from the

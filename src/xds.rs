@@ -1,15 +1,17 @@
 //! Everything Envoy-facing: model -> protobuf translation, snapshots, the
 //! per-stream ADS protocol state, and the tonic server.
 //!
-//! `translate`, `load_assignment`, `node`, `snapshot`, `stream`, `delta` and `dump` are pure (no tokio, no tonic
-//! service, no I/O); `server` is the thin async shell around `stream` and `delta`.
+//! `translate`, `load_assignment`, `node`, `snapshot`, `stream`, `delta`, `rest`, `json` and `dump` are pure (no
+//! tokio, no tonic service, no I/O); `server` is the thin async shell around `stream` and `delta`.
 //! Generated protobuf types stay inside this module.
 
 pub mod delta;
 pub mod dump;
+pub mod json;
 pub mod load_assignment;
 pub mod node;
 pub mod registry;
+pub mod rest;
 pub mod server;
 pub mod snapshot;
 pub mod stream;

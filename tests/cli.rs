@@ -170,7 +170,7 @@ fn bootstrap_for_grpc_writes_the_json_a_grpc_client_reads_for_its_grpc_proxy() {
     };
     refused(&["bootstrap", path, "--for", "grpc", "--proxy", "sidecar"], "proxy \"sidecar\" is an Envoy proxy");
     refused(&["bootstrap", path, "--proxy", "app"], "is a proxyless gRPC client");
-    refused(&["bootstrap", path, "--for", "grpc", "--xds", "delta"], "state-of-the-world xDS only");
+    refused(&["bootstrap", path, "--for", "grpc", "--xds", "delta"], "state-of-the-world xDS over gRPC only");
 }
 
 #[test]

@@ -130,6 +130,7 @@ async fn a_restarted_devbridge_sends_a_delta_envoy_only_what_changed(api: XdsApi
     match api {
         XdsApi::Delta => assert_eq!(pushes, [0, 1, 0, 0], "only EDS, once (CDS, EDS, LDS, RDS)"),
         XdsApi::Grpc => assert!(pushes.iter().all(|n| *n >= 1), "every type again: {pushes:?}"),
+        XdsApi::Rest => unreachable!("a stream test"),
     }
     let rejected: Vec<_> =
         envoy.stats().await.into_iter().filter(|(k, v)| k.ends_with("update_rejected") && *v > 0).collect();

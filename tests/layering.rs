@@ -20,6 +20,8 @@ const CORE: &[&str] = &[
     "xds::snapshot",
     "xds::stream",
     "xds::delta",
+    "xds::rest",
+    "xds::json",
     "xds::dump",
     "discovery::index",
     "discovery::index::objects",

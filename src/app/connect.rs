@@ -174,7 +174,15 @@ fn start_envoy(daemon: &Daemon, profile: &str, sidecar: Sidecar) -> anyhow::Resu
         .tempdir()
         .context("cannot create a directory for Envoy's bootstrap")?;
     let path = dir.path().join(format!("{}.yaml", proxy.name));
-    let (host, port) = crate::settings::reachable_xds_address(daemon.xds_addr);
+    // REST polls the admin port; the streams, the xDS port.
+    let serving = match (api, daemon.admin_addr) {
+        (bootstrap::XdsApi::Rest, Some(admin)) => admin,
+        (bootstrap::XdsApi::Rest, None) => {
+            anyhow::bail!("--xds rest polls the admin port, which this daemon does not serve")
+        }
+        _ => daemon.xds_addr,
+    };
+    let (host, port) = crate::settings::reachable_xds_address(serving);
     let mut notes = Runtime::Process.notes(profile, &proxy.name, &format!("{host}:{port}"));
     notes.extend(Runtime::Process.port_notes(&daemon.current().profile, &proxy));
     let text = bootstrap::render(&bootstrap::bootstrap_for(&proxy, &host, port, api), Format::Yaml, &notes);

@@ -18,8 +18,8 @@ pub fn run(args: BootstrapArgs, flags: &Flags) -> anyhow::Result<ExitCode> {
     };
     let grpc = runtime == Runtime::Grpc;
     let kind = if grpc { ProxyKind::Grpc } else { ProxyKind::Envoy };
-    if grpc && xds == crate::bootstrap::XdsApi::Delta {
-        eprintln!("devbridge: gRPC clients speak state-of-the-world xDS only; leave out --xds delta");
+    if grpc && xds != crate::bootstrap::XdsApi::Grpc {
+        eprintln!("devbridge: gRPC clients speak state-of-the-world xDS over gRPC only; leave out --xds");
         return Ok(ExitCode::from(EXIT_INVALID));
     }
     let proxy = match crate::bootstrap::select_proxy_of(&p, proxy.as_deref(), kind) {
@@ -36,7 +36,10 @@ pub fn run(args: BootstrapArgs, flags: &Flags) -> anyhow::Result<ExitCode> {
             (h.trim_start_matches('[').trim_end_matches(']').to_string(), port)
         }
         None => {
-            let listen = Settings::load(flags, Some(&p.listen))?.xds_listen;
+            let settings = Settings::load(flags, Some(&p.listen))?;
+            // REST polls the admin port; the streams, the xDS port.
+            let listen =
+                if xds == crate::bootstrap::XdsApi::Rest { settings.admin_listen } else { settings.xds_listen };
             (runtime.xds_host(listen), listen.port())
         }
     };
@@ -55,6 +58,14 @@ pub fn run(args: BootstrapArgs, flags: &Flags) -> anyhow::Result<ExitCode> {
         notes.push(
             "Envoy speaks delta (incremental) xDS: each change, and each reconnect, sends only what differs.".into(),
         );
+    }
+    if xds == crate::bootstrap::XdsApi::Rest {
+        // No stream to reconnect: the poll itself is the retry.
+        notes.retain(|n| !n.starts_with("Envoy retries devbridge"));
+        notes.push(format!(
+            "Envoy polls devbridge's admin port over REST (JSON) every {} s per type: no stream to keep.",
+            crate::xds::rest::REFRESH_DELAY.as_secs()
+        ));
     }
     notes.extend(runtime.port_notes(&p, proxy));
     // gRPC reads JSON only.

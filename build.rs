@@ -1,0 +1,71 @@
+//! Compiles the descriptor set of the Envoy API messages devbridge serves,
+//! from the `.proto` files the `envoy-types` crate ships, with `protox`
+//! (pure Rust: no `protoc` on the machine). `xds::json` reads it to write
+//! and read Envoy's proto3 JSON by reflection (REST xDS, config dumps).
+
+use std::path::PathBuf;
+
+/// Every message type a served resource may hold, directly or in an `Any`.
+const FILES: &[&str] = &[
+    "envoy/service/discovery/v3/discovery.proto",
+    "envoy/config/cluster/v3/cluster.proto",
+    "envoy/config/listener/v3/listener.proto",
+    "envoy/config/route/v3/route.proto",
+    "envoy/config/endpoint/v3/endpoint.proto",
+    "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto",
+    "envoy/extensions/filters/http/router/v3/router.proto",
+    "envoy/extensions/filters/http/fault/v3/fault.proto",
+    "envoy/extensions/filters/http/cors/v3/cors.proto",
+    "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto",
+    "envoy/extensions/transport_sockets/tls/v3/tls.proto",
+    "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
+    "envoy/extensions/access_loggers/stream/v3/stream.proto",
+    "envoy/config/trace/v3/zipkin.proto",
+];
+
+fn main() {
+    let protos = envoy_types_protos();
+    let includes: Vec<PathBuf> = [
+        "data-plane-api",
+        "xds",
+        "protoc-gen-validate",
+        "googleapis",
+        "cel-spec/proto",
+        "opentelemetry-proto",
+        "client_model",
+    ]
+    .iter()
+    .map(|d| protos.join(d))
+    .collect();
+    let set = protox::compile(FILES, &includes)
+        .unwrap_or_else(|e| panic!("compiling Envoy's protos in {}: {e:?}", protos.display()));
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("envoy_descriptors.bin");
+    std::fs::write(&out, prost::Message::encode_to_vec(&set)).expect("write the descriptor set");
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=Cargo.lock");
+}
+
+/// The `proto` folder of the `envoy-types` crate this build uses, as
+/// `cargo metadata` finds it (registry, vendored or patched alike).
+fn envoy_types_protos() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
+        .join("Cargo.toml");
+    // Offline, and for the target only: the build has fetched exactly that.
+    let target = std::env::var("TARGET").expect("cargo sets TARGET");
+    let out = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--offline", "--filter-platform", &target, "--manifest-path"])
+        .arg(&manifest)
+        .output()
+        .expect("run cargo metadata");
+    assert!(out.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&out.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON");
+    let package = meta["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == "envoy-types")
+        .expect("envoy-types is a dependency");
+    let path = PathBuf::from(package["manifest_path"].as_str().expect("a manifest path"));
+    path.parent().expect("the crate's folder").join("proto")
+}
