@@ -45,16 +45,43 @@ fn main() {
     println!("cargo:rerun-if-changed=Cargo.lock");
 }
 
-/// The `proto` folder of the `envoy-types` crate this build uses, as
-/// `cargo metadata` finds it (registry, vendored or patched alike).
+/// The `proto` folder of the `envoy-types` crate this build uses: in
+/// cargo's registry at the version `Cargo.lock` pins, else where `cargo
+/// metadata` finds it (vendored or patched).
 fn envoy_types_protos() -> PathBuf {
+    println!("cargo:rerun-if-env-changed=CARGO_HOME");
+    registry_protos().unwrap_or_else(metadata_protos)
+}
+
+/// `$CARGO_HOME/registry/src/*/envoy-types-<locked version>/proto`. No
+/// subprocess and nothing read beyond the lock file: a plain `cargo build`
+/// has not fetched the dev-dependencies `cargo metadata` would want.
+fn registry_protos() -> Option<PathBuf> {
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR")?);
+    let lock = std::fs::read_to_string(manifest_dir.join("Cargo.lock")).ok()?;
+    let mut lines = lock.lines();
+    lines.find(|l| l.trim() == "name = \"envoy-types\"")?;
+    let version = lines.next()?.trim().strip_prefix("version = \"")?.strip_suffix('"')?.to_string();
+    let homes = [
+        std::env::var_os("CARGO_HOME").map(PathBuf::from),
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")),
+    ];
+    homes.into_iter().flatten().find_map(|home| {
+        std::fs::read_dir(home.join("registry/src")).ok()?.flatten().find_map(|index| {
+            let protos = index.path().join(format!("envoy-types-{version}")).join("proto");
+            protos.join("data-plane-api").is_dir().then_some(protos)
+        })
+    })
+}
+
+/// The same folder as `cargo metadata` finds it.
+fn metadata_protos() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"))
         .join("Cargo.toml");
-    // Offline, and for the target only: the build has fetched exactly that.
     let target = std::env::var("TARGET").expect("cargo sets TARGET");
     let out = std::process::Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--offline", "--filter-platform", &target, "--manifest-path"])
+        .args(["metadata", "--format-version", "1", "--filter-platform", &target, "--manifest-path"])
         .arg(&manifest)
         .output()
         .expect("run cargo metadata");
