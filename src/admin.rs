@@ -92,6 +92,8 @@ pub struct AdminState {
     /// Overrides set at run time (`/v1/overrides`).
     pub overrides: Arc<crate::overrides::OverrideStore>,
     pub streams: Arc<StreamRegistry>,
+    /// Envoys polling over REST (`admin/rest.rs`).
+    pub rest: Arc<crate::xds::registry::RestClients>,
     pub metrics: Arc<XdsMetrics>,
     pub reload: watch::Receiver<ReloadStatus>,
     pub sources: Arc<dyn SourcesView>,

@@ -189,6 +189,7 @@ impl Daemon {
                 registry: registry.clone(),
                 overrides: overrides.clone(),
                 streams: streams.clone(),
+                rest: Arc::default(),
                 metrics: metrics.clone(),
                 reload: reload_rx.clone(),
                 sources: Arc::new(crate::admin::DiscoverySources(discovery.sources())),

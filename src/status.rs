@@ -36,6 +36,9 @@ pub struct Status {
     pub registered: BTreeMap<String, Vec<RegisteredEndpoint>>,
     /// Every connected Envoy (one per ADS stream).
     pub envoys: Vec<StreamInfo>,
+    /// Envoys polling over REST, heard from in the last minute.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rest_clients: Vec<StreamInfo>,
     /// Each discovery source's state.
     pub sources: Vec<SourceReport>,
     /// Refusals at the xDS port: TLS handshakes and certificate identities.

@@ -230,18 +230,32 @@ async fn an_envoy_that_matches_no_proxy_is_listed_with_why() {
 async fn config_dump_lists_each_proxys_resources() {
     let daemon = start(None).await;
     let dump = get_json(&daemon, "/config_dump").await;
-    let names = |proxy: &str, ty: &str| -> Vec<String> {
-        dump["proxies"][proxy][ty]["resources"].as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default()
+    // Laid out as Envoy's own /config_dump: per type, its dump type and entries.
+    let names = |proxy: &str, at: usize, key: &str, name: &dyn Fn(&Value) -> String| -> Vec<String> {
+        dump["proxies"][proxy]["configs"][at][key].as_array().map(|a| a.iter().map(name).collect()).unwrap_or_default()
     };
-    assert_eq!(names("p1", "clusters"), ["api", "fixed"]);
-    assert_eq!(names("p1", "endpoints"), ["api", "fixed"]);
-    assert_eq!(names("p1", "listeners"), ["listener_10001"]);
-    assert_eq!(names("p1", "routes"), ["routes_10001"]);
-    assert_eq!(names("p2", "clusters"), ["fixed"]);
-    assert_eq!(names("p2", "listeners"), ["listener_10002"]);
+    let cluster = |e: &Value| e["cluster"]["name"].as_str().unwrap().to_string();
+    let cla = |e: &Value| e["endpoint_config"]["cluster_name"].as_str().unwrap().to_string();
+    let listener = |e: &Value| e["active_state"]["listener"]["name"].as_str().unwrap().to_string();
+    let routes = |e: &Value| e["route_config"]["name"].as_str().unwrap().to_string();
+    assert_eq!(names("p1", 0, "dynamic_active_clusters", &cluster), ["api", "fixed"]);
+    assert_eq!(names("p1", 1, "dynamic_endpoint_configs", &cla), ["api", "fixed"]);
+    assert_eq!(names("p1", 2, "dynamic_listeners", &listener), ["listener_10001"]);
+    assert_eq!(names("p1", 3, "dynamic_route_configs", &routes), ["routes_10001"]);
+    assert_eq!(names("p2", 0, "dynamic_active_clusters", &cluster), ["fixed"]);
+    assert_eq!(names("p2", 2, "dynamic_listeners", &listener), ["listener_10002"]);
+    assert_eq!(dump["proxies"]["p2"]["configs"][0]["@type"], "type.googleapis.com/envoy.admin.v3.ClustersConfigDump");
     assert_eq!(
-        dump["proxies"]["p2"]["endpoints"]["resources"]["fixed"],
-        json!({ "cluster": "fixed", "localities": [{ "endpoints": [{ "address": "127.0.0.1:9101" }] }] })
+        dump["proxies"]["p2"]["configs"][1]["dynamic_endpoint_configs"][0]["endpoint_config"],
+        json!({
+            "@type": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+            "cluster_name": "fixed",
+            "endpoints": [{
+                "locality": {},
+                "lb_endpoints": [{ "endpoint": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": 9101 } } } }],
+                "load_balancing_weight": 1
+            }]
+        })
     );
     assert_eq!(dump["profile"], "admin");
     assert!(dump["note"].as_str().unwrap().contains("Envoy's own admin /config_dump"));
@@ -273,12 +287,22 @@ fn addresses(r: &DiscoveryResponse, cluster: &str) -> Vec<String> {
         .map(|a| ClusterLoadAssignment::decode(a.value.as_slice()).unwrap())
         .find(|c| c.cluster_name == cluster)
         .unwrap_or_else(|| panic!("no load assignment for {cluster} in {r:?}"));
-    let dump = devbridge::xds::dump::dump_load_assignment(&cla);
-    dump["localities"]
-        .as_array()
-        .unwrap()
+    use envoy_types::pb::envoy::config::core::v3::address::Address;
+    use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
+    use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
+    cla.endpoints
         .iter()
-        .flat_map(|l| l["endpoints"].as_array().unwrap().iter().map(|e| e["address"].as_str().unwrap().to_string()))
+        .flat_map(|l| &l.lb_endpoints)
+        .filter_map(|e| match &e.host_identifier {
+            Some(HostIdentifier::Endpoint(ep)) => match ep.address.as_ref()?.address.as_ref()? {
+                Address::SocketAddress(sa) => match sa.port_specifier {
+                    Some(PortSpecifier::PortValue(p)) => Some(format!("{}:{p}", sa.address)),
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => None,
+        })
         .collect()
 }
 

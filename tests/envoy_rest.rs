@@ -102,6 +102,16 @@ cluster = "edge"
     assert!(stats.get("cluster_manager.cds.update_success").is_some_and(|n| *n > 0), "CDS came over REST");
     assert!(stats.get("cluster.edge.update_success").is_some_and(|n| *n > 0), "EDS came over REST");
     assert!(daemon.streams.all().is_empty(), "no gRPC stream: everything came over REST");
+    // The polling Envoy is listed in /status, with what it holds per type.
+    let status = http_get(admin, "admin", "/status", &[]).await.unwrap();
+    let status: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    let clients = status["rest_clients"].as_array().expect("rest_clients in /status");
+    assert_eq!(clients.len(), 1, "{clients:?}");
+    assert_eq!((clients[0]["protocol"].as_str(), clients[0]["proxy"].as_str()), (Some("rest"), Some("sidecar")));
+    for ty in ["CDS", "EDS", "LDS", "RDS"] {
+        let t = &clients[0]["types"][ty];
+        assert!(t["acked"].is_string() && t.get("last_nack").is_none(), "{ty}: {t}");
+    }
     for ty in ResourceType::ALL {
         assert_eq!(daemon.metrics.nacks(ty), 0, "{} NACKs", ty.short());
     }
@@ -143,6 +153,12 @@ async fn bad_rest_polls_are_told_why() {
     }
     let r = http_get(admin, "admin", "/v3/discovery:clusters", &[]).await.unwrap();
     assert_eq!(r.status, 405);
+    // The unknown node is in /status, with why it is served nothing.
+    let status = http_get(admin, "admin", "/status", &[]).await.unwrap();
+    let status: serde_json::Value = serde_json::from_str(&status.body).unwrap();
+    let lost = status["rest_clients"].as_array().unwrap().iter().find(|c| c["node"]["cluster"] == "nobody").cloned();
+    let why = lost.expect("the unknown node is listed")["unmatched"].as_str().unwrap_or_default().to_string();
+    assert!(why.contains("no proxy of profile rest matches"), "{why}");
 
     // A good poll, and the same poll again: the same version and body.
     let body: &'static str = Box::leak(format!("{{{node}}}").into_boxed_str());

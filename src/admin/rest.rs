@@ -17,6 +17,7 @@ use tracing::{info, warn};
 use super::{AdminState, MAX_BODY_BYTES, http};
 use crate::throttle::{DEFAULT_INTERVAL, Throttle};
 use crate::xds::node::{NodeId, NodeMatch};
+use crate::xds::registry::{NodeInfo, RestPoll};
 use crate::xds::{ResourceType, json, rest};
 
 /// One line per unknown node per 10 s.
@@ -54,6 +55,7 @@ pub async fn handle(state: &AdminState, ty: ResourceType, req: Request<Incoming>
     matched.update(&published.profile, id, None);
     let (Some(proxy), None) = (&matched.proxy, &matched.unmatched) else {
         let why = matched.unmatched.unwrap_or_else(|| "no proxy matches".into());
+        state.rest.poll(poll(node, None, Some(why.clone()), ty, &request, None), crate::model::now_ms());
         if let Some(held) = UNMATCHED.allow(&format!("{}/{}", node.cluster, node.id)) {
             warn!(node.cluster = %node.cluster, node.id = %node.id, held_back = held, "REST xDS poll served nothing: {why}");
         }
@@ -80,8 +82,35 @@ pub async fn handle(state: &AdminState, ty: ResourceType, req: Request<Incoming>
     {
         info!(proxy = %proxy, r#type = ty.short(), version = %response.version_info, "REST xDS poll: new version");
     }
+    let record = poll(node, Some(proxy.clone()), None, ty, &request, Some(response.version_info.clone()));
+    state.rest.poll(record, crate::model::now_ms());
     match json::response_to_json(&response) {
         Ok(v) => http::json(StatusCode::OK, &v),
         Err(e) => http::error(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot write the response as JSON: {e}")),
+    }
+}
+
+/// What the registry records of a poll.
+fn poll(
+    node: &envoy_types::pb::envoy::config::core::v3::Node,
+    proxy: Option<String>,
+    unmatched: Option<String>,
+    ty: ResourceType,
+    request: &envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest,
+    answered: Option<String>,
+) -> RestPoll {
+    RestPoll {
+        node: NodeInfo {
+            id: node.id.chars().take(200).collect(),
+            cluster: node.cluster.chars().take(200).collect(),
+            zone: node.locality.as_ref().map(|l| l.zone.chars().take(200).collect()).unwrap_or_default(),
+            user_agent: crate::xds::server::user_agent(node),
+        },
+        proxy,
+        unmatched,
+        ty,
+        holds: request.version_info.chars().take(64).collect(),
+        answered,
+        nack: request.error_detail.as_ref().map(|s| crate::xds::stream::condense_nack(&s.message)),
     }
 }

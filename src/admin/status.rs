@@ -11,8 +11,7 @@ use crate::xds::ResourceType;
 use crate::xds::dump::dump_snapshot;
 
 /// What `/config_dump` says about itself.
-pub const CONFIG_DUMP_NOTE: &str =
-    "devbridge's view: what it serves each proxy. Envoy's own admin /config_dump shows what Envoy applied.";
+pub const CONFIG_DUMP_NOTE: &str = "devbridge's view: what it serves each proxy, in the layout and JSON of Envoy's own admin /config_dump, which shows what Envoy applied.";
 
 pub fn build(state: &AdminState) -> Status {
     let published = state.published.borrow().clone();
@@ -38,6 +37,7 @@ pub fn build(state: &AdminState) -> Status {
             .collect(),
         registered: state.registry.report(),
         envoys: state.streams.all(),
+        rest_clients: state.rest.all(crate::model::now_ms()),
         sources,
         probes: probes.clusters.clone(),
         refused: Refused {

@@ -90,8 +90,10 @@ pub fn render(s: &Status, addr: &str) -> String {
             let _ = writeln!(out, "  {}  {} ({}{until})", o.inner.id, o.description, o.source);
         }
     }
-    let _ = writeln!(out, "envoys: {} connected", s.envoys.len());
-    for e in &s.envoys {
+    let rest =
+        if s.rest_clients.is_empty() { String::new() } else { format!(", {} polling REST", s.rest_clients.len()) };
+    let _ = writeln!(out, "envoys: {} connected{rest}", s.envoys.len());
+    for e in s.envoys.iter().chain(&s.rest_clients) {
         render_envoy(&mut out, e, now);
     }
 
@@ -135,7 +137,11 @@ fn render_envoy(out: &mut String, e: &StreamInfo, now: u64) {
         Some(n) if !n.user_agent.is_empty() => format!(", {}", n.user_agent),
         _ => String::new(),
     };
-    let _ = writeln!(out, "  {who} from {peer}, connected {}{protocol}{agent}", ago(now, e.connected_at_ms));
+    if e.protocol == "rest" {
+        let _ = writeln!(out, "  {who}, polling REST xDS since {}{agent}", ago(now, e.connected_at_ms));
+    } else {
+        let _ = writeln!(out, "  {who} from {peer}, connected {}{protocol}{agent}", ago(now, e.connected_at_ms));
+    }
     match (&e.proxy, &e.unmatched) {
         (Some(p), _) => {
             let _ = writeln!(out, "    proxy {p}");

@@ -147,6 +147,73 @@ impl StreamInfo {
     }
 }
 
+/// Envoys polling over REST (`xds::rest`), by node: what each last asked
+/// and was answered, per type, reported as a stream would be (protocol
+/// `rest`). A client not heard from for [`REST_FORGET_MS`] is dropped;
+/// at most [`REST_CLIENTS_KEPT`] are kept (the oldest go first).
+#[derive(Debug, Default)]
+pub struct RestClients {
+    clients: Mutex<BTreeMap<(String, String), (u64, StreamInfo)>>,
+}
+
+pub const REST_FORGET_MS: u64 = 60_000;
+pub const REST_CLIENTS_KEPT: usize = 256;
+
+/// One REST poll, as the registry records it.
+#[derive(Debug, Clone)]
+pub struct RestPoll {
+    pub node: NodeInfo,
+    pub proxy: Option<String>,
+    pub unmatched: Option<String>,
+    pub ty: ResourceType,
+    /// The version the client says it holds (its ACK), empty on its first poll.
+    pub holds: String,
+    /// The version answered, if any.
+    pub answered: Option<String>,
+    /// The rejection the poll reports, if it does.
+    pub nack: Option<String>,
+}
+
+impl RestClients {
+    pub fn poll(&self, p: RestPoll, now_ms: u64) {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients.retain(|_, (seen, _)| now_ms.saturating_sub(*seen) < REST_FORGET_MS);
+        let key = (p.node.cluster.clone(), p.node.id.clone());
+        if !clients.contains_key(&key) && clients.len() >= REST_CLIENTS_KEPT {
+            let oldest = clients.iter().min_by_key(|(_, (seen, _))| *seen).map(|(k, _)| k.clone());
+            oldest.map(|k| clients.remove(&k));
+        }
+        let (seen, info) = clients.entry(key).or_insert_with(|| {
+            (now_ms, StreamInfo { protocol: "rest".into(), connected_at_ms: now_ms, ..Default::default() })
+        });
+        *seen = now_ms;
+        info.node = Some(p.node);
+        info.proxy = p.proxy;
+        info.unmatched = p.unmatched;
+        let t = info.types.entry(p.ty.short().to_string()).or_default();
+        match p.nack {
+            // Envoy repeats a rejection on every poll: the first one is when.
+            Some(error) if t.last_nack.as_ref().is_none_or(|n| n.error != error) => {
+                t.last_nack = Some(NackInfo { version: t.sent.clone().unwrap_or_default(), error, at_ms: now_ms });
+            }
+            Some(_) => {}
+            None if !p.holds.is_empty() => t.acked = Some(p.holds),
+            None => {}
+        }
+        t.sent = p.answered;
+    }
+
+    /// The clients heard from in the last minute.
+    pub fn all(&self, now_ms: u64) -> Vec<StreamInfo> {
+        let clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients
+            .values()
+            .filter(|(seen, _)| now_ms.saturating_sub(*seen) < REST_FORGET_MS)
+            .map(|(_, info)| info.clone())
+            .collect()
+    }
+}
+
 /// Every open stream's latest report.
 #[derive(Debug)]
 pub struct StreamRegistry {
@@ -269,6 +336,34 @@ mod tests {
                 missing: vec![],
             }
         );
+    }
+
+    #[test]
+    fn a_rest_client_is_listed_with_what_it_holds_until_it_stops_polling() {
+        let clients = RestClients::default();
+        let node = NodeInfo { id: "e1".into(), cluster: "p".into(), ..Default::default() };
+        let poll = |holds: &str, nack: Option<&str>| RestPoll {
+            node: node.clone(),
+            proxy: Some("p".into()),
+            unmatched: None,
+            ty: ResourceType::Cluster,
+            holds: holds.into(),
+            answered: Some("v2".into()),
+            nack: nack.map(Into::into),
+        };
+        clients.poll(poll("", None), 1_000);
+        clients.poll(poll("v2", None), 2_000);
+        let all = clients.all(2_000);
+        assert_eq!(all.len(), 1);
+        assert_eq!((all[0].protocol.as_str(), all[0].connected_at_ms), ("rest", 1_000));
+        let cds = &all[0].types["CDS"];
+        assert_eq!((cds.sent.as_deref(), cds.acked.as_deref()), (Some("v2"), Some("v2")));
+        // A rejection repeated on every poll keeps the time of the first.
+        clients.poll(poll("v1", Some("bad")), 3_000);
+        clients.poll(poll("v1", Some("bad")), 4_000);
+        let nack = clients.all(4_000)[0].types["CDS"].last_nack.clone().unwrap();
+        assert_eq!((nack.error.as_str(), nack.at_ms), ("bad", 3_000));
+        assert!(clients.all(4_000 + REST_FORGET_MS).is_empty(), "forgotten after a minute without a poll");
     }
 
     #[test]

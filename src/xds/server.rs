@@ -487,7 +487,7 @@ pub async fn serve(
 /// Who the client says it is: `envoy 1.40.0`, `gRPC C-core linux Python
 /// C-core 58.0.0 Python 1.85.3`. At most 80 characters, no control ones:
 /// the client writes it.
-fn user_agent(n: &envoy_types::pb::envoy::config::core::v3::Node) -> String {
+pub fn user_agent(n: &envoy_types::pb::envoy::config::core::v3::Node) -> String {
     use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
     let version = match &n.user_agent_version_type {
         Some(UserAgentVersionType::UserAgentVersion(v)) => v.clone(),
