@@ -70,6 +70,25 @@ impl XdsApi {
         }
     }
 
+    /// What the user must know of this protocol, as comment lines: how a
+    /// restarted devbridge is picked up, and what is sent.
+    pub fn notes(self) -> Vec<String> {
+        let reconnect = "Envoy retries devbridge every 0.1 s to 1 s: a restart is picked up within about a second.";
+        match self {
+            XdsApi::Grpc => vec![reconnect.into()],
+            XdsApi::Delta => vec![
+                reconnect.into(),
+                "Envoy speaks delta (incremental) xDS: each change, and each reconnect, sends only what differs."
+                    .into(),
+            ],
+            // No stream to reconnect: the poll itself is the retry.
+            XdsApi::Rest => vec![format!(
+                "Envoy polls devbridge's admin port over REST (JSON) every {} s per type: no stream to keep.",
+                crate::xds::rest::REFRESH_DELAY.as_secs()
+            )],
+        }
+    }
+
     /// How `/status` names a stream of this protocol.
     pub fn protocol(self) -> &'static str {
         match self {
@@ -137,7 +156,6 @@ impl Runtime {
                 out.push(format!("  and mount that Secret (the pod's secretName: <secret>) at {}.", tls.dir));
             }
         }
-        out.push("Envoy retries devbridge every 0.1 s to 1 s: a restart is picked up within about a second.".into());
         out
     }
 
@@ -218,7 +236,6 @@ impl Runtime {
                 out.push("this command (after `devbridge certs init` and `devbridge certs issue <proxy>`).".into());
             }
         }
-        out.push("Envoy retries devbridge every 0.1 s to 1 s: a restart is picked up within about a second.".into());
         out
     }
 }

@@ -184,6 +184,7 @@ fn start_envoy(daemon: &Daemon, profile: &str, sidecar: Sidecar) -> anyhow::Resu
     };
     let (host, port) = crate::settings::reachable_xds_address(serving);
     let mut notes = Runtime::Process.notes(profile, &proxy.name, &format!("{host}:{port}"));
+    notes.extend(api.notes());
     notes.extend(Runtime::Process.port_notes(&daemon.current().profile, &proxy));
     let text = bootstrap::render(&bootstrap::bootstrap_for(&proxy, &host, port, api), Format::Yaml, &notes);
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;

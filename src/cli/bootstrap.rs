@@ -54,18 +54,8 @@ pub fn run(args: BootstrapArgs, flags: &Flags) -> anyhow::Result<ExitCode> {
         crate::bootstrap::XdsTarget::Tcp { .. } => format!("{host}:{port}"),
     };
     let mut notes = runtime.notes_with(&p.name, &proxy.name, &shown, client_tls.as_ref());
-    if xds == crate::bootstrap::XdsApi::Delta {
-        notes.push(
-            "Envoy speaks delta (incremental) xDS: each change, and each reconnect, sends only what differs.".into(),
-        );
-    }
-    if xds == crate::bootstrap::XdsApi::Rest {
-        // No stream to reconnect: the poll itself is the retry.
-        notes.retain(|n| !n.starts_with("Envoy retries devbridge"));
-        notes.push(format!(
-            "Envoy polls devbridge's admin port over REST (JSON) every {} s per type: no stream to keep.",
-            crate::xds::rest::REFRESH_DELAY.as_secs()
-        ));
+    if !grpc {
+        notes.extend(xds.notes());
     }
     notes.extend(runtime.port_notes(&p, proxy));
     // gRPC reads JSON only.
