@@ -17,6 +17,8 @@
 //! 4. the client reconnects holding everything (a devbridge restart): the
 //!    state of the world sends everything again, delta what differs.
 
+#[path = "support/large_profile.rs"]
+mod large;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -33,49 +35,10 @@ use devbridge::xds::{ResourceType, Snapshot};
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
+use large::{CLUSTERS, Change, DOMAINS, ENDPOINTS, ROUTES, large_profile};
 use prost::Message;
 
-const DOMAINS: usize = 50;
-const PORTS: usize = 5;
-const ROUTES: usize = 20;
-const CLUSTERS: usize = 100;
-const ENDPOINTS: usize = 100;
 const ROUNDS: usize = 100;
-
-/// The profile, with route 0 of domain 0 sent to `first_route_cluster`
-/// with `first_route_timeout`, endpoint 0 of cluster 0 on `changed_port`,
-/// and `extra` more clusters (unused unless a route names them).
-fn profile_text(changed_port: u16, first_route_timeout: &str, first_route_cluster: &str, extra: usize) -> String {
-    let mut s = String::from("[zones.dev-local]\n[proxies.p]\nzone = \"dev-local\"\ndomains = [");
-    s += &(0..DOMAINS).map(|d| format!("\"d{d}.test:{}\"", 20000 + d % PORTS)).collect::<Vec<_>>().join(", ");
-    s += "]\n";
-    for d in 0..DOMAINS {
-        s += &format!("[[domains]]\nname = \"d{d}.test:{}\"\n", 20000 + d % PORTS);
-        for r in 0..ROUTES {
-            let (cluster, timeout) = if d == 0 && r == 0 {
-                (first_route_cluster.to_string(), first_route_timeout)
-            } else {
-                (format!("c{}", (d * ROUTES + r) % CLUSTERS), "5s")
-            };
-            s +=
-                &format!("[[domains.routes]]\nprefix = \"/r{r}/\"\ncluster = \"{cluster}\"\ntimeout = \"{timeout}\"\n");
-        }
-    }
-    for c in 0..CLUSTERS + extra {
-        s += &format!("[clusters.c{c}.static]\nendpoints = [\n");
-        for e in 0..ENDPOINTS {
-            let port = if c == 0 && e == 0 { changed_port } else { 8000 + e as u16 };
-            s += &format!(
-                "  {{ address = \"10.{}.{}.1:{port}\", zone = \"z{}\", metadata = {{ slot = \"{e}\" }} }},\n",
-                c / 256,
-                c % 256,
-                e % 3
-            );
-        }
-        s += "]\n";
-    }
-    s
-}
 
 fn snapshot(text: &str) -> Arc<Snapshot> {
     let profile = parse_profile("bench.toml", "bench", text).unwrap();
@@ -328,11 +291,14 @@ fn main() {
         CLUSTERS * ENDPOINTS,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    let base = snapshot(&profile_text(9000, "5s", "c0", 0));
+    let base = snapshot(&large_profile(&Change::default()));
     let cases = [
-        ("one endpoint of 10,000 changed", snapshot(&profile_text(9001, "5s", "c0", 0))),
-        ("one route of 1,000 changed", snapshot(&profile_text(9000, "6s", "c0", 0))),
-        ("a new cluster (and its route)", snapshot(&profile_text(9000, "5s", "c100", 1))),
+        ("one endpoint of 10,000 changed", snapshot(&large_profile(&Change { port: 9001, ..Change::default() }))),
+        ("one route of 1,000 changed", snapshot(&large_profile(&Change { first_timeout: "6s", ..Change::default() }))),
+        (
+            "a new cluster (and its route)",
+            snapshot(&large_profile(&Change { first_cluster: "c100", extra_clusters: 1, ..Change::default() })),
+        ),
     ];
     for (label, next) in &cases {
         changes::<Sotw>(label, &base, next);

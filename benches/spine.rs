@@ -12,6 +12,8 @@
 //! The large profile: 50 domains on 5 ports, 20 routes each (1,000 routes),
 //! 100 static clusters of 100 endpoints (10,000 endpoints).
 
+#[path = "support/large_profile.rs"]
+mod large;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -25,44 +27,9 @@ use devbridge::profile::{Profile, parse_profile};
 use devbridge::publish::Builder;
 use devbridge::xds::server::AdsService;
 use devbridge::xds::translate::translate;
+use large::{CLUSTERS, Change, DOMAINS, ENDPOINTS, PORTS, ROUTES, large_profile};
 use support::ads::{AdsClient, envoy_request};
 use tokio_util::sync::CancellationToken;
-
-const DOMAINS: usize = 50;
-const PORTS: usize = 5;
-const ROUTES: usize = 20;
-const CLUSTERS: usize = 100;
-const ENDPOINTS: usize = 100;
-
-fn large_profile(changed_port: u16) -> String {
-    let mut s = String::from("[zones.dev-local]\n[proxies.p]\nzone = \"dev-local\"\ndomains = [");
-    s += &(0..DOMAINS).map(|d| format!("\"d{d}.test:{}\"", 20000 + d % PORTS)).collect::<Vec<_>>().join(", ");
-    s += "]\n";
-    for d in 0..DOMAINS {
-        s += &format!("[[domains]]\nname = \"d{d}.test:{}\"\n", 20000 + d % PORTS);
-        for r in 0..ROUTES {
-            s += &format!(
-                "[[domains.routes]]\nprefix = \"/r{r}/\"\ncluster = \"c{}\"\ntimeout = \"5s\"\n",
-                (d * ROUTES + r) % CLUSTERS
-            );
-        }
-    }
-    for c in 0..CLUSTERS {
-        s += &format!("[clusters.c{c}.static]\nendpoints = [\n");
-        for e in 0..ENDPOINTS {
-            // Cluster 0's first endpoint is the one that changes between runs.
-            let port = if c == 0 && e == 0 { changed_port } else { 8000 + e as u16 };
-            s += &format!(
-                "  {{ address = \"10.{}.{}.1:{port}\", zone = \"z{}\", metadata = {{ app = \"edge\", slot = \"{e}\" }} }},\n",
-                c / 256,
-                c % 256,
-                e % 3
-            );
-        }
-        s += "]\n";
-    }
-    s
-}
 
 fn time<T>(n: usize, mut f: impl FnMut() -> T) -> Vec<Duration> {
     (0..n)
@@ -90,8 +57,8 @@ async fn subscribe_all(c: &mut AdsClient, profile: &Profile) {
 }
 
 fn main() {
-    let src_a = large_profile(9000);
-    let src_b = large_profile(9001);
+    let src_a = large_profile(&Change::default());
+    let src_b = large_profile(&Change { port: 9001, ..Change::default() });
     println!(
         "devbridge spine benchmark ({} routes, {} endpoints; {} cores)",
         DOMAINS * ROUTES,

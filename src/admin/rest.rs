@@ -100,12 +100,7 @@ fn poll(
     answered: Option<String>,
 ) -> RestPoll {
     RestPoll {
-        node: NodeInfo {
-            id: node.id.chars().take(200).collect(),
-            cluster: node.cluster.chars().take(200).collect(),
-            zone: node.locality.as_ref().map(|l| l.zone.chars().take(200).collect()).unwrap_or_default(),
-            user_agent: crate::xds::server::user_agent(node),
-        },
+        node: NodeInfo::of(node),
         proxy,
         unmatched,
         ty,

@@ -374,6 +374,10 @@ impl Target {
     }
 }
 
+/// The gRPC status names gRPC's own retry policy understands (gRFC A44):
+/// what a proxyless gRPC client can be told to retry on.
+pub const GRPC_RETRY_ON: &[&str] = &["cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"];
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Retries {
     pub count: u32,

@@ -32,6 +32,20 @@ pub struct NodeInfo {
     pub user_agent: String,
 }
 
+impl NodeInfo {
+    /// What a client's node says of it, each field at most 200 characters
+    /// (the client writes them, and reports are kept).
+    pub fn of(node: &envoy_types::pb::envoy::config::core::v3::Node) -> Self {
+        let bounded = |s: &str| s.chars().take(200).collect::<String>();
+        Self {
+            id: bounded(&node.id),
+            cluster: bounded(&node.cluster),
+            zone: node.locality.as_ref().map(|l| bounded(&l.zone)).unwrap_or_default(),
+            user_agent: super::server::user_agent(node),
+        }
+    }
+}
+
 /// Envoy's last rejection of a type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default)]

@@ -280,12 +280,7 @@ impl<P: Protocol> AdsStream<P> {
 
     /// Replaces this stream's entry in the registry with its current state.
     fn report(&self) {
-        let node = self.node.as_ref().map(|n| NodeInfo {
-            id: n.id.clone(),
-            cluster: n.cluster.clone(),
-            zone: n.locality.as_ref().map(|l| l.zone.clone()).unwrap_or_default(),
-            user_agent: user_agent(n),
-        });
+        let node = self.node.as_ref().map(NodeInfo::of);
         let types = self.state.report(&self.nack_at_ms);
         self.entry.update(|info| {
             info.node = node;

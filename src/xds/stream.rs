@@ -334,11 +334,15 @@ impl StreamState {
         let held = &mut self.held[ty.index()];
         // The clusters Envoy creates or re-creates from this response: those
         // it did not hold at this content (it leaves an unchanged one as it is).
-        let recreated: Vec<&String> = wanted
-            .iter()
-            .filter(|(n, r)| names.contains(**n) && held.get(**n) != Some(&r.hash))
-            .map(|(n, _)| *n)
-            .collect();
+        let recreated: Vec<&String> = if ty == ResourceType::Cluster && warm_dependents {
+            wanted
+                .iter()
+                .filter(|(n, r)| names.contains(**n) && held.get(**n) != Some(&r.hash))
+                .map(|(n, _)| *n)
+                .collect()
+        } else {
+            Vec::new()
+        };
         if incremental {
             held.retain(|n, _| wanted.contains_key(n));
         } else {
@@ -348,11 +352,9 @@ impl StreamState {
         // A re-created cluster waits for its endpoints again: they are no
         // longer held, so the next EDS response carries them even if
         // unchanged, and only them.
-        if ty == ResourceType::Cluster && warm_dependents {
-            let endpoints = &mut self.held[ResourceType::Endpoint.index()];
-            for n in recreated {
-                endpoints.remove(n);
-            }
+        let endpoints = &mut self.held[ResourceType::Endpoint.index()];
+        for n in recreated {
+            endpoints.remove(n);
         }
         self.nonce += 1;
         let nonce = self.nonce.to_string();

@@ -83,16 +83,9 @@ pub fn translate_proxy_with<'a>(
     let mut parts = SnapshotParts::default();
     for c in profile.clusters_of(proxy) {
         parts.clusters.push(to_cluster(c));
-        let eps: &[profile::Endpoint] = match &c.source {
-            // The lookup may give a static cluster's endpoints too: the
-            // builder does, with the probes' unhealthy marks on them.
-            profile::Source::Static(eps) => discovered(&c.name).unwrap_or(eps),
-            profile::Source::Kubernetes(_) | profile::Source::KubernetesService(_) | profile::Source::Registered => {
-                discovered(&c.name).unwrap_or_default()
-            }
-            profile::Source::Dns { .. } => continue,
-        };
-        parts.endpoints.push(to_load_assignment_in(&c.name, eps, &c.zone_priority));
+        if let Some(eps) = eds_endpoints(c, discovered(&c.name)) {
+            parts.endpoints.push(to_load_assignment_in(&c.name, eps, &c.zone_priority));
+        }
     }
     for port in proxy.ports(profile) {
         let domains: Vec<&profile::Domain> =
@@ -112,6 +105,23 @@ pub fn translate_proxy_with<'a>(
         parts.listeners.push(to_tcp_listener(proxy, t));
     }
     Snapshot::build(&proxy.name, parts)
+}
+
+/// The endpoints an EDS cluster is served, given those found at run time
+/// for it; `None` for a DNS cluster, whose endpoints Envoy resolves itself.
+fn eds_endpoints<'a>(
+    c: &'a profile::Cluster,
+    found: Option<&'a [profile::Endpoint]>,
+) -> Option<&'a [profile::Endpoint]> {
+    match &c.source {
+        // The lookup may give a static cluster's endpoints too: the
+        // builder does, with the probes' unhealthy marks on them.
+        profile::Source::Static(eps) => Some(found.unwrap_or(eps)),
+        profile::Source::Kubernetes(_) | profile::Source::KubernetesService(_) | profile::Source::Registered => {
+            Some(found.unwrap_or_default())
+        }
+        profile::Source::Dns { .. } => None,
+    }
 }
 
 /// The EDS-only path, second step: `snapshot` (this proxy's, for this

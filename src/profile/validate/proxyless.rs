@@ -7,10 +7,6 @@
 
 use super::*;
 
-/// gRPC status names that gRPC's retry policy understands (gRFC A44).
-pub const GRPC_RETRY_CODES: &[&str] =
-    &["cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"];
-
 /// Every setting of `domain`, and of the clusters its routes use, that a
 /// proxyless gRPC client would not honour, in profile order.
 pub fn grpc_problems(domain: &Domain, clusters: &BTreeMap<String, Cluster>) -> Vec<String> {
@@ -69,7 +65,7 @@ pub fn grpc_problems(domain: &Domain, clusters: &BTreeMap<String, Cluster>) -> V
             if !rt.status_codes.is_empty() {
                 out.push(format!(
                     "{at} retries on HTTP status codes; gRPC clients retry on gRPC status names in retries.on ({})",
-                    GRPC_RETRY_CODES.join(", ")
+                    GRPC_RETRY_ON.join(", ")
                 ));
             }
         }

@@ -17,11 +17,9 @@ use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
 use envoy_types::util::pack_any;
 
-use super::{Lookup, Snapshot, SnapshotError, SnapshotParts, ads, to_cluster, to_load_assignment_in};
+use super::{Lookup, Snapshot, SnapshotError, SnapshotParts, ads, eds_endpoints, to_cluster, to_load_assignment_in};
 use crate::model::{self as profile, Profile, Proxy};
 
-/// gRPC status names its retry policy understands (gRFC A44).
-const GRPC_RETRY_ON: &[&str] = &["cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"];
 /// Envoy's retry conditions that a gRPC client sees as UNAVAILABLE.
 const UNAVAILABLE: &[&str] =
     &["5xx", "gateway-error", "reset", "reset-before-request", "connect-failure", "refused-stream"];
@@ -48,14 +46,8 @@ pub fn translate_grpc_proxy(
 ) -> Result<Snapshot, SnapshotError> {
     let mut parts = SnapshotParts::default();
     for c in profile.clusters_of(proxy) {
-        let eps: &[profile::Endpoint] = match &c.source {
-            profile::Source::Static(eps) => discovered(&c.name).unwrap_or(eps),
-            profile::Source::Kubernetes(_) | profile::Source::KubernetesService(_) | profile::Source::Registered => {
-                discovered(&c.name).unwrap_or_default()
-            }
-            // Refused by validation: gRPC takes EDS clusters only.
-            profile::Source::Dns { .. } => continue,
-        };
+        // A DNS cluster is refused by validation: gRPC takes EDS clusters only.
+        let Some(eps) = eds_endpoints(c, discovered(&c.name)) else { continue };
         parts.clusters.push(to_grpc_cluster(c));
         parts.endpoints.push(to_load_assignment_in(&c.name, eps, &c.zone_priority));
     }
@@ -135,7 +127,7 @@ fn to_grpc_route(r: &mut route::Route) {
         // connect-failure, ...) are, for a gRPC call, its UNAVAILABLE status.
         let mut on: Vec<&str> = Vec::new();
         for c in p.retry_on.split(',') {
-            let c = if GRPC_RETRY_ON.contains(&c) {
+            let c = if profile::GRPC_RETRY_ON.contains(&c) {
                 c
             } else if UNAVAILABLE.contains(&c) {
                 "unavailable"
