@@ -478,19 +478,3 @@ pub async fn serve(
         }
     }
 }
-
-/// Who the client says it is: `envoy 1.40.0`, `gRPC C-core linux Python
-/// C-core 58.0.0 Python 1.85.3`. At most 80 characters, no control ones:
-/// the client writes it.
-pub fn user_agent(n: &envoy_types::pb::envoy::config::core::v3::Node) -> String {
-    use envoy_types::pb::envoy::config::core::v3::node::UserAgentVersionType;
-    let version = match &n.user_agent_version_type {
-        Some(UserAgentVersionType::UserAgentVersion(v)) => v.clone(),
-        Some(UserAgentVersionType::UserAgentBuildVersion(b)) => {
-            b.version.as_ref().map(|v| format!("{}.{}.{}", v.major_number, v.minor_number, v.patch)).unwrap_or_default()
-        }
-        None => String::new(),
-    };
-    let text = format!("{} {version}", n.user_agent_name);
-    text.trim().chars().filter(|c| !c.is_control()).take(80).collect()
-}
