@@ -40,6 +40,7 @@ use crate::xds::server::XdsListener;
 use crate::xds::snapshot::SnapshotError;
 
 pub mod connect;
+pub mod docker;
 
 /// What a daemon does beyond serving its first profile.
 #[derive(Debug, Clone, Default)]

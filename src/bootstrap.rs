@@ -136,22 +136,39 @@ impl Runtime {
             vec![format!("Envoy bootstrap for proxy {proxy:?} of profile {profile:?} ({self:?} runtime, mutual TLS).")];
         out.push(format!("Envoy reaches devbridge at {xds} over TLS with the certificate in {}", tls.dir));
         out.push(format!("(ca.pem, cert.pem, key.pem: `devbridge certs issue {proxy}`)."));
-        out.push("devbridge must serve TLS there: devbridge connect <profile> --tls --xds-listen <address>".into());
-        match self {
-            Runtime::Process | Runtime::Grpc => {}
-            Runtime::Docker => {
+        out.push(match self {
+            Runtime::Docker | Runtime::Compose => {
+                "devbridge must serve TLS where containers reach it: devbridge connect <profile> --tls --for docker"
+                    .into()
+            }
+            _ => "devbridge must serve TLS there: devbridge connect <profile> --tls --xds-listen <address>".into(),
+        });
+        // Where the files are on this machine, when `certs issue` put them
+        // where this bootstrap can see (beside --out, or the default place).
+        let issue_first = || format!("Issue the certificate first (devbridge certs issue {proxy} [--out DIR]), then");
+        match (self, &tls.host_dir) {
+            (Runtime::Process | Runtime::Grpc, _) => {}
+            (Runtime::Docker, Some(host)) => {
                 out.push("  docker run --add-host=host.docker.internal:host-gateway \\".into());
-                out.push(format!("    -v ~/.config/devbridge/tls/proxies/{proxy}:{}:ro ...", tls.dir));
+                out.push(format!("    -v {host}:{}:ro ...", tls.dir));
             }
-            Runtime::Compose => {
+            (Runtime::Compose, Some(host)) => {
                 out.push("  extra_hosts: [\"host.docker.internal:host-gateway\"]".into());
-                out.push(format!("  volumes: [\"~/.config/devbridge/tls/proxies/{proxy}:{}:ro\"]", tls.dir));
+                out.push(format!("  volumes: [\"{host}:{}:ro\"]", tls.dir));
             }
-            Runtime::Minikube => {
+            (Runtime::Docker | Runtime::Compose, None) => {
+                out.push(format!("{} mount the folder it wrote at {}:", issue_first(), tls.dir));
+                out.push(format!(
+                    "  -v <that folder>:{}:ro, with --add-host=host.docker.internal:host-gateway",
+                    tls.dir
+                ));
+            }
+            (Runtime::Minikube, host) => {
                 // An absolute path: the shell expands no `~` after `--from-file=`.
-                let certs = crate::certs::CertPaths::default_location()
-                    .map(|p| p.client_dir(proxy).display().to_string())
-                    .unwrap_or_else(|| format!("$HOME/.config/devbridge/tls/proxies/{proxy}"));
+                let certs = host.clone().unwrap_or_else(|| "<that folder>".into());
+                if host.is_none() {
+                    out.push(format!("{} put the folder it wrote in a Secret:", issue_first()));
+                }
                 out.push(format!("  kubectl create secret generic <secret> --from-file={certs}"));
                 out.push(format!("  and mount that Secret (the pod's secretName: <secret>) at {}.", tls.dir));
             }
@@ -384,6 +401,9 @@ pub enum XdsTarget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientTls {
     pub dir: String,
+    /// Where the same files are on this machine, when known: the folder a
+    /// container mounts at `dir`. Only the notes use it.
+    pub host_dir: Option<String>,
 }
 
 /// The bootstrap for `proxy`, reaching devbridge at `target`, over mutual
@@ -576,7 +596,7 @@ mod tests {
 
     fn tls_context(host: &str) -> Value {
         let target = XdsTarget::Tcp { host: host.into(), port: 18000 };
-        let tls = ClientTls { dir: "/etc/devbridge/tls".into() };
+        let tls = ClientTls { dir: "/etc/devbridge/tls".into(), host_dir: None };
         let b = bootstrap_with(&mk_proxy(), &target, Some(&tls), XdsApi::Grpc);
         b["static_resources"]["clusters"][0]["transport_socket"]["typed_config"].clone()
     }
@@ -597,14 +617,33 @@ mod tests {
 
     #[test]
     fn the_minikube_tls_note_names_a_path_the_shell_reads_and_no_made_up_secret() {
-        let tls = ClientTls { dir: "/etc/devbridge/tls".into() };
+        let tls = ClientTls { dir: "/etc/devbridge/tls".into(), host_dir: Some("/home/me/out/tls".into()) };
         let notes = Runtime::Minikube.notes_with("p", "dev-proxy", "host.minikube.internal:18000", Some(&tls));
         let secret = notes.iter().find(|n| n.contains("kubectl create secret")).expect("a secret line");
-        assert!(!secret.contains("=~"), "the shell does not expand ~ after '=': {secret}");
         assert!(!secret.contains("dev-proxy-devbridge-tls"), "the deployment names the secret: {secret}");
-        assert!(secret.contains("kubectl create secret generic <secret> --from-file="), "{secret}");
-        assert!(secret.ends_with("/proxies/dev-proxy"), "{secret}");
+        assert!(secret.ends_with("kubectl create secret generic <secret> --from-file=/home/me/out/tls"), "{secret}");
         assert!(notes.iter().any(|n| n.contains("<secret>") && n.contains("/etc/devbridge/tls")), "{notes:?}");
+    }
+
+    #[test]
+    fn a_container_tls_note_mounts_the_folder_the_certificate_is_in_or_says_to_issue_it() {
+        let found = ClientTls { dir: "/etc/devbridge/tls".into(), host_dir: Some("/work/out/tls".into()) };
+        let notes = Runtime::Docker.notes_with("p", "dev-proxy", "host.docker.internal:18000", Some(&found));
+        assert!(notes.contains(&"    -v /work/out/tls:/etc/devbridge/tls:ro ...".to_string()), "{notes:?}");
+        assert!(notes.iter().any(|n| n.ends_with("devbridge connect <profile> --tls --for docker")), "{notes:?}");
+        assert!(!notes.iter().any(|n| n.contains(".config/devbridge")), "no other folder is named: {notes:?}");
+        let notes = Runtime::Compose.notes_with("p", "dev-proxy", "host.docker.internal:18000", Some(&found));
+        assert!(notes.contains(&"  volumes: [\"/work/out/tls:/etc/devbridge/tls:ro\"]".to_string()), "{notes:?}");
+
+        let unknown = ClientTls { host_dir: None, ..found };
+        let notes = Runtime::Docker.notes_with("p", "dev-proxy", "host.docker.internal:18000", Some(&unknown));
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.starts_with("Issue the certificate first (devbridge certs issue dev-proxy [--out DIR])")),
+            "{notes:?}"
+        );
+        assert!(!notes.iter().any(|n| n.contains(".config/devbridge")), "{notes:?}");
     }
 
     #[test]

@@ -147,6 +147,28 @@ pub fn issue(paths: &CertPaths, name: &str, out: Option<&Path>) -> Result<PathBu
     Ok(dir)
 }
 
+/// The DNS names and IP addresses a PEM certificate is valid for (its
+/// subject alternative names), as text; empty when it does not parse.
+pub fn subject_names(pem: &str) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, der)) = x509_parser::pem::parse_x509_pem(pem.as_bytes()) else { return Vec::new() };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&der.contents) else { return Vec::new() };
+    let Ok(Some(sans)) = cert.subject_alternative_name() else { return Vec::new() };
+    sans.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::DNSName(name) => Some(name.to_string()),
+            GeneralName::IPAddress(b) => match b.len() {
+                4 => Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*b).ok()?).to_string()),
+                16 => Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).ok()?).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
 /// The proxy a verified client certificate names, from its URI SAN (or, failing that, its CN).
 pub fn proxy_identity(der: &[u8]) -> Option<String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;

@@ -165,6 +165,11 @@ pub struct ConnectArgs {
     /// or `rest` (JSON polled from the admin port).
     #[arg(long = "xds", value_enum, default_value = "grpc", requires = "envoy")]
     pub xds: crate::bootstrap::XdsApi,
+    /// Where the sidecars run: `docker` or `compose` listens for xDS where containers
+    /// reach this host as host.docker.internal (Linux: docker's bridge address only;
+    /// Docker Desktop: 127.0.0.1), on the xDS port. Beyond loopback that needs --tls.
+    #[arg(long = "for", value_enum, value_name = "RUNTIME", conflicts_with_all = ["xds_listen", "xds_socket", "envoy"])]
+    pub runtime: Option<Runtime>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use devbridge::app::connect::{Connect, Sidecar, SidecarError};
+use devbridge::app::docker::PrepareError;
 use devbridge::cli::{self, Cli, Command, EXIT_INVALID, EXIT_UNAVAILABLE};
 use devbridge::profile::load;
 use devbridge::settings::{Flags, LogFormat, Settings};
@@ -95,7 +96,23 @@ fn run(command: Command, flags: &Flags) -> anyhow::Result<ExitCode> {
                     }
                 },
             };
-            let settings = Settings::load(flags, Some(&profile.listen))?;
+            let mut settings = Settings::load(flags, Some(&profile.listen))?;
+            if let Some(runtime) = args.runtime {
+                match devbridge::app::docker::prepare(runtime, &mut settings) {
+                    Ok(Some(listen)) => {
+                        tracing::info!(xds = %listen.xds_listen, "listening for sidecars in containers on {}", listen.why)
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        eprintln!("devbridge: {e}");
+                        let code = match e {
+                            PrepareError::Usage(_) => EXIT_INVALID,
+                            PrepareError::Unavailable(_) => EXIT_UNAVAILABLE,
+                        };
+                        return Ok(ExitCode::from(code));
+                    }
+                }
+            }
             let follow = match location {
                 load::Location::File(path) => Some(path),
                 load::Location::Embedded(_) => None,

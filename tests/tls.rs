@@ -58,7 +58,7 @@ async fn setup() -> Setup {
 impl Setup {
     fn bootstrap(&self, proxy: &str, cert_dir: &Path) -> String {
         let target = XdsTarget::Tcp { host: "127.0.0.1".into(), port: self.daemon.xds_addr.port() };
-        let tls = ClientTls { dir: cert_dir.display().to_string() };
+        let tls = ClientTls { dir: cert_dir.display().to_string(), host_dir: None };
         to_yaml(&bootstrap_with(&self.profile.proxies[proxy], &target, Some(&tls), XdsApi::Grpc))
     }
 
@@ -97,7 +97,7 @@ async fn envoys_without_a_good_certificate_get_nothing_and_the_refusal_is_visibl
     let mut no_cert: Value = serde_json::to_value(bootstrap_with(
         &s.profile.proxies["sidecar"],
         &XdsTarget::Tcp { host: "127.0.0.1".into(), port: s.daemon.xds_addr.port() },
-        Some(&ClientTls { dir: ours.display().to_string() }),
+        Some(&ClientTls { dir: ours.display().to_string(), host_dir: None }),
         XdsApi::Grpc,
     ))
     .unwrap();

@@ -1,5 +1,6 @@
 //! `devbridge bootstrap`: the Envoy bootstrap for one of a profile's proxies.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -47,8 +48,10 @@ pub fn run(args: BootstrapArgs, flags: &Flags) -> anyhow::Result<ExitCode> {
         Some(path) => crate::bootstrap::XdsTarget::Pipe { path },
         None => crate::bootstrap::XdsTarget::Tcp { host: host.clone(), port },
     };
-    let client_tls = tls
-        .then(|| crate::bootstrap::ClientTls { dir: tls_dir.unwrap_or_else(|| runtime.default_tls_dir(&proxy.name)) });
+    let client_tls = tls.then(|| crate::bootstrap::ClientTls {
+        dir: tls_dir.unwrap_or_else(|| runtime.default_tls_dir(&proxy.name)),
+        host_dir: certs_on_host(&proxy.name, out.as_deref()).map(|d| d.display().to_string()),
+    });
     let shown = match &target {
         crate::bootstrap::XdsTarget::Pipe { path } => format!("unix:{path}"),
         crate::bootstrap::XdsTarget::Tcp { .. } => format!("{host}:{port}"),
@@ -81,4 +84,19 @@ pub fn run(args: BootstrapArgs, flags: &Flags) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where `devbridge certs issue <proxy>` put the proxy's files on this
+/// machine, if it can be seen: beside `--out` (`out/tls` for `out/envoy.yaml`,
+/// as the runbooks do) or in the default place; only a `cert.pem` issued to
+/// this proxy counts. Absolute, as `docker -v` wants it.
+fn certs_on_host(proxy: &str, out: Option<&Path>) -> Option<PathBuf> {
+    let beside = out.map(|o| o.parent().unwrap_or(Path::new("")).join("tls"));
+    let default = crate::certs::CertPaths::default_location().map(|p| p.client_dir(proxy));
+    let issued_to_proxy = |dir: &PathBuf| {
+        let Ok(pem) = std::fs::read(dir.join("cert.pem")) else { return false };
+        let Ok((_, der)) = x509_parser::pem::parse_x509_pem(&pem) else { return false };
+        crate::certs::proxy_identity(&der.contents).as_deref() == Some(proxy)
+    };
+    beside.into_iter().chain(default).find(issued_to_proxy).and_then(|d| std::path::absolute(d).ok())
 }
