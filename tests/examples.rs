@@ -1,7 +1,9 @@
 //! The runnable examples under `examples/`, run as their READMEs say, with
 //! `--once`, against a real Envoy: the requests each README shows get the
-//! answers it promises. Docker and minikube cannot run here, so their files
-//! are parsed and checked against the runbook commands that feed them.
+//! answers it promises. The container files are also parsed and checked
+//! against the runbook commands that feed them: minikube cannot run here, so
+//! that is all it gets (`tests/containers.rs` runs the docker and compose
+//! runbooks against a real Docker daemon).
 //!
 //! The example scripts use fixed loopback ports, so they run one at a time
 //! (`EXAMPLES`); each picks ports that no other test uses.
@@ -242,6 +244,8 @@ fn pyservice_compose_sidecar_mounts_the_bootstrap_and_tls_files_the_runbook_writ
     assert!(bootstrap.contains(&"--tls".to_string()), "the sidecar reaches devbridge over TLS: {bootstrap:?}");
     let certs = runbook_line(&readme, "devbridge certs issue", &["dev-proxy"]);
     let compose = yaml("examples/pyservice/compose.yaml");
+    // Compose v1 (Debian's docker-compose 1.29) refuses a top-level `name:`.
+    assert_eq!(compose["name"], Value::Null, "compose.yaml must be read by Compose v1 and v2 alike");
 
     let service = &compose["services"]["pyservice"];
     assert_eq!(service["build"], ".");
