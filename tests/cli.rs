@@ -353,6 +353,67 @@ fn connect_refuses_a_non_loopback_address_without_tls() {
     );
 }
 
+/// The runbooks' way: `certs issue --out out/tls`, then a container
+/// bootstrap into `out/`: its notes mount that folder (no other), and
+/// `certs issue` names `--tls-dir` only for an Envoy on this machine, since
+/// a container's bootstrap looks at /etc/devbridge/tls.
+#[test]
+fn tls_messages_name_the_folder_the_certificate_is_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .current_dir(dir.path())
+            .env("HOME", dir.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&["certs", "init"]);
+    let issued = run(&["certs", "issue", "dev-proxy", "--out", "out/tls"]);
+    assert!(issued.contains("mount this folder at /etc/devbridge/tls"), "{issued}");
+    assert!(issued.contains("devbridge bootstrap <profile> --proxy dev-proxy --for docker --tls   (or"), "{issued}");
+    assert!(
+        issued.trim_end().ends_with("devbridge bootstrap <profile> --proxy dev-proxy --tls --tls-dir out/tls"),
+        "{issued}"
+    );
+    let by_default = run(&["certs", "issue", "dev-proxy"]);
+    assert!(!by_default.contains("--tls-dir"), "the default place needs no --tls-dir: {by_default}");
+
+    let profile = format!("{}/examples/pyservice/pyservice.toml", env!("CARGO_MANIFEST_DIR"));
+    run(&["bootstrap", &profile, "--for", "docker", "--tls", "--out", "out/envoy-docker.yaml"]);
+    let text = std::fs::read_to_string(dir.path().join("out/envoy-docker.yaml")).unwrap();
+    let beside = dir.path().canonicalize().unwrap().join("out/tls");
+    assert!(text.contains(&format!("#     -v {}:/etc/devbridge/tls:ro ...", beside.display())), "{text}");
+    assert!(
+        text.contains(
+            "# devbridge must serve TLS where containers reach it: devbridge connect <profile> --tls --for docker"
+        ),
+        "{text}"
+    );
+
+    // Elsewhere, with no certificate beside it: the one in the default place.
+    run(&["bootstrap", &profile, "--for", "compose", "--tls", "--out", "other.yaml"]);
+    let text = std::fs::read_to_string(dir.path().join("other.yaml")).unwrap();
+    let default = dir.path().canonicalize().unwrap().join(".config/devbridge/tls/proxies/dev-proxy");
+    assert!(text.contains(&format!("#   volumes: [\"{}:/etc/devbridge/tls:ro\"]", default.display())), "{text}");
+}
+
+#[test]
+fn connect_for_a_runtime_it_cannot_place_says_what_to_pass_and_exits_64() {
+    for (runtime, says) in [("minikube", "pass --xds-listen"), ("grpc", "leave out --for")] {
+        let out = devbridge(&["connect", "demo", "--for", runtime]);
+        assert_eq!(out.status.code(), Some(64), "{runtime}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{runtime}: {stderr}");
+    }
+    // One address at a time.
+    let out = devbridge(&["connect", "demo", "--for", "docker", "--xds-listen", "127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// `certs init` and `certs issue` write what `bootstrap --tls` points Envoy
 /// at, and Envoy accepts those bootstraps (TLS and Unix socket).
 #[test]
