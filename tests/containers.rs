@@ -133,6 +133,10 @@ impl Runbook {
         c.current_dir(self.dir.path())
             .env("PATH", &self.path)
             .env("HOME", self.home())
+            // The base images exist only on this machine: the classic
+            // builder uses them as they are, where BuildKit (when the buildx
+            // plugin is installed) would ask a registry for their metadata.
+            .env("DOCKER_BUILDKIT", "0")
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("DEVBRIDGE_XDS_LISTEN")
             .env_remove("DEVBRIDGE_ADMIN_LISTEN");
