@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use devbridge::app::connect::{Connect, Sidecar, SidecarError};
 use devbridge::app::docker::PrepareError;
+use devbridge::bootstrap::Runtime;
 use devbridge::cli::{self, Cli, Command, EXIT_INVALID, EXIT_UNAVAILABLE};
 use devbridge::profile::load;
 use devbridge::settings::{Flags, LogFormat, Settings};
@@ -117,7 +118,9 @@ fn run(command: Command, flags: &Flags) -> anyhow::Result<ExitCode> {
                 load::Location::File(path) => Some(path),
                 load::Location::Embedded(_) => None,
             };
-            Connect { profile, settings, follow, sidecar, xds_socket: args.xds_socket }.run_blocking()?;
+            let in_containers = matches!(args.runtime, Some(Runtime::Docker | Runtime::Compose));
+            Connect { profile, settings, follow, sidecar, xds_socket: args.xds_socket, in_containers }
+                .run_blocking()?;
             Ok(ExitCode::SUCCESS)
         }
     }

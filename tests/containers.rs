@@ -367,6 +367,13 @@ fn the_docker_runbook_runs_as_written_and_survives_restarts_of_devbridge_and_the
     }
     let status = book.status().expect("devbridge answers");
     assert!(all_acked(&status) && status.contains("from 172."), "{status}");
+    // The stand-in edge is on the containers' loopback, out of this
+    // machine's reach: not probed, rather than reported unreachable.
+    assert!(
+        status.contains("cluster edge: 1 loopback endpoint not probed: the sidecars run in containers"),
+        "{status}"
+    );
+    assert!(!status.contains("0 reachable"), "{status}");
 
     // devbridge restarted: Envoy keeps serving what it has, reconnects
     // within its backoff (0.1 s to 1 s), and no request fails.

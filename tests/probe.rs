@@ -28,7 +28,12 @@ use tokio_util::sync::CancellationToken;
 /// Probing every 200 ms, so state changes show within a second.
 fn mk_probe_options() -> devbridge::probe::Options {
     devbridge::probe::Options {
-        pacing: Pacing { interval: Duration::from_millis(200), timeout: Duration::from_millis(150), max_per_round: 32 },
+        pacing: Pacing {
+            interval: Duration::from_millis(200),
+            timeout: Duration::from_millis(150),
+            max_per_round: 32,
+            skip_loopback: false,
+        },
         ..Default::default()
     }
 }

@@ -26,6 +26,9 @@ pub struct Connect {
     pub sidecar: Option<Sidecar>,
     /// Serve xDS on this Unix socket instead of TCP.
     pub xds_socket: Option<PathBuf>,
+    /// The sidecars run in containers (`--for docker`): a loopback endpoint
+    /// is theirs, not this machine's, so the prober leaves it alone.
+    pub in_containers: bool,
 }
 
 /// The supervised Envoy: its binary and the proxy it is.
@@ -67,7 +70,7 @@ impl Connect {
     }
 
     pub async fn run(self) -> anyhow::Result<()> {
-        let Connect { profile, settings, follow, sidecar, xds_socket } = self;
+        let Connect { profile, settings, follow, sidecar, xds_socket, in_containers } = self;
         refuse_exposed(&settings, xds_socket.is_some())?;
         let tls = tls_files(&settings)?;
         let admin_tls = tls.is_some() && !settings.admin_listen.ip().is_loopback();
@@ -108,7 +111,10 @@ impl Connect {
             admin_tls,
             discovery: Default::default(),
             limits: settings.limits(),
-            probe: Default::default(),
+            probe: crate::probe::Options {
+                pacing: crate::probe::plan::Pacing { skip_loopback: in_containers, ..Default::default() },
+                ..Default::default()
+            },
         };
         let daemon = Daemon::start_with(profile, xds, Some(admin), shutdown.clone(), options)?;
         let xds_at = match &daemon.xds_socket {

@@ -34,11 +34,20 @@ pub struct Pacing {
     pub interval: Duration,
     pub timeout: Duration,
     pub max_per_round: usize,
+    /// The sidecars run in containers (`connect --for docker`): a loopback
+    /// endpoint is on the container's own loopback, which a probe from this
+    /// machine cannot reach, so it is not probed (and never marked).
+    pub skip_loopback: bool,
 }
 
 impl Default for Pacing {
     fn default() -> Self {
-        Self { interval: DEFAULT_INTERVAL, timeout: DEFAULT_TIMEOUT, max_per_round: DEFAULT_MAX_PER_ROUND }
+        Self {
+            interval: DEFAULT_INTERVAL,
+            timeout: DEFAULT_TIMEOUT,
+            max_per_round: DEFAULT_MAX_PER_ROUND,
+            skip_loopback: false,
+        }
     }
 }
 
@@ -54,6 +63,8 @@ pub struct Target {
     pub may_mark: bool,
     /// In the cluster's order, each address once.
     pub endpoints: Vec<(SocketAddr, Option<String>)>,
+    /// Loopback endpoints left out ([`Pacing::skip_loopback`]).
+    pub loopback_skipped: usize,
 }
 
 /// The clusters some proxy uses that have a probe, with the endpoints
@@ -77,7 +88,13 @@ pub fn targets(published: &Published, pacing: &Pacing) -> Vec<Target> {
                     .map_or(&[], |e| &**e),
             };
             let mut seen = BTreeSet::new();
-            let endpoints = eps.iter().filter(|e| seen.insert(e.addr)).map(|e| (e.addr, e.zone.clone())).collect();
+            let (mut endpoints, mut loopback_skipped) = (Vec::new(), 0);
+            for e in eps.iter().filter(|e| seen.insert(e.addr)) {
+                match pacing.skip_loopback && e.addr.ip().is_loopback() {
+                    true => loopback_skipped += 1,
+                    false => endpoints.push((e.addr, e.zone.clone())),
+                }
+            }
             let interval = spec.interval.unwrap_or(pacing.interval);
             // A daemon-wide timeout longer than a cluster's interval is cut to half of it.
             let timeout = spec.timeout.unwrap_or(pacing.timeout.min(interval / 2));
@@ -88,6 +105,7 @@ pub fn targets(published: &Published, pacing: &Pacing) -> Vec<Target> {
                 timeout,
                 may_mark: c.health_check.is_none(),
                 endpoints,
+                loopback_skipped,
             })
         })
         .collect()
@@ -301,6 +319,19 @@ impl ClusterState {
 
     /// The cluster's state in one line, e.g. `healthy: 3/3 reachable`.
     pub fn summary(&self) -> String {
+        let skipped = self.target.loopback_skipped;
+        let mut line = self.probed_summary();
+        if skipped > 0 {
+            let what = format!(
+                "{skipped} loopback {} not probed: the sidecars run in containers, whose loopback is their own",
+                plural(skipped, "endpoint")
+            );
+            line = if self.target.endpoints.is_empty() { what } else { format!("{line}; {what}") };
+        }
+        line
+    }
+
+    fn probed_summary(&self) -> String {
         let c = self.counts();
         let n = c.endpoints;
         if n == 0 {

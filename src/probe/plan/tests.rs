@@ -67,6 +67,7 @@ fn mk_target(cluster: &str, n: usize) -> Target {
         timeout: Duration::from_secs(2),
         may_mark: true,
         endpoints: (0..n).map(|i| (format!("10.0.{}.{}:80", i / 250, i % 250 + 1).parse().unwrap(), None)).collect(),
+        loopback_skipped: 0,
     }
 }
 
@@ -96,6 +97,30 @@ fn targets_are_the_used_clusters_with_a_probe_and_their_endpoints() {
     // With Envoy's Host: the cluster's name, unless the check names one.
     assert_eq!(t[0].probe, Probe::Http { path: "/healthz".into(), host: Some("checked".into()) });
     assert!(!t[0].may_mark);
+}
+
+#[test]
+fn with_sidecars_in_containers_loopback_endpoints_are_not_probed_and_the_summary_says_why() {
+    let p = mk_published(PROFILE, &[("edge", &["10.1.0.1:80", "127.0.0.1:80"])]);
+    let pacing = Pacing { skip_loopback: true, ..Pacing::default() };
+    let t = targets(&p, &pacing);
+    // `local` has only loopback endpoints, `edge` one of two.
+    assert_eq!((t[2].endpoints.len(), t[2].loopback_skipped), (0, 2));
+    assert_eq!(t[1].endpoints, [(addr("10.1.0.1:80"), Some("z1".into()))]);
+    let mut b = Board::new(32);
+    b.set_targets(t);
+    let jobs = b.due(0, 0);
+    assert!(jobs.iter().all(|j| !j.addr.ip().is_loopback()), "{jobs:?}");
+    assert_eq!(
+        b.clusters["local"].summary(),
+        "2 loopback endpoints not probed: the sidecars run in containers, whose loopback is their own"
+    );
+    assert_eq!(
+        b.clusters["edge"].summary(),
+        "1 endpoint, not probed yet; 1 loopback endpoint not probed: the sidecars run in containers, whose loopback is their own"
+    );
+    // Without containers, loopback is this machine's and is probed.
+    assert_eq!(targets(&p, &Pacing::default())[2].endpoints.len(), 2);
 }
 
 #[test]

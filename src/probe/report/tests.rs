@@ -48,6 +48,7 @@ fn mk_probes(n: usize, up: Option<usize>) -> Probes {
         timeout: Duration::from_secs(2),
         may_mark: true,
         endpoints: addrs.iter().map(|a| (*a, Some("z1".into()))).collect(),
+        loopback_skipped: 0,
     }]);
     if let Some(up) = up {
         for (i, a) in addrs.iter().enumerate() {
