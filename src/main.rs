@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use devbridge::app::connect::{Connect, Sidecar, SidecarError};
 use devbridge::app::docker::PrepareError;
-use devbridge::bootstrap::Runtime;
 use devbridge::cli::{self, Cli, Command, EXIT_INVALID, EXIT_UNAVAILABLE};
 use devbridge::profile::load;
 use devbridge::settings::{Flags, LogFormat, Settings};
@@ -98,27 +97,27 @@ fn run(command: Command, flags: &Flags) -> anyhow::Result<ExitCode> {
                 },
             };
             let mut settings = Settings::load(flags, Some(&profile.listen))?;
-            if let Some(runtime) = args.runtime {
-                match devbridge::app::docker::prepare(runtime, &mut settings) {
-                    Ok(Some(listen)) => {
-                        tracing::info!(xds = %listen.xds_listen, "listening for sidecars in containers on {}", listen.why)
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        eprintln!("devbridge: {e}");
-                        let code = match e {
-                            PrepareError::Usage(_) => EXIT_INVALID,
-                            PrepareError::Unavailable(_) => EXIT_UNAVAILABLE,
-                        };
-                        return Ok(ExitCode::from(code));
-                    }
+            // Sidecars in containers: where they reach this host, set before anything binds.
+            let containers = match args.runtime.map(|r| devbridge::app::docker::prepare(r, &mut settings)) {
+                None => None,
+                Some(Ok(listen)) => listen,
+                Some(Err(e)) => {
+                    eprintln!("devbridge: {e}");
+                    let code = match e {
+                        PrepareError::Usage(_) => EXIT_INVALID,
+                        PrepareError::Unavailable(_) => EXIT_UNAVAILABLE,
+                    };
+                    return Ok(ExitCode::from(code));
                 }
+            };
+            if let Some(listen) = &containers {
+                tracing::info!(xds = %listen.xds_listen, "listening for sidecars in containers on {}", listen.why);
             }
             let follow = match location {
                 load::Location::File(path) => Some(path),
                 load::Location::Embedded(_) => None,
             };
-            let in_containers = matches!(args.runtime, Some(Runtime::Docker | Runtime::Compose));
+            let in_containers = containers.is_some();
             Connect { profile, settings, follow, sidecar, xds_socket: args.xds_socket, in_containers }
                 .run_blocking()?;
             Ok(ExitCode::SUCCESS)

@@ -188,6 +188,24 @@ impl Runbook {
         std::fs::read_to_string(self.dir.path().join("devbridge.log")).unwrap_or_default()
     }
 
+    /// Every command of the README's section `title`, in order; its `curl`
+    /// lines until the answer starts with `expect`, which the README promises.
+    fn run_section(&self, readme: &str, title: &str, expect: &str) {
+        assert!(readme.contains(&format!("Expect `{}", expect.trim_end())), "{README} promises {expect:?}");
+        for line in commands(readme, title) {
+            if line.starts_with("curl ") {
+                self.curl_until(&line, expect);
+            } else {
+                self.run(&line);
+            }
+        }
+    }
+
+    /// What the runbook's stop `lines` remove, removed when the guard drops.
+    fn cleanup(&self, lines: Vec<String>) -> Cleanup {
+        Cleanup { lines, dir: self.dir.path().to_path_buf(), path: self.path.clone() }
+    }
+
     /// The runbook's `curl` line, until its answer starts with `expect`
     /// (the sidecar needs a moment to get its listener), bounded.
     fn curl_until(&self, line: &str, expect: &str) -> String {
@@ -202,6 +220,19 @@ impl Runbook {
         eprintln!("{last}");
         last
     }
+}
+
+/// One runbook at a time, once the daemon and images are there and the
+/// runbooks' names are free: the lock, the README and a fresh runbook
+/// directory; `None` when `DEVBRIDGE_SKIP_DOCKER` says to skip.
+fn start() -> Option<(std::sync::MutexGuard<'static, ()>, String, Runbook)> {
+    let one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    if !docker_ready() {
+        return None;
+    }
+    names_are_free();
+    let readme = std::fs::read_to_string(root().join(README)).unwrap();
+    Some((one, readme, Runbook::new()))
 }
 
 /// Removes what the runbooks make, when the test ends however it ends.
@@ -340,31 +371,13 @@ fn tls_and_devbridge(book: &Runbook, readme: &str) -> (Reaped, String) {
 
 #[test]
 fn the_docker_runbook_runs_as_written_and_survives_restarts_of_devbridge_and_the_sidecar() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    if !docker_ready() {
-        return;
-    }
-    names_are_free();
-    let readme = std::fs::read_to_string(root().join(README)).unwrap();
-    let book = Runbook::new();
-    let _cleanup = Cleanup {
-        lines: vec![inline(&readme, "docker rm -f ")],
-        dir: book.dir.path().to_path_buf(),
-        path: book.path.clone(),
-    };
+    let Some((_one, readme, book)) = start() else { return };
+    let _cleanup = book.cleanup(vec![inline(&readme, "docker rm -f ")]);
     let (devbridge, connect) = tls_and_devbridge(&book, &readme);
     let log = book.devbridge_log();
     assert!(log.contains("listening for sidecars in containers on the address of docker's bridge"), "{log}");
 
-    let expect = "Hello from docker -- 00ff00 (service 1)! hostname: ";
-    assert!(readme.contains(&format!("Expect `{}", expect.trim_end())), "{README} promises {expect:?}");
-    for line in commands(&readme, "docker") {
-        if line.starts_with("curl ") {
-            book.curl_until(&line, expect);
-        } else {
-            book.run(&line);
-        }
-    }
+    book.run_section(&readme, "docker", "Hello from docker -- 00ff00 (service 1)! hostname: ");
     let status = book.status().expect("devbridge answers");
     assert!(all_acked(&status) && status.contains("from 172."), "{status}");
     // The stand-in edge is on the containers' loopback, out of this
@@ -438,31 +451,13 @@ fn the_docker_runbook_runs_as_written_and_survives_restarts_of_devbridge_and_the
 
 #[test]
 fn the_compose_runbook_runs_as_written_with_the_compose_this_machine_has() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    if !docker_ready() {
-        return;
-    }
-    names_are_free();
-    let readme = std::fs::read_to_string(root().join(README)).unwrap();
-    let book = Runbook::new();
+    let Some((_one, readme, book)) = start() else { return };
     let down = inline(&readme, "docker compose -f examples/pyservice/compose.yaml down");
-    let _cleanup = Cleanup {
-        lines: vec![book.line(&down) + " --remove-orphans"],
-        dir: book.dir.path().to_path_buf(),
-        path: book.path.clone(),
-    };
+    let _cleanup = book.cleanup(vec![book.line(&down) + " --remove-orphans"]);
     let (devbridge, _) = tls_and_devbridge(&book, &readme);
 
-    let expect = "Hello from compose -- 00ff00 (service 1)! hostname: ";
-    assert!(readme.contains(&format!("Expect `{}", expect.trim_end())), "{README} promises {expect:?}");
     eprintln!("compose: {}", book.compose);
-    for line in commands(&readme, "docker compose") {
-        if line.starts_with("curl ") {
-            book.curl_until(&line, expect);
-        } else {
-            book.run(&line);
-        }
-    }
+    book.run_section(&readme, "docker compose", "Hello from compose -- 00ff00 (service 1)! hostname: ");
     let status = book.status().expect("devbridge answers");
     assert!(all_acked(&status), "{status}");
 

@@ -162,13 +162,17 @@ fn tls_files(settings: &Settings) -> anyhow::Result<Option<TlsFiles>> {
     if !settings.tls {
         return Ok(None);
     }
-    let paths = settings
+    Ok(Some(TlsFiles::from_paths(&cert_paths(settings)?)))
+}
+
+/// Where `devbridge certs init` put the CA and server certificate: `--tls-dir`, or the default place.
+pub fn cert_paths(settings: &Settings) -> anyhow::Result<crate::certs::CertPaths> {
+    settings
         .tls_dir
         .clone()
         .map(crate::certs::CertPaths::new)
         .or_else(crate::certs::CertPaths::default_location)
-        .context("--tls needs a certificate directory; pass --tls-dir")?;
-    Ok(Some(TlsFiles::from_paths(&paths)))
+        .context("--tls needs a certificate directory; pass --tls-dir")
 }
 
 /// Writes the sidecar's bootstrap into a private directory and starts

@@ -65,13 +65,7 @@ pub fn prepare(runtime: Runtime, settings: &mut Settings) -> Result<Option<Conta
     let listen = ContainerListen { xds_listen: SocketAddr::new(ip, settings.xds_listen.port()), why };
     settings.xds_listen = listen.xds_listen;
     if settings.tls {
-        let paths = settings
-            .tls_dir
-            .clone()
-            .map(crate::certs::CertPaths::new)
-            .or_else(crate::certs::CertPaths::default_location)
-            .context("--tls needs a certificate directory; pass --tls-dir")
-            .map_err(PrepareError::Usage)?;
+        let paths = super::connect::cert_paths(settings).map_err(PrepareError::Usage)?;
         check_server_names(&paths.server_cert()).map_err(PrepareError::Usage)?;
     }
     Ok(Some(listen))
