@@ -180,7 +180,7 @@ fn local_work(n: usize) {
         let next: EndpointSet = sent
             .endpoints
             .iter()
-            .map(|(c, eps)| (c.clone(), if changed.contains(c) { index.shared(c) } else { eps.clone() }))
+            .map(|(c, eps)| (c.clone(), if changed.contains(c) { index.endpoints(c) } else { eps.clone() }))
             .collect();
         apply.push(t.elapsed());
         let t2 = Instant::now();
@@ -188,7 +188,7 @@ fn local_work(n: usize) {
         assert!(builder.set_discovered(sent.clone()).unwrap().is_some());
         publish.push(t2.elapsed());
     }
-    let eps = index.endpoints("edge").to_vec();
+    let eps = index.endpoints("edge");
     let build: Vec<Duration> = (0..50)
         .map(|_| {
             let t = Instant::now();
@@ -199,7 +199,8 @@ fn local_work(n: usize) {
     // What the EDS-only path does instead: one endpoint differs from the
     // cached build each time.
     let mut cache = LoadAssignmentCache::default();
-    let flipped: Vec<_> = index.endpoints("edge").iter().skip(1).cloned().collect();
+    let first = eps.iter().next().cloned().into_iter().collect::<Vec<_>>();
+    let flipped = eps.edited(&first, &[]);
     cache.to_resource("edge", &eps);
     let pack: Vec<Duration> = (0..50)
         .map(|i| {

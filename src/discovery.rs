@@ -375,7 +375,7 @@ impl Run {
         let clusters = &self.index.plan().clusters;
         let changed = clusters
             .keys()
-            .filter(|c| sent.endpoints.get(*c).is_none_or(|e| **e != *self.index.endpoints(c)))
+            .filter(|c| sent.endpoints.get(*c).is_none_or(|e| *e != self.index.endpoints(c)))
             .chain(sent.endpoints.keys().filter(|c| !clusters.contains_key(*c)))
             .cloned()
             .collect();
@@ -477,7 +477,7 @@ impl Run {
             .keys()
             .map(|c| match sent.endpoints.get(c) {
                 Some(eps) if !changed.contains(c) => (c.clone(), eps.clone()),
-                _ => (c.clone(), self.index.shared(c)),
+                _ => (c.clone(), self.index.endpoints(c)),
             })
             .collect();
         let generation = sent.generation + 1;

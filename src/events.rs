@@ -237,7 +237,7 @@ fn sources_digest(sources: &[SourceStatus]) -> BTreeMap<String, diff::Source> {
 /// The endpoints of every cluster the profile fills at run time, as
 /// served: registered ones win over discovered ones; none yet is empty.
 fn endpoints_digest(p: &Published) -> EndpointSet {
-    let empty: Endpoints = Arc::from(Vec::new());
+    let empty = Endpoints::default();
     p.profile
         .clusters
         .values()

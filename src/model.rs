@@ -3,20 +3,17 @@
 //! `profile` builds the model from TOML, `discovery` and `registered` fill
 //! endpoint sets, `publish` turns them into [`Published`].
 
+pub mod endpoints;
 pub mod profile;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use endpoints::Endpoints;
 pub use profile::*;
 
 use crate::xds::snapshot::Snapshot;
-
-/// One cluster's endpoints. Shared, never copied: a set that changes one
-/// cluster of many hands the others on as they are, and whoever holds the
-/// previous set can tell an unchanged cluster by pointer.
-pub type Endpoints = Arc<[Endpoint]>;
 
 /// Endpoints found or registered at run time, by cluster name.
 pub type EndpointSet = BTreeMap<String, Endpoints>;

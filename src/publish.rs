@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use tracing::{debug, info, warn};
 
-use crate::model::{Discovered, Endpoint, EndpointSet, Marks, Profile, Published, Source};
+use crate::model::{Discovered, Endpoint, EndpointSet, Endpoints, Marks, Profile, Published, Source};
 use crate::personal::Personal;
 use crate::xds::load_assignment::{LoadAssignmentCache, translate_load_assignments};
 use crate::xds::snapshot::Snapshot;
@@ -175,9 +175,7 @@ impl Builder {
         marked.retain(|c, _| !changed.contains(c));
         marked.extend(mark(&self.profile, &discovered, &self.registered, &self.marks, |c| changed.contains(c)));
         let (profile, registered, endpoints) = (&self.profile, &self.registered, &discovered.endpoints);
-        let lookup = |name: &str| {
-            marked.get(name).or_else(|| registered.get(name)).or_else(|| endpoints.get(name)).map(|e| &**e)
-        };
+        let lookup = |name: &str| marked.get(name).or_else(|| registered.get(name)).or_else(|| endpoints.get(name));
         self.load_assignments.retain(|c| endpoints.contains_key(c));
         let updated = translate_load_assignments(profile, &changed, &lookup, &mut self.load_assignments);
         let mut snapshots = self.published.snapshots.clone();
@@ -223,7 +221,7 @@ fn replaced(a: &EndpointSet, b: &EndpointSet) -> BTreeSet<String> {
     a.keys()
         .chain(b.keys())
         .filter(|c| match (a.get(*c), b.get(*c)) {
-            (Some(x), Some(y)) => !Arc::ptr_eq(x, y),
+            (Some(x), Some(y)) => !Endpoints::ptr_eq(x, y),
             _ => true,
         })
         .cloned()
@@ -249,14 +247,14 @@ fn mark(
         .iter()
         .filter(|(cluster, _)| only(cluster))
         .filter_map(|(cluster, addrs)| {
-            let base: &[Endpoint] = match registered.get(cluster).or_else(|| discovered.endpoints.get(cluster)) {
-                Some(eps) => eps,
+            let base: Vec<&Endpoint> = match registered.get(cluster).or_else(|| discovered.endpoints.get(cluster)) {
+                Some(eps) => eps.iter().collect(),
                 None => match &profile.clusters.get(cluster)?.source {
-                    Source::Static(eps) => eps,
+                    Source::Static(eps) => eps.iter().collect(),
                     _ => return None,
                 },
             };
-            let eps = base.iter().map(|e| Endpoint { unhealthy: addrs.contains(&e.addr), ..e.clone() }).collect();
+            let eps = base.into_iter().map(|e| Endpoint { unhealthy: addrs.contains(&e.addr), ..e.clone() }).collect();
             Some((cluster.clone(), eps))
         })
         .collect()
@@ -270,9 +268,8 @@ fn build(
     registered: &Arc<EndpointSet>,
     marked: &EndpointSet,
 ) -> Result<Published, SnapshotError> {
-    let lookup = |name: &str| {
-        marked.get(name).or_else(|| registered.get(name)).or_else(|| discovered.endpoints.get(name)).map(|e| &**e)
-    };
+    let lookup =
+        |name: &str| marked.get(name).or_else(|| registered.get(name)).or_else(|| discovered.endpoints.get(name));
     let snapshots = profile
         .proxies
         .values()

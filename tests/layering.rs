@@ -10,6 +10,7 @@ use std::path::Path;
 const CORE: &[&str] = &[
     "model",
     "model::profile",
+    "model::endpoints",
     "profile::validate",
     "profile::raw",
     "publish",

@@ -10,9 +10,10 @@
 //! For each cluster, every object gets a [`Selection`]: its endpoints, or
 //! why it was skipped. Selections are recomputed only for the objects an
 //! event touched, so one pod changing among ten thousand costs one pod,
-//! and each cluster's endpoints are kept sorted as they change: what is
-//! handed on is a copy of that list, which the EDS packer then walks along
-//! its last build without sorting it again.
+//! and each cluster's endpoints are kept sorted as they change, as a list
+//! in shared chunks ([`Endpoints`]): an edit remakes the chunk it falls in,
+//! and what is handed on is the list itself, sharing its other chunks with
+//! the list before it (which is how the EDS packer knows what to encode).
 
 pub mod objects;
 
@@ -211,9 +212,9 @@ pub struct Index {
     /// cluster -> object key -> selection.
     selections: BTreeMap<String, BTreeMap<String, Selection>>,
     /// cluster -> every selected endpoint, sorted: kept up to date one
-    /// object at a time, so a list of 10,000 is copied out, never
-    /// gathered and sorted again, when one pod changes.
-    sorted: BTreeMap<String, Vec<Endpoint>>,
+    /// object at a time, so a list of 10,000 is never gathered and sorted
+    /// again, nor copied, when one pod changes.
+    sorted: BTreeMap<String, Endpoints>,
 }
 
 impl Index {
@@ -271,19 +272,14 @@ impl Index {
         changed
     }
 
-    /// A cluster's endpoints, sorted.
-    pub fn endpoints(&self, cluster: &str) -> &[Endpoint] {
-        self.sorted.get(cluster).map_or(&[], Vec::as_slice)
-    }
-
-    /// A cluster's endpoints, sorted, as a list to share.
-    pub fn shared(&self, cluster: &str) -> Endpoints {
-        self.endpoints(cluster).into()
+    /// A cluster's endpoints, sorted (a shared list: cloning it is cheap).
+    pub fn endpoints(&self, cluster: &str) -> Endpoints {
+        self.sorted.get(cluster).cloned().unwrap_or_default()
     }
 
     /// Every planned cluster's endpoints.
     pub fn discovered(&self) -> EndpointSet {
-        self.plan.clusters.keys().map(|c| (c.clone(), self.shared(c))).collect()
+        self.plan.clusters.keys().map(|c| (c.clone(), self.endpoints(c))).collect()
     }
 
     /// What a watch holds and what its clusters made of it.
@@ -327,8 +323,7 @@ impl Index {
             m.iter().filter(|(_, s)| !s.endpoints.is_empty()).map(|(k, s)| (k.clone(), s.endpoints.clone())).collect()
         };
         let after: BTreeMap<String, Vec<Endpoint>> = endpoints(&out);
-        let mut sorted: Vec<Endpoint> = out.values().flat_map(|s| s.endpoints.iter().cloned()).collect();
-        sorted.sort_unstable();
+        let sorted = out.values().flat_map(|s| s.endpoints.iter().cloned()).collect();
         self.sorted.insert(cluster.to_string(), sorted);
         let before = self.selections.insert(cluster.to_string(), out);
         before.as_ref().map(endpoints) != Some(after)
@@ -351,15 +346,7 @@ impl Index {
             return false;
         }
         let sorted = self.sorted.entry(cluster.to_string()).or_default();
-        for e in &before {
-            if let Ok(i) = sorted.binary_search(e) {
-                sorted.remove(i);
-            }
-        }
-        for e in after {
-            let i = sorted.binary_search(e).unwrap_or_else(|i| i);
-            sorted.insert(i, e.clone());
-        }
+        *sorted = sorted.edited(&before, after);
         true
     }
 }

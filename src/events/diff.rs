@@ -4,9 +4,8 @@
 //! with the time.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
-use crate::model::EndpointSet;
+use crate::model::{EndpointSet, Endpoints};
 
 /// At most this many items (endpoints, probe changes) are named in one
 /// event; the rest are counted.
@@ -191,11 +190,11 @@ pub fn endpoints(old: &EndpointSet, new: &EndpointSet) -> Found {
     let mut out = Vec::new();
     for (cluster, eps) in new {
         let Some(was) = old.get(cluster) else { continue };
-        if Arc::ptr_eq(was, eps) || was == eps {
+        if Endpoints::ptr_eq(was, eps) || was == eps {
             continue;
         }
         // Sets: a cluster may hold thousands of endpoints.
-        let addrs = |set: &[crate::model::Endpoint]| set.iter().map(|e| e.addr).collect::<BTreeSet<_>>();
+        let addrs = |set: &Endpoints| set.iter().map(|e| e.addr).collect::<BTreeSet<_>>();
         let (before, after) = (addrs(was), addrs(eps));
         let added: Vec<String> = after.difference(&before).map(|a| a.to_string()).collect();
         let removed: Vec<String> = before.difference(&after).map(|a| a.to_string()).collect();

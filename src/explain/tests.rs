@@ -225,7 +225,7 @@ fn mk_live() -> Live {
     };
     Live {
         daemon: true,
-        discovered: [("edge".to_string(), std::sync::Arc::from(vec![ep]))].into(),
+        discovered: [("edge".to_string(), crate::model::Endpoints::from(vec![ep]))].into(),
         registered: Default::default(),
         sources: vec![SourceInfo {
             name: "pods \"app=edge\" in edge".into(),

@@ -78,14 +78,14 @@ pub fn targets(published: &Published, pacing: &Pacing) -> Vec<Target> {
     used.into_iter()
         .filter_map(|c| {
             let spec = c.probe.as_ref()?;
-            let eps: &[Endpoint] = match &c.source {
-                Source::Static(eps) => eps,
+            let eps: Vec<&Endpoint> = match &c.source {
+                Source::Static(eps) => eps.iter().collect(),
                 Source::Dns { .. } => return None,
                 _ => published
                     .registered
                     .get(&c.name)
                     .or_else(|| published.discovered.endpoints.get(&c.name))
-                    .map_or(&[], |e| &**e),
+                    .map_or_else(Vec::new, |e| e.iter().collect()),
             };
             let mut seen = BTreeSet::new();
             let (mut endpoints, mut loopback_skipped) = (Vec::new(), 0);

@@ -249,7 +249,7 @@ fn stored_endpoints_of_clusters_not_registered_in_the_profile_are_dropped() {
 #[test]
 fn why_stored_clusters_are_not_restored_is_said_per_cluster() {
     let profile = parse_profile("r.toml", "r", PROFILE).unwrap();
-    let mk = |addr: &str| -> Arc<[Endpoint]> { vec![mk_endpoint(addr).to_endpoint(0).unwrap()].into() };
+    let mk = |addr: &str| -> crate::model::Endpoints { vec![mk_endpoint(addr).to_endpoint(0).unwrap()].into() };
     let stored: EndpointSet = [("svc", mk("127.0.0.1:1")), ("fixed", mk("127.0.0.1:2")), ("gone", mk("127.0.0.1:3"))]
         .into_iter()
         .map(|(c, e)| (c.to_string(), e))

@@ -4,24 +4,24 @@
 //! [`to_load_assignment`] builds the message (full translation).
 //! [`LoadAssignmentCache`] serves the EDS-only path: a pod event changes one
 //! endpoint, but building a `ClusterLoadAssignment` of 10,000 endpoints as a
-//! message and encoding it took most of 10 ms. The cache keeps, per cluster,
-//! the endpoints of its last build in sorted order, each with its encoded
-//! `LbEndpoint`; the next build walks the new sorted list along it and
-//! encodes only the endpoints it lacks. When only a few differ (a pod
-//! event), they are removed from and inserted into the kept list in place,
-//! and nothing else is moved or encoded. The load assignment is then spliced
-//! from those bytes: a protobuf message's encoding is the concatenation of
-//! its fields' encodings, and a repeated message field is, per element, its
-//! key, its length as a varint and its bytes. Fields go in the order prost
-//! writes them, so the result decodes to exactly what [`to_load_assignment`]
-//! builds (and, without multi-entry metadata maps, is byte for byte its
-//! encoding). The content hash is the same one, computed from the model: it
-//! combines per-endpoint hashes, which are kept along with the encodings.
+//! message and encoding it took most of 10 ms. Endpoint lists come in shared
+//! chunks ([`Endpoints`]), and a list with one endpoint changed shares all
+//! its chunks but one with the list before it. The cache keeps, per
+//! cluster, each chunk of its last build encoded (per zone, the chunk's
+//! `LbEndpoint` entries with their weight and hash); the next build encodes
+//! only the chunks it has not seen, by address. The load assignment is then
+//! spliced from those bytes: a protobuf message's encoding is the
+//! concatenation of its fields' encodings, and a repeated message field is,
+//! per element, its key, its length as a varint and its bytes. Fields go in
+//! the order prost writes them, so the result decodes to exactly what
+//! [`to_load_assignment`] builds (and, without multi-entry metadata maps, is
+//! byte for byte its encoding). The content hash is the same one, computed
+//! from the model: a sum of per-endpoint hashes, kept per chunk.
 
-use std::cmp::Ordering;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::endpoint::v3 as endpoint;
@@ -31,7 +31,8 @@ use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, k
 
 use super::snapshot::Resource;
 use super::{socket_address, u32v};
-use crate::model::{self as profile, Endpoint, Profile};
+use crate::model::endpoints::Chunk;
+use crate::model::{self as profile, Endpoint, Endpoints, Profile};
 
 // Field numbers from envoy/config/endpoint/v3/endpoint.proto and
 // endpoint_components.proto.
@@ -39,39 +40,75 @@ const CLUSTER_NAME: u32 = 1; // ClusterLoadAssignment.cluster_name
 const ENDPOINTS: u32 = 2; // ClusterLoadAssignment.endpoints
 const LB_ENDPOINTS: u32 = 2; // LocalityLbEndpoints.lb_endpoints
 
-/// Per cluster, the endpoints of its last build, sorted, each with its
-/// encoded `LbEndpoint`. Bounded: a build keeps only the endpoints it used,
-/// and [`retain`](Self::retain) drops the clusters no longer discovered.
+/// Per cluster, the encoding of each chunk of its last build, by the
+/// chunk's address. Bounded: a build keeps only the chunks it used, and
+/// [`retain`](Self::retain) drops the clusters no longer discovered.
 #[derive(Debug, Default)]
 pub struct LoadAssignmentCache {
-    clusters: HashMap<String, Vec<Encoded>>,
+    clusters: HashMap<String, HashMap<usize, Packed>>,
 }
 
-/// One endpoint with its encoded `LbEndpoint` and its share of the content
-/// hash, both costly enough with 10,000 endpoints to be worth keeping.
+/// One chunk's endpoints encoded: per zone, in zone order, their
+/// `LbEndpoint`s as entries of `lb_endpoints` (key, length, bytes) with
+/// their weight, and the chunk's share of the content hash.
 #[derive(Debug)]
-struct Encoded {
-    endpoint: Endpoint,
+struct Packed {
+    /// Held, so that no other chunk gets its address while it is cached.
+    chunk: Chunk,
+    zones: Vec<ZonePart>,
     hash: u64,
-    bytes: Vec<u8>,
 }
 
-impl Encoded {
-    fn new(e: &Endpoint) -> Self {
-        Self { endpoint: e.clone(), hash: endpoint_hash(e), bytes: to_lb_endpoint(e).encode_to_vec() }
+#[derive(Debug)]
+struct ZonePart {
+    zone: Option<String>,
+    entries: Vec<u8>,
+    weight: u32,
+}
+
+impl Packed {
+    fn new(chunk: &Chunk) -> Self {
+        let mut zones: BTreeMap<Option<&str>, (Vec<u8>, u32)> = BTreeMap::new();
+        let mut hash = 0u64;
+        for e in chunk.iter() {
+            let (entries, weight) = zones.entry(e.zone.as_deref()).or_default();
+            let lb = to_lb_endpoint(e);
+            put_header(LB_ENDPOINTS, lb.encoded_len(), entries);
+            lb.encode(entries).expect("a Vec grows as needed");
+            *weight = weight.saturating_add(e.weight.unwrap_or(1));
+            hash = hash.wrapping_add(endpoint_hash(e));
+        }
+        let zones = zones
+            .into_iter()
+            .map(|(zone, (entries, weight))| ZonePart { zone: zone.map(str::to_string), entries, weight })
+            .collect();
+        Self { chunk: chunk.clone(), zones, hash }
     }
+}
+
+/// A chunk's key in the cache: its address.
+fn address(chunk: &Chunk) -> usize {
+    Arc::as_ptr(chunk) as *const Endpoint as usize
 }
 
 impl LoadAssignmentCache {
     /// The load assignment of `cluster`, packed: the resource
-    /// `Resource::with_content_hash(to_load_assignment(cluster, eps))` would be.
-    pub fn to_resource(&mut self, cluster: &str, eps: &[Endpoint]) -> Resource {
-        let mut sorted: Vec<&Endpoint> = eps.iter().collect();
-        sorted.sort_unstable();
-        let encoded = self.encode_endpoints(cluster, &sorted);
-        let hash = content_hash(cluster, encoded.iter().map(|e| e.hash));
-        let value = splice(cluster, &encoded);
-        self.clusters.insert(cluster.to_string(), encoded);
+    /// `Resource::with_content_hash(to_load_assignment(cluster, eps))` would
+    /// be. Chunks of `eps` that the last build had are not encoded again.
+    pub fn to_resource(&mut self, cluster: &str, eps: &Endpoints) -> Resource {
+        let mut previous = self.clusters.remove(cluster).unwrap_or_default();
+        let mut packed = HashMap::with_capacity(eps.chunks().len());
+        for chunk in eps.chunks() {
+            let key = address(chunk);
+            let p = previous.remove(&key).unwrap_or_else(|| Packed::new(chunk));
+            packed.insert(key, p);
+        }
+        let order: Vec<&Packed> = eps.chunks().iter().map(|c| &packed[&address(c)]).collect();
+        debug_assert!(order.iter().zip(eps.chunks()).all(|(p, c)| Arc::ptr_eq(&p.chunk, c)));
+        let sum = order.iter().fold(0u64, |sum, p| sum.wrapping_add(p.hash));
+        let hash = content_hash(cluster, eps.len(), sum);
+        let value = splice(cluster, &order);
+        self.clusters.insert(cluster.to_string(), packed);
         Resource::from_encoded::<endpoint::ClusterLoadAssignment>(cluster, value, hash)
     }
 
@@ -79,88 +116,22 @@ impl LoadAssignmentCache {
     pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
         self.clusters.retain(|c, _| keep(c));
     }
-
-    /// `sorted` with each endpoint's encoding, taken from the last build
-    /// when it had the endpoint; the last build's other endpoints are
-    /// dropped, which keeps the cache to the endpoints in use.
-    fn encode_endpoints(&mut self, cluster: &str, sorted: &[&Endpoint]) -> Vec<Encoded> {
-        let mut previous = self.clusters.remove(cluster).unwrap_or_default();
-        if edit_in_place(&mut previous, sorted) {
-            return previous;
-        }
-        let mut previous = previous.into_iter().peekable();
-        sorted
-            .iter()
-            .map(|&e| {
-                // Both lists are sorted, so one pass along the old one finds
-                // every endpoint it has.
-                while previous.next_if(|p| p.endpoint < *e).is_some() {}
-                previous.next_if(|p| p.endpoint == *e).unwrap_or_else(|| Encoded::new(e))
-            })
-            .collect()
-    }
-}
-
-/// At most this many endpoints added or removed are edited into the last
-/// build in place; more, and the list is built again along it. Each edit
-/// moves the entries after it (a memmove of about a megabyte for 10,000),
-/// far less than rebuilding the list, but not without bound.
-const MAX_EDITS: usize = 32;
-
-/// Turns `previous` (the last build, sorted) into `sorted`'s encodings by
-/// removing and inserting the few endpoints that differ, keeping every
-/// other entry where it is; `false`, leaving `previous` as it was, when
-/// more than [`MAX_EDITS`] differ. One pass of comparisons finds them.
-fn edit_in_place(previous: &mut Vec<Encoded>, sorted: &[&Endpoint]) -> bool {
-    // (index in previous to remove) and (index in sorted to insert).
-    let (mut gone, mut new) = (Vec::new(), Vec::new());
-    let (mut i, mut j) = (0, 0);
-    while i < previous.len() || j < sorted.len() {
-        // Past the end of one list, everything left in the other differs.
-        let order = match (previous.get(i), sorted.get(j)) {
-            (Some(p), Some(e)) => p.endpoint.cmp(e),
-            (Some(_), None) => Ordering::Less,
-            (None, _) => Ordering::Greater,
-        };
-        match order {
-            Ordering::Equal => (i, j) = (i + 1, j + 1),
-            Ordering::Less => {
-                gone.push(i);
-                i += 1;
-            }
-            Ordering::Greater => {
-                new.push(j);
-                j += 1;
-            }
-        }
-        if gone.len() + new.len() > MAX_EDITS {
-            return false;
-        }
-    }
-    // Removals from the back keep the earlier indices valid; then each
-    // insertion goes at its place in the final list, in ascending order.
-    for &i in gone.iter().rev() {
-        previous.remove(i);
-    }
-    for &j in &new {
-        previous.insert(j, Encoded::new(sorted[j]));
-    }
-    true
 }
 
 /// The encoded `ClusterLoadAssignment`: one locality per zone in zone order
 /// (endpoints without a zone first), each holding its endpoints in sorted
-/// order, as `to_load_assignment` groups them.
-fn splice(cluster: &str, endpoints: &[Encoded]) -> Vec<u8> {
+/// order, as `to_load_assignment` groups them: the chunks in order, and in
+/// each chunk the entries of that zone.
+fn splice(cluster: &str, chunks: &[&Packed]) -> Vec<u8> {
     let mut by_zone: BTreeMap<Option<&str>, (Vec<&[u8]>, u32)> = BTreeMap::new();
-    for e in endpoints {
-        let (bytes, weight) = by_zone.entry(e.endpoint.zone.as_deref()).or_default();
-        bytes.push(&e.bytes);
-        *weight = weight.saturating_add(e.endpoint.weight.unwrap_or(1));
+    for part in chunks.iter().flat_map(|p| &p.zones) {
+        let (entries, weight) = by_zone.entry(part.zone.as_deref()).or_default();
+        entries.push(&part.entries);
+        *weight = weight.saturating_add(part.weight);
     }
     let localities: Vec<Locality> = by_zone
         .into_iter()
-        .map(|(zone, (lb_endpoints, weight))| {
+        .map(|(zone, (entries, weight))| {
             // In prost's field order the locality comes before the
             // endpoints, and their weight after them.
             let head = endpoint::LocalityLbEndpoints {
@@ -173,9 +144,8 @@ fn splice(cluster: &str, endpoints: &[Encoded]) -> Vec<u8> {
                 ..Default::default()
             }
             .encode_to_vec();
-            let len =
-                head.len() + lb_endpoints.iter().map(|b| field_len(LB_ENDPOINTS, b.len())).sum::<usize>() + tail.len();
-            Locality { head, lb_endpoints, tail, len }
+            let len = head.len() + entries.iter().map(|b| b.len()).sum::<usize>() + tail.len();
+            Locality { head, entries, tail, len }
         })
         .collect();
 
@@ -187,11 +157,10 @@ fn splice(cluster: &str, endpoints: &[Encoded]) -> Vec<u8> {
         put_header(CLUSTER_NAME, cluster.len(), &mut out);
         out.extend_from_slice(cluster.as_bytes());
     }
-    for Locality { head, lb_endpoints, tail, len } in localities {
+    for Locality { head, entries, tail, len } in localities {
         put_header(ENDPOINTS, len, &mut out);
         out.extend_from_slice(&head);
-        for bytes in lb_endpoints {
-            put_header(LB_ENDPOINTS, bytes.len(), &mut out);
+        for bytes in entries {
             out.extend_from_slice(bytes);
         }
         out.extend_from_slice(&tail);
@@ -201,11 +170,11 @@ fn splice(cluster: &str, endpoints: &[Encoded]) -> Vec<u8> {
 }
 
 /// One `LocalityLbEndpoints` in pieces: its encoding before the endpoints,
-/// the endpoints' encodings, its encoding after them, and the length of the
-/// whole.
+/// the endpoints' entries (each chunk's run of them), its encoding after
+/// them, and the length of the whole.
 struct Locality<'a> {
     head: Vec<u8>,
-    lb_endpoints: Vec<&'a [u8]>,
+    entries: Vec<&'a [u8]>,
     tail: Vec<u8>,
     len: usize,
 }
@@ -231,7 +200,7 @@ fn put_header(tag: u32, len: usize, out: &mut Vec<u8>) {
 }
 
 /// Endpoints found at run time, by cluster name.
-pub type Lookup<'a> = dyn Fn(&str) -> Option<&'a [profile::Endpoint]> + 'a;
+pub type Lookup<'a> = dyn Fn(&str) -> Option<&'a Endpoints> + 'a;
 
 /// The EDS-only path, first step: the load assignments of the `changed`
 /// run-time clusters some proxy uses, packed once for all of them, reusing
@@ -248,7 +217,8 @@ pub fn translate_load_assignments<'a>(
         .filter(|c| changed.contains(&c.name))
         .filter(|c| matches!(c.source, profile::Source::Kubernetes(_) | profile::Source::KubernetesService(_)))
         .map(|c| {
-            let eps = discovered(&c.name).unwrap_or_default();
+            let none = Endpoints::default();
+            let eps = discovered(&c.name).unwrap_or(&none);
             let resource = if c.zone_priority.is_empty() {
                 cache.to_resource(&c.name, eps)
             } else {
@@ -296,7 +266,10 @@ fn to_metadata(labels: &BTreeMap<String, String>) -> Option<core::Metadata> {
 /// without a zone share the empty locality), with a hash of its inputs.
 /// The EDS-only path encodes the same message by splicing
 /// ([`LoadAssignmentCache`]); the two must group and order alike.
-pub fn to_load_assignment(cluster: &str, eps: &[profile::Endpoint]) -> (endpoint::ClusterLoadAssignment, u64) {
+pub fn to_load_assignment<'a>(
+    cluster: &str,
+    eps: impl IntoIterator<Item = &'a profile::Endpoint>,
+) -> (endpoint::ClusterLoadAssignment, u64) {
     to_load_assignment_in(cluster, eps, &[])
 }
 
@@ -305,12 +278,12 @@ pub fn to_load_assignment(cluster: &str, eps: &[profile::Endpoint]) -> (endpoint
 /// listed, and endpoints without a zone, after every listed one),
 /// renumbered from 0 without gaps over the zones that have endpoints, as
 /// Envoy expects.
-pub fn to_load_assignment_in(
+pub fn to_load_assignment_in<'a>(
     cluster: &str,
-    eps: &[profile::Endpoint],
+    eps: impl IntoIterator<Item = &'a profile::Endpoint>,
     zone_priority: &[String],
 ) -> (endpoint::ClusterLoadAssignment, u64) {
-    let mut sorted: Vec<&profile::Endpoint> = eps.iter().collect();
+    let mut sorted: Vec<&profile::Endpoint> = eps.into_iter().collect();
     sorted.sort_unstable();
     let mut by_zone: BTreeMap<Option<&str>, (Vec<endpoint::LbEndpoint>, u32)> = BTreeMap::new();
     for e in &sorted {
@@ -337,7 +310,8 @@ pub fn to_load_assignment_in(
             .collect(),
         ..Default::default()
     };
-    let hash = content_hash(cluster, sorted.iter().map(|e| endpoint_hash(e)));
+    let sum = sorted.iter().fold(0u64, |sum, e| sum.wrapping_add(endpoint_hash(e)));
+    let hash = content_hash(cluster, sorted.len(), sum);
     // The same endpoints in other priorities are another load assignment.
     let hash = if zone_priority.is_empty() { hash } else { super::snapshot::hash_of((hash, zone_priority)) };
     (cla, hash)
@@ -354,17 +328,18 @@ pub(crate) fn to_lb_endpoint(e: &profile::Endpoint) -> endpoint::LbEndpoint {
     lb
 }
 
-/// The version-defining hash of a load assignment: its cluster and the
-/// hashes of its endpoints (see [`endpoint_hash`]) in sorted order. From the
-/// model rather than the encoding, whose metadata maps encode in varying
-/// order; per endpoint so the EDS-only path can reuse the hashes of the
-/// endpoints that did not change.
-pub(crate) fn content_hash(cluster: &str, endpoint_hashes: impl Iterator<Item = u64>) -> u64 {
+/// The version-defining hash of a load assignment: its cluster, how many
+/// endpoints it has and the sum of their hashes (see [`endpoint_hash`]).
+/// From the model rather than the encoding, whose metadata maps encode in
+/// varying order. A sum, which does not depend on how the endpoints are
+/// grouped, so the EDS-only path adds up the sums it kept per chunk, and
+/// the full build, the same endpoints one by one, to the same hash. (A
+/// load assignment's endpoints are a set: their order is not content.)
+pub(crate) fn content_hash(cluster: &str, count: usize, endpoint_hash_sum: u64) -> u64 {
     let mut h = DefaultHasher::new();
     cluster.hash(&mut h);
-    for e in endpoint_hashes {
-        h.write_u64(e);
-    }
+    h.write_usize(count);
+    h.write_u64(endpoint_hash_sum);
     h.finish()
 }
 

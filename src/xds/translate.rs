@@ -40,7 +40,7 @@ use super::load_assignment::lb_endpoint;
 pub use super::load_assignment::{Lookup, to_load_assignment, to_load_assignment_in};
 use super::snapshot::{Resource, Snapshot, SnapshotError, SnapshotParts};
 use super::{socket_address, u32v};
-use crate::model::{self as profile, EndpointSet, Profile, Proxy};
+use crate::model::{self as profile, EndpointSet, Endpoints, Profile, Proxy};
 
 /// Name of the route configuration for a port's listener.
 pub fn route_config_name(port: u16) -> String {
@@ -67,7 +67,7 @@ pub fn translate(
 }
 
 pub fn translate_proxy(profile: &Profile, proxy: &Proxy, discovered: &EndpointSet) -> Result<Snapshot, SnapshotError> {
-    translate_proxy_with(profile, proxy, &|name| discovered.get(name).map(|e| &**e))
+    translate_proxy_with(profile, proxy, &|name| discovered.get(name))
 }
 
 /// [`translate_proxy`] with the run-time endpoints behind a lookup, so
@@ -111,16 +111,18 @@ pub fn translate_proxy_with<'a>(
 /// for it; `None` for a DNS cluster, whose endpoints Envoy resolves itself.
 fn eds_endpoints<'a>(
     c: &'a profile::Cluster,
-    found: Option<&'a [profile::Endpoint]>,
-) -> Option<&'a [profile::Endpoint]> {
-    match &c.source {
+    found: Option<&'a Endpoints>,
+) -> Option<Box<dyn Iterator<Item = &'a profile::Endpoint> + 'a>> {
+    match (&c.source, found) {
+        (profile::Source::Dns { .. }, _) => None,
         // The lookup may give a static cluster's endpoints too: the
         // builder does, with the probes' unhealthy marks on them.
-        profile::Source::Static(eps) => Some(found.unwrap_or(eps)),
-        profile::Source::Kubernetes(_) | profile::Source::KubernetesService(_) | profile::Source::Registered => {
-            Some(found.unwrap_or_default())
-        }
-        profile::Source::Dns { .. } => None,
+        (_, Some(found)) => Some(Box::new(found.iter())),
+        (profile::Source::Static(eps), None) => Some(Box::new(eps.iter())),
+        (
+            profile::Source::Kubernetes(_) | profile::Source::KubernetesService(_) | profile::Source::Registered,
+            None,
+        ) => Some(Box::new(std::iter::empty())),
     }
 }
 

@@ -45,62 +45,92 @@ fn assert_same(cluster: &str, eps: &[Endpoint], got: &Resource) {
     assert_eq!((&got.name, &got.body.type_url, got.hash), (&expected.name, &expected.body.type_url, expected.hash));
 }
 
-/// The cache keeps exactly `eps`, sorted, for `cluster`.
-fn assert_cache_holds(cache: &LoadAssignmentCache, cluster: &str, eps: &[Endpoint], why: &str) {
-    let mut sorted = eps.to_vec();
-    sorted.sort();
-    let cached: Vec<Endpoint> = cache.clusters[cluster].iter().map(|e| e.endpoint.clone()).collect();
-    assert_eq!(cached, sorted, "{why}");
+/// The cache keeps exactly the chunks of `eps` for `cluster`.
+fn assert_cache_holds(cache: &LoadAssignmentCache, cluster: &str, eps: &Endpoints, why: &str) {
+    let cached: std::collections::BTreeSet<usize> = cache.clusters[cluster].keys().copied().collect();
+    let chunks: std::collections::BTreeSet<usize> = eps.chunks().iter().map(address).collect();
+    assert_eq!(cached, chunks, "{why}");
+    assert!(cache.clusters[cluster].iter().all(|(k, p)| *k == address(&p.chunk)), "{why}: keyed by address");
+}
+
+/// Packs `eps` as a new list (no chunk of it cached).
+fn pack(cache: &mut LoadAssignmentCache, cluster: &str, eps: &[Endpoint]) -> Resource {
+    cache.to_resource(cluster, &Endpoints::from(eps))
+}
+
+/// Many endpoints in two zones (and none), some weighted, a label each.
+fn mk_many(n: u16) -> Vec<Endpoint> {
+    (1..=n)
+        .map(|port| {
+            let zone = [None, Some("a"), Some("b")][port as usize % 3];
+            let weight = (port % 5 == 0).then_some(u32::from(port % 7) + 1);
+            mk_endpoint(&format!("10.0.0.1:{port}"), zone, weight, &[("pod", &format!("edge-{port}"))])
+        })
+        .collect()
 }
 
 #[test]
 fn spliced_load_assignment_decodes_to_the_message_built_the_old_way() {
     let eps = mk_endpoints();
-    let got = LoadAssignmentCache::default().to_resource("edge", &eps);
+    let got = pack(&mut LoadAssignmentCache::default(), "edge", &eps);
     assert_same("edge", &eps, &got);
 }
 
 #[test]
 fn spliced_load_assignment_is_the_prost_encoding_when_no_map_has_two_entries() {
     let eps: Vec<Endpoint> = mk_endpoints().into_iter().filter(|e| e.metadata.len() <= 1).collect();
-    let got = LoadAssignmentCache::default().to_resource("edge", &eps);
+    let got = pack(&mut LoadAssignmentCache::default(), "edge", &eps);
     let (_, expected) = mk_expected("edge", &eps);
     assert_eq!(got, expected);
 }
 
 #[test]
 fn no_endpoints_is_a_load_assignment_with_only_the_cluster_name() {
-    let got = LoadAssignmentCache::default().to_resource("edge", &[]);
+    let got = pack(&mut LoadAssignmentCache::default(), "edge", &[]);
     assert_eq!(got, mk_expected("edge", &[]).1);
 }
 
 #[test]
-fn later_builds_reuse_unchanged_endpoints_and_keep_only_the_last_ones() {
+fn later_builds_encode_only_the_chunks_they_have_not_seen() {
     let mut cache = LoadAssignmentCache::default();
-    let mut eps = mk_endpoints();
-    cache.to_resource("edge", &eps);
+    let eps = Endpoints::from(mk_many(1000));
+    assert!(eps.chunks().len() > 3, "several chunks");
+    let got = cache.to_resource("edge", &eps);
+    assert_same("edge", &eps.to_vec(), &got);
+    // Where each chunk's encoding lives: a chunk not encoded again keeps it.
+    let entries = |cache: &LoadAssignmentCache| -> BTreeMap<usize, *const u8> {
+        cache.clusters["edge"].iter().map(|(k, p)| (*k, p.zones[0].entries.as_ptr())).collect()
+    };
+    let before = entries(&cache);
 
     // One endpoint changes (a label), one goes, one comes.
-    std::sync::Arc::make_mut(&mut eps[0].metadata).insert("ready".into(), "false".into());
-    eps.remove(1);
-    eps.push(mk_endpoint("10.0.0.5:80", Some("c"), Some(2), &[("app", "edge"), ("pod", "edge-5")]));
-    let got = cache.to_resource("edge", &eps);
-    assert_same("edge", &eps, &got);
-    assert_cache_holds(&cache, "edge", &eps, "the cache holds exactly the endpoints of the last build");
+    let all = eps.to_vec();
+    let mut relabelled = all[500].clone();
+    std::sync::Arc::make_mut(&mut relabelled.metadata).insert("ready".into(), "false".into());
+    let gone = [all[500].clone(), all[10].clone()];
+    let new = [relabelled, mk_endpoint("10.0.0.2:80", Some("c"), Some(2), &[("app", "edge")])];
+    let next = eps.edited(&gone, &new);
+    let got = cache.to_resource("edge", &next);
+    assert_same("edge", &next.to_vec(), &got);
+    assert_cache_holds(&cache, "edge", &next, "the cache holds exactly the chunks of the last build");
+    let after = entries(&cache);
+    let kept = after.iter().filter(|(k, p)| before.get(k) == Some(p)).count();
+    assert!(kept >= next.chunks().len() - 3, "only the edited chunks are encoded again: {kept} of {}", after.len());
 
-    let got = cache.to_resource("edge", &eps[..2]);
-    assert_same("edge", &eps[..2], &got);
-    assert_eq!(cache.clusters["edge"].len(), 2);
+    let fewer = Endpoints::from(&all[..2]);
+    let got = cache.to_resource("edge", &fewer);
+    assert_same("edge", &all[..2], &got);
+    assert_cache_holds(&cache, "edge", &fewer, "only the last build's chunks stay");
 }
 
 #[test]
 fn clusters_share_no_entries_and_retain_drops_them() {
     let mut cache = LoadAssignmentCache::default();
     let eps = mk_endpoints();
-    cache.to_resource("edge", &eps);
-    let got = cache.to_resource("films", &eps[..3]);
+    pack(&mut cache, "edge", &eps);
+    let got = pack(&mut cache, "films", &eps[..3]);
     assert_same("films", &eps[..3], &got);
-    assert_eq!(cache.clusters["edge"].len(), eps.len());
+    assert_eq!(cache.clusters["edge"].len(), 1, "one chunk of six");
 
     cache.retain(|c| c == "films");
     assert_eq!(cache.clusters.keys().collect::<Vec<_>>(), ["films"]);
@@ -122,7 +152,8 @@ kubernetes = { namespace = "edge", selector = "app=edge", port = "http" }
 "#;
     let profile = crate::profile::parse_profile("t.toml", "t", src).unwrap();
     let eps = mk_endpoints();
-    let lookup = |name: &str| (name == "edge").then_some(eps.as_slice());
+    let list = Endpoints::from(eps.as_slice());
+    let lookup = |name: &str| (name == "edge").then_some(&list);
     let changed = std::collections::BTreeSet::from(["edge".to_string()]);
     let mut cache = LoadAssignmentCache::default();
     let updated = translate_load_assignments(&profile, &changed, &lookup, &mut cache);
@@ -136,30 +167,42 @@ kubernetes = { namespace = "edge", selector = "app=edge", port = "http" }
     assert_eq!(priorities, [1, 1, 0]);
 }
 
-/// A long run of builds, each a few endpoints away from the last (edited in
-/// place) or many (built again along it), every one equal to a build from
-/// scratch, and the cache always holding exactly the last build's endpoints.
+/// A long run of builds, each a few endpoints away from the last (an edit
+/// of the last list) or many, or a list made anew, every one equal to a
+/// build from scratch, and the cache always holding exactly the last
+/// build's chunks.
 #[test]
-fn edits_in_place_and_rebuilds_give_what_a_build_from_scratch_gives() {
+fn edited_and_new_lists_give_what_a_build_from_scratch_gives() {
     let mut cache = LoadAssignmentCache::default();
     let mut live: BTreeMap<u16, Endpoint> = BTreeMap::new();
+    let mut list = Endpoints::default();
     let mut rng = TestRng::deterministic_rng(RngAlgorithm::ChaCha);
     let mut next = move |n: u64| rng.next_u64() % n;
-    for round in 0..200 {
-        // Mostly one or two changes; now and then more than are edited in place.
-        let changes = if round % 17 == 0 { 2 * MAX_EDITS as u64 } else { next(3) + 1 };
+    for round in 0..300 {
+        // Mostly one or two changes; now and then many.
+        let changes = if round % 17 == 0 { 100 } else { next(3) + 1 };
+        let (mut gone, mut new) = (Vec::new(), Vec::new());
         for _ in 0..changes {
-            let port = next(120) as u16 + 1;
-            if live.remove(&port).is_none() {
-                let zone = ["a", "b"][next(2) as usize];
-                live.insert(port, mk_endpoint(&format!("10.0.0.1:{port}"), Some(zone), None, &[("app", "edge")]));
+            let port = next(600) as u16 + 1;
+            match live.remove(&port) {
+                // One that came in this round goes again: neither.
+                Some(e) => match new.iter().position(|n| *n == e) {
+                    Some(i) => drop(new.remove(i)),
+                    None => gone.push(e),
+                },
+                None => {
+                    let zone = ["a", "b"][next(2) as usize];
+                    let e = mk_endpoint(&format!("10.0.0.1:{port}"), Some(zone), None, &[("app", "edge")]);
+                    live.insert(port, e.clone());
+                    new.push(e);
+                }
             }
         }
-        // Handed over in no particular order.
-        let mut eps: Vec<Endpoint> = live.values().cloned().collect();
-        eps.reverse();
-        let got = cache.to_resource("edge", &eps);
+        list = if round % 23 == 0 { live.values().cloned().collect() } else { list.edited(&gone, &new) };
+        let eps: Vec<Endpoint> = live.values().cloned().collect();
+        assert_eq!(list, eps, "round {round}");
+        let got = cache.to_resource("edge", &list);
         assert_same("edge", &eps, &got);
-        assert_cache_holds(&cache, "edge", &eps, &format!("round {round}"));
+        assert_cache_holds(&cache, "edge", &list, &format!("round {round}"));
     }
 }
