@@ -247,14 +247,14 @@ fn mark(
         .iter()
         .filter(|(cluster, _)| only(cluster))
         .filter_map(|(cluster, addrs)| {
-            let base: Vec<&Endpoint> = match registered.get(cluster).or_else(|| discovered.endpoints.get(cluster)) {
-                Some(eps) => eps.iter().collect(),
+            let marked = |e: &Endpoint| Endpoint { unhealthy: addrs.contains(&e.addr), ..e.clone() };
+            let eps = match registered.get(cluster).or_else(|| discovered.endpoints.get(cluster)) {
+                Some(eps) => eps.iter().map(marked).collect(),
                 None => match &profile.clusters.get(cluster)?.source {
-                    Source::Static(eps) => eps.iter().collect(),
+                    Source::Static(eps) => eps.iter().map(marked).collect(),
                     _ => return None,
                 },
             };
-            let eps = base.into_iter().map(|e| Endpoint { unhealthy: addrs.contains(&e.addr), ..e.clone() }).collect();
             Some((cluster.clone(), eps))
         })
         .collect()

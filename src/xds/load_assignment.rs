@@ -40,12 +40,12 @@ const CLUSTER_NAME: u32 = 1; // ClusterLoadAssignment.cluster_name
 const ENDPOINTS: u32 = 2; // ClusterLoadAssignment.endpoints
 const LB_ENDPOINTS: u32 = 2; // LocalityLbEndpoints.lb_endpoints
 
-/// Per cluster, the encoding of each chunk of its last build, by the
-/// chunk's address. Bounded: a build keeps only the chunks it used, and
+/// Per cluster, the encoding of each chunk of its last build, in order; the
+/// next build finds them by the chunk's address. Bounded: a build keeps only the chunks it used, and
 /// [`retain`](Self::retain) drops the clusters no longer discovered.
 #[derive(Debug, Default)]
 pub struct LoadAssignmentCache {
-    clusters: HashMap<String, HashMap<usize, Packed>>,
+    clusters: HashMap<String, Vec<Packed>>,
 }
 
 /// One chunk's endpoints encoded: per zone, in zone order, their
@@ -53,7 +53,8 @@ pub struct LoadAssignmentCache {
 /// their weight, and the chunk's share of the content hash.
 #[derive(Debug)]
 struct Packed {
-    /// Held, so that no other chunk gets its address while it is cached.
+    /// Held, so that no other chunk gets its address while it is cached;
+    /// its address is its key.
     chunk: Chunk,
     zones: Vec<ZonePart>,
     hash: u64,
@@ -96,18 +97,13 @@ impl LoadAssignmentCache {
     /// `Resource::with_content_hash(to_load_assignment(cluster, eps))` would
     /// be. Chunks of `eps` that the last build had are not encoded again.
     pub fn to_resource(&mut self, cluster: &str, eps: &Endpoints) -> Resource {
-        let mut previous = self.clusters.remove(cluster).unwrap_or_default();
-        let mut packed = HashMap::with_capacity(eps.chunks().len());
-        for chunk in eps.chunks() {
-            let key = address(chunk);
-            let p = previous.remove(&key).unwrap_or_else(|| Packed::new(chunk));
-            packed.insert(key, p);
-        }
-        let order: Vec<&Packed> = eps.chunks().iter().map(|c| &packed[&address(c)]).collect();
-        debug_assert!(order.iter().zip(eps.chunks()).all(|(p, c)| Arc::ptr_eq(&p.chunk, c)));
-        let sum = order.iter().fold(0u64, |sum, p| sum.wrapping_add(p.hash));
+        let mut previous: HashMap<usize, Packed> =
+            self.clusters.remove(cluster).into_iter().flatten().map(|p| (address(&p.chunk), p)).collect();
+        let packed: Vec<Packed> =
+            eps.chunks().iter().map(|c| previous.remove(&address(c)).unwrap_or_else(|| Packed::new(c))).collect();
+        let sum = packed.iter().fold(0u64, |sum, p| sum.wrapping_add(p.hash));
         let hash = content_hash(cluster, eps.len(), sum);
-        let value = splice(cluster, &order);
+        let value = splice(cluster, &packed);
         self.clusters.insert(cluster.to_string(), packed);
         Resource::from_encoded::<endpoint::ClusterLoadAssignment>(cluster, value, hash)
     }
@@ -122,7 +118,7 @@ impl LoadAssignmentCache {
 /// (endpoints without a zone first), each holding its endpoints in sorted
 /// order, as `to_load_assignment` groups them: the chunks in order, and in
 /// each chunk the entries of that zone.
-fn splice(cluster: &str, chunks: &[&Packed]) -> Vec<u8> {
+fn splice(cluster: &str, chunks: &[Packed]) -> Vec<u8> {
     let mut by_zone: BTreeMap<Option<&str>, (Vec<&[u8]>, u32)> = BTreeMap::new();
     for part in chunks.iter().flat_map(|p| &p.zones) {
         let (entries, weight) = by_zone.entry(part.zone.as_deref()).or_default();
@@ -213,11 +209,11 @@ pub fn translate_load_assignments<'a>(
 ) -> BTreeMap<String, Resource> {
     let used: BTreeMap<&str, &profile::Cluster> =
         profile.proxies.values().flat_map(|p| profile.clusters_of(p)).map(|c| (c.name.as_str(), c)).collect();
+    let none = Endpoints::default();
     used.into_values()
         .filter(|c| changed.contains(&c.name))
         .filter(|c| matches!(c.source, profile::Source::Kubernetes(_) | profile::Source::KubernetesService(_)))
         .map(|c| {
-            let none = Endpoints::default();
             let eps = discovered(&c.name).unwrap_or(&none);
             let resource = if c.zone_priority.is_empty() {
                 cache.to_resource(&c.name, eps)
