@@ -18,7 +18,9 @@
 //!    requests are counted; beside it, the first start's time to the same
 //!    state.
 //!
-//! `cargo bench --bench daemon -- start|idle|restart` runs one part.
+//! `cargo bench --bench daemon -- start|idle|restart` runs one part;
+//! `DEVBRIDGE_BENCH_BIN=PATH` measures that binary instead of the bench
+//! profile's own build (the release build, whose code layout differs).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -42,7 +44,11 @@ use support::{Envoy, free_port, http_get};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-const BIN: &str = env!("CARGO_BIN_EXE_devbridge");
+/// The binary measured: the bench profile's build, or `DEVBRIDGE_BENCH_BIN`
+/// (e.g. `target/release/devbridge`, the build users run).
+fn bin() -> String {
+    std::env::var("DEVBRIDGE_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_devbridge").to_string())
+}
 const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 const LDS: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
@@ -96,7 +102,7 @@ struct Daemon {
 
 impl Daemon {
     fn spawn(profile: &str, xds: SocketAddr, admin: SocketAddr) -> Self {
-        let child = Command::new(BIN)
+        let child = Command::new(bin())
             .args(["connect", profile, "--xds-listen", &xds.to_string(), "--admin-listen", &admin.to_string()])
             .env("XDG_CONFIG_HOME", "/nonexistent-devbridge-bench")
             .env("XDG_STATE_HOME", STATE.get().expect("set in main"))
@@ -149,7 +155,8 @@ async fn start_to_first_config(label: &str, profile: &str) {
     let mut checked = Vec::new();
     for _ in 0..STARTS {
         let t = Instant::now();
-        let out = Command::new(BIN).args(["check", profile]).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+        let out =
+            Command::new(bin()).args(["check", profile]).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
         assert!(out.status.success(), "check {profile}: {}", String::from_utf8_lossy(&out.stderr));
         checked.push(t.elapsed());
 
@@ -441,7 +448,7 @@ async fn restart() {
     .unwrap();
     let profile = profile.to_str().unwrap().to_string();
     let (xds, admin) = (loopback(free_port()), loopback(free_port()));
-    let bootstrap = Command::new(BIN)
+    let bootstrap = Command::new(bin())
         .args(["bootstrap", &profile, "--xds-address", &xds.to_string()])
         .output()
         .expect("devbridge bootstrap");
