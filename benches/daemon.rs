@@ -45,10 +45,12 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 /// The binary measured: the bench profile's build, or `DEVBRIDGE_BENCH_BIN`
-/// (e.g. `target/release/devbridge`, the build users run).
-fn bin() -> String {
-    std::env::var("DEVBRIDGE_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_devbridge").to_string())
-}
+/// (e.g. `target/release/devbridge`, the build users run), read once and
+/// made absolute so a child's working directory cannot change what runs.
+static BIN: std::sync::LazyLock<std::path::PathBuf> = std::sync::LazyLock::new(|| {
+    let bin = std::env::var_os("DEVBRIDGE_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_devbridge").into());
+    std::fs::canonicalize(&bin).unwrap_or_else(|e| panic!("the binary to measure, {}: {e}", bin.display()))
+});
 const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 const LDS: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
@@ -102,7 +104,7 @@ struct Daemon {
 
 impl Daemon {
     fn spawn(profile: &str, xds: SocketAddr, admin: SocketAddr) -> Self {
-        let child = Command::new(bin())
+        let child = Command::new(&*BIN)
             .args(["connect", profile, "--xds-listen", &xds.to_string(), "--admin-listen", &admin.to_string()])
             .env("XDG_CONFIG_HOME", "/nonexistent-devbridge-bench")
             .env("XDG_STATE_HOME", STATE.get().expect("set in main"))
@@ -156,7 +158,7 @@ async fn start_to_first_config(label: &str, profile: &str) {
     for _ in 0..STARTS {
         let t = Instant::now();
         let out =
-            Command::new(bin()).args(["check", profile]).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+            Command::new(&*BIN).args(["check", profile]).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
         assert!(out.status.success(), "check {profile}: {}", String::from_utf8_lossy(&out.stderr));
         checked.push(t.elapsed());
 
@@ -448,7 +450,7 @@ async fn restart() {
     .unwrap();
     let profile = profile.to_str().unwrap().to_string();
     let (xds, admin) = (loopback(free_port()), loopback(free_port()));
-    let bootstrap = Command::new(bin())
+    let bootstrap = Command::new(&*BIN)
         .args(["bootstrap", &profile, "--xds-address", &xds.to_string()])
         .output()
         .expect("devbridge bootstrap");
